@@ -1,0 +1,59 @@
+"""The LXP wire protocol, written once for the bridge and the simulator alike.
+
+Pure Python: no Twisted, no MQTT, no I/O.
+
+- ``frames``: the frame classes, ``build`` and ``parse``
+- ``framer``: a TCP stream -> whole frames, resynchronising on garbage
+- ``inputs``: input registers -> the named values published on MQTT
+- ``holding``: holding register names, bit fields, clock and time slots
+- ``crc``: CRC-16/MODBUS
+"""
+
+from octolux.lxp.framer import BadFrame, FrameDecoder
+from octolux.lxp.frames import (
+    DeviceFunction,
+    ExceptionCode,
+    ExceptionReply,
+    Frame,
+    FrameError,
+    Heartbeat,
+    ReadParamReply,
+    ReadParamRequest,
+    ReadReply,
+    ReadRequest,
+    TcpFunction,
+    UnknownFrame,
+    WriteMultiReply,
+    WriteMultiRequest,
+    WriteParamReply,
+    WriteParamRequest,
+    WriteSingleReply,
+    WriteSingleRequest,
+    build,
+    parse,
+)
+
+__all__ = [
+    "BadFrame",
+    "DeviceFunction",
+    "ExceptionCode",
+    "ExceptionReply",
+    "Frame",
+    "FrameDecoder",
+    "FrameError",
+    "Heartbeat",
+    "ReadParamReply",
+    "ReadParamRequest",
+    "ReadReply",
+    "ReadRequest",
+    "TcpFunction",
+    "UnknownFrame",
+    "WriteMultiReply",
+    "WriteMultiRequest",
+    "WriteParamReply",
+    "WriteParamRequest",
+    "WriteSingleReply",
+    "WriteSingleRequest",
+    "build",
+    "parse",
+]

@@ -1,0 +1,533 @@
+"""LXP frames: one attrs class per frame kind, ``build`` to bytes and ``parse`` back.
+
+Every frame starts with the 18-byte outer header (PROTOCOL.md section 1).
+Translated-data frames (tcp function 194) wrap a Modbus-like frame with a CRC.
+Whether such a frame is a request or a reply is read from its address byte
+(0 from a client, 1 from the inverter), never guessed from its length.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Union
+
+import attrs
+
+from octolux.lxp.crc import crc16_modbus
+
+PREFIX = b"\xa1\x1a"
+HEADER_LENGTH = 6  # prefix, protocol, frame length: what the length field does not count
+OUTER_HEADER_LENGTH = 18  # ... plus the 01 byte, tcp function and datalog serial
+SERIAL_LENGTH = 10
+MAX_FRAME_LENGTH = HEADER_LENGTH + 0xFFFF
+
+ADDRESS_CLIENT = 0
+ADDRESS_INVERTER = 1
+EXCEPTION_FLAG = 0x80
+
+
+class TcpFunction(enum.IntEnum):
+    """What the outer frame carries."""
+
+    HEARTBEAT = 193
+    TRANSLATED_DATA = 194
+    READ_PARAM = 195
+    WRITE_PARAM = 196
+
+
+class DeviceFunction(enum.IntEnum):
+    """Modbus function of a translated-data frame."""
+
+    READ_HOLD = 3
+    READ_INPUT = 4
+    WRITE_SINGLE = 6
+    WRITE_MULTI = 16
+
+
+class ExceptionCode(enum.IntEnum):
+    """Error codes of an exception reply."""
+
+    ILLEGAL_FUNCTION = 1
+    ILLEGAL_ADDRESS = 2
+    ILLEGAL_VALUE = 3
+    FAILURE = 4
+    BUSY = 6
+
+
+class FrameError(ValueError):
+    """Bytes that are not a valid frame; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# -- validators ---------------------------------------------------------------
+
+
+def _serial(instance, attribute, value):
+    if not isinstance(value, str) or len(value) != SERIAL_LENGTH:
+        raise ValueError(f"{attribute.name} must be a {SERIAL_LENGTH}-character string: {value!r}")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{attribute.name} must be 8-bit text: {value!r}") from None
+
+
+def _u16(instance, attribute, value):
+    if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+        raise ValueError(f"{attribute.name} must be an integer 0-65535: {value!r}")
+
+
+def _u8(instance, attribute, value):
+    if not isinstance(value, int) or not 0 <= value <= 0xFF:
+        raise ValueError(f"{attribute.name} must be an integer 0-255: {value!r}")
+
+
+def _u16_tuple(instance, attribute, value):
+    if not isinstance(value, tuple):
+        raise ValueError(f"{attribute.name} must be a tuple: {value!r}")
+    for item in value:
+        if not isinstance(item, int) or not 0 <= item <= 0xFFFF:
+            raise ValueError(f"{attribute.name} must hold integers 0-65535: {item!r}")
+
+
+def _read_function(instance, attribute, value):
+    if value not in (DeviceFunction.READ_HOLD, DeviceFunction.READ_INPUT):
+        raise ValueError(f"{attribute.name} must be READ_HOLD or READ_INPUT: {value!r}")
+
+
+def _device_function(instance, attribute, value):
+    if value not in DeviceFunction._value2member_map_:
+        raise ValueError(f"{attribute.name} must be a DeviceFunction: {value!r}")
+
+
+_bytes = attrs.validators.instance_of(bytes)
+
+
+def _function(value: int) -> DeviceFunction:
+    return DeviceFunction(value)
+
+
+# -- frame classes ------------------------------------------------------------
+
+
+@attrs.frozen
+class Heartbeat:
+    """The datalogger's keep-alive, about once a minute; some setups must echo it."""
+
+    datalog: str = attrs.field(validator=_serial)
+    protocol: int = attrs.field(default=2, validator=_u16)
+    trailer: bytes = attrs.field(default=b"\x00", validator=_bytes)
+
+    tcp_function = TcpFunction.HEARTBEAT
+
+
+@attrs.frozen
+class ReadRequest:
+    """A client asks for ``count`` holding or input registers from ``register``."""
+
+    function: DeviceFunction = attrs.field(converter=_function, validator=_read_function)
+    datalog: str = attrs.field(validator=_serial)
+    inverter: str = attrs.field(validator=_serial)
+    register: int = attrs.field(validator=_u16)
+    count: int = attrs.field(validator=_u16)
+    protocol: int = attrs.field(default=1, validator=_u16)
+
+    tcp_function = TcpFunction.TRANSLATED_DATA
+
+
+@attrs.frozen
+class ReadReply:
+    """Register values from the inverter: a reply to a read, or an input broadcast."""
+
+    function: DeviceFunction = attrs.field(converter=_function, validator=_read_function)
+    datalog: str = attrs.field(validator=_serial)
+    inverter: str = attrs.field(validator=_serial)
+    register: int = attrs.field(validator=_u16)
+    values: tuple[int, ...] = attrs.field(validator=_u16_tuple)
+    protocol: int = attrs.field(default=2, validator=_u16)
+
+    tcp_function = TcpFunction.TRANSLATED_DATA
+
+    @values.validator
+    def _fits(self, attribute, value):
+        # Protocol 1 replies carry one bare value, others a byte count (u8).
+        if self.protocol == 1 and len(value) != 1:
+            raise ValueError("a protocol 1 read reply carries exactly one value")
+        if len(value) > 127:
+            raise ValueError("a read reply carries at most 127 values")
+
+    @property
+    def registers(self) -> dict[int, int]:
+        """Register number -> raw value."""
+        return dict(enumerate(self.values, self.register))
+
+
+@attrs.frozen
+class WriteSingleRequest:
+    """A client sets one holding register."""
+
+    datalog: str = attrs.field(validator=_serial)
+    inverter: str = attrs.field(validator=_serial)
+    register: int = attrs.field(validator=_u16)
+    value: int = attrs.field(validator=_u16)
+    protocol: int = attrs.field(default=1, validator=_u16)
+
+    tcp_function = TcpFunction.TRANSLATED_DATA
+    function = DeviceFunction.WRITE_SINGLE
+
+
+@attrs.frozen
+class WriteSingleReply:
+    """The inverter's acknowledgement of a single write: the register and its new value."""
+
+    datalog: str = attrs.field(validator=_serial)
+    inverter: str = attrs.field(validator=_serial)
+    register: int = attrs.field(validator=_u16)
+    value: int = attrs.field(validator=_u16)
+    protocol: int = attrs.field(default=2, validator=_u16)
+
+    tcp_function = TcpFunction.TRANSLATED_DATA
+    function = DeviceFunction.WRITE_SINGLE
+
+
+@attrs.frozen
+class WriteMultiRequest:
+    """A client sets consecutive holding registers (in practice the clock, 12-14)."""
+
+    datalog: str = attrs.field(validator=_serial)
+    inverter: str = attrs.field(validator=_serial)
+    register: int = attrs.field(validator=_u16)
+    values: tuple[int, ...] = attrs.field(validator=_u16_tuple)
+    # Peers disagree (lxp-bridge sends 2, pylxpweb 1); the captured frame has 2.
+    protocol: int = attrs.field(default=2, validator=_u16)
+
+    tcp_function = TcpFunction.TRANSLATED_DATA
+    function = DeviceFunction.WRITE_MULTI
+
+    @values.validator
+    def _fits(self, attribute, value):
+        if not 1 <= len(value) <= 127:
+            raise ValueError("a multi write carries 1 to 127 values")
+
+
+@attrs.frozen
+class WriteMultiReply:
+    """The inverter's acknowledgement of a multi write: start register and count."""
+
+    datalog: str = attrs.field(validator=_serial)
+    inverter: str = attrs.field(validator=_serial)
+    register: int = attrs.field(validator=_u16)
+    count: int = attrs.field(validator=_u16)
+    protocol: int = attrs.field(default=2, validator=_u16)
+
+    tcp_function = TcpFunction.TRANSLATED_DATA
+    function = DeviceFunction.WRITE_MULTI
+
+
+@attrs.frozen
+class ExceptionReply:
+    """The inverter refused a request: ``function`` is the refused one (0x80 cleared)."""
+
+    function: DeviceFunction = attrs.field(converter=_function, validator=_device_function)
+    datalog: str = attrs.field(validator=_serial)
+    inverter: str = attrs.field(validator=_serial)
+    register: int = attrs.field(validator=_u16)
+    code: int = attrs.field(validator=_u8)
+    protocol: int = attrs.field(default=2, validator=_u16)
+
+    tcp_function = TcpFunction.TRANSLATED_DATA
+
+    @property
+    def reason(self) -> str:
+        """The code's name, e.g. ``ILLEGAL_VALUE``, or ``code 9`` for an unknown one."""
+        try:
+            return ExceptionCode(self.code).name
+        except ValueError:
+            return f"code {self.code}"
+
+
+@attrs.frozen
+class ReadParamRequest:
+    """A client reads a parameter of the datalogger itself (0: broadcast interval)."""
+
+    datalog: str = attrs.field(validator=_serial)
+    register: int = attrs.field(validator=_u16)
+    protocol: int = attrs.field(default=2, validator=_u16)
+
+    tcp_function = TcpFunction.READ_PARAM
+
+
+@attrs.frozen
+class ReadParamReply:
+    """The datalogger's value of a parameter, as raw bytes."""
+
+    datalog: str = attrs.field(validator=_serial)
+    register: int = attrs.field(validator=_u16)
+    value: bytes = attrs.field(validator=_bytes)
+    protocol: int = attrs.field(default=2, validator=_u16)
+
+    tcp_function = TcpFunction.READ_PARAM
+
+    @property
+    def number(self) -> int:
+        """The value read as a little-endian unsigned integer."""
+        return int.from_bytes(self.value, "little")
+
+
+@attrs.frozen
+class WriteParamRequest:
+    """A client (or the vendor cloud) sets a parameter of the datalogger."""
+
+    datalog: str = attrs.field(validator=_serial)
+    register: int = attrs.field(validator=_u16)
+    value: bytes = attrs.field(validator=_bytes)
+    protocol: int = attrs.field(default=2, validator=_u16)
+
+    tcp_function = TcpFunction.WRITE_PARAM
+
+
+@attrs.frozen
+class WriteParamReply:
+    """The datalogger's answer to a parameter write; ``status`` 0 is taken as success.
+
+    Its layout is poorly understood (PROTOCOL.md section 7): register u16 then one byte.
+    """
+
+    datalog: str = attrs.field(validator=_serial)
+    register: int = attrs.field(validator=_u16)
+    status: int = attrs.field(validator=_u8)
+    protocol: int = attrs.field(default=2, validator=_u16)
+
+    tcp_function = TcpFunction.WRITE_PARAM
+
+
+@attrs.frozen
+class UnknownFrame:
+    """A well-formed outer frame whose payload this module does not understand.
+
+    Kept whole so that it can be logged and rebuilt byte for byte, rather than
+    costing the connection (the vendor cloud sends such traffic).
+    """
+
+    tcp_function: int = attrs.field(validator=_u8)
+    datalog: str = attrs.field(validator=_serial)
+    payload: bytes = attrs.field(validator=_bytes)
+    protocol: int = attrs.field(default=2, validator=_u16)
+
+
+Frame = Union[  # noqa: UP007 - a runtime alias, readable in isinstance checks
+    Heartbeat,
+    ReadRequest,
+    ReadReply,
+    WriteSingleRequest,
+    WriteSingleReply,
+    WriteMultiRequest,
+    WriteMultiReply,
+    ExceptionReply,
+    ReadParamRequest,
+    ReadParamReply,
+    WriteParamRequest,
+    WriteParamReply,
+    UnknownFrame,
+]
+
+TRANSLATED_FRAMES = (
+    ReadRequest,
+    ReadReply,
+    WriteSingleRequest,
+    WriteSingleReply,
+    WriteMultiRequest,
+    WriteMultiReply,
+    ExceptionReply,
+)
+
+REQUESTS = (ReadRequest, WriteSingleRequest, WriteMultiRequest, ReadParamRequest, WriteParamRequest)
+
+
+# -- building -----------------------------------------------------------------
+
+
+def _outer(protocol: int, tcp_function: int, datalog: str, payload: bytes) -> bytes:
+    header = struct.pack(
+        "<2sHHBB", PREFIX, protocol, len(payload) + OUTER_HEADER_LENGTH - HEADER_LENGTH, 1,
+        tcp_function,
+    )
+    return header + datalog.encode("latin-1") + payload
+
+
+def _translated(frame, address: int, function: int, value_section: bytes) -> bytes:
+    data = (
+        struct.pack("<BB", address, function)
+        + frame.inverter.encode("latin-1")
+        + struct.pack("<H", frame.register)
+        + value_section
+    )
+    data += struct.pack("<H", crc16_modbus(data))
+    payload = struct.pack("<H", len(data)) + data
+    return _outer(frame.protocol, TcpFunction.TRANSLATED_DATA, frame.datalog, payload)
+
+
+def _values(values: tuple[int, ...]) -> bytes:
+    return struct.pack(f"<{len(values)}H", *values)
+
+
+def build(frame: Frame) -> bytes:
+    """Encode ``frame`` as the bytes that go on the wire."""
+    kind = type(frame)
+    if kind is Heartbeat:
+        return _outer(frame.protocol, TcpFunction.HEARTBEAT, frame.datalog, frame.trailer)
+    if kind is ReadRequest:
+        return _translated(frame, ADDRESS_CLIENT, frame.function, struct.pack("<H", frame.count))
+    if kind is ReadReply:
+        if frame.protocol == 1:
+            section = _values(frame.values)
+        else:
+            section = bytes([2 * len(frame.values)]) + _values(frame.values)
+        return _translated(frame, ADDRESS_INVERTER, frame.function, section)
+    if kind is WriteSingleRequest:
+        return _translated(frame, ADDRESS_CLIENT, frame.function, struct.pack("<H", frame.value))
+    if kind is WriteSingleReply:
+        return _translated(frame, ADDRESS_INVERTER, frame.function, struct.pack("<H", frame.value))
+    if kind is WriteMultiRequest:
+        count = len(frame.values)
+        section = struct.pack("<HB", count, 2 * count) + _values(frame.values)
+        return _translated(frame, ADDRESS_CLIENT, frame.function, section)
+    if kind is WriteMultiReply:
+        return _translated(frame, ADDRESS_INVERTER, frame.function, struct.pack("<H", frame.count))
+    if kind is ExceptionReply:
+        function = frame.function | EXCEPTION_FLAG
+        return _translated(frame, ADDRESS_INVERTER, function, bytes([frame.code]))
+    if kind is ReadParamRequest:
+        payload = struct.pack("<H", frame.register)
+        return _outer(frame.protocol, TcpFunction.READ_PARAM, frame.datalog, payload)
+    if kind in (ReadParamReply, WriteParamRequest):
+        payload = struct.pack("<HH", frame.register, len(frame.value)) + frame.value
+        return _outer(frame.protocol, frame.tcp_function, frame.datalog, payload)
+    if kind is WriteParamReply:
+        payload = struct.pack("<HB", frame.register, frame.status)
+        return _outer(frame.protocol, TcpFunction.WRITE_PARAM, frame.datalog, payload)
+    if kind is UnknownFrame:
+        return _outer(frame.protocol, frame.tcp_function, frame.datalog, frame.payload)
+    raise TypeError(f"not a frame: {frame!r}")
+
+
+# -- parsing ------------------------------------------------------------------
+
+_HEADER = struct.Struct("<2sHHBB10s")
+_TRANSLATED_HEAD = struct.Struct("<HBB10sH")  # data length, address, function, inverter, register
+_U16 = struct.Struct("<H")
+
+
+def parse(data: bytes) -> Frame:
+    """Decode one whole frame; raise ``FrameError`` with the reason if it is not valid."""
+    if len(data) < OUTER_HEADER_LENGTH:
+        raise FrameError("too short for a frame header")
+    prefix, protocol, length, one, tcp_function, datalog_bytes = _HEADER.unpack_from(data)
+    if prefix != PREFIX:
+        raise FrameError("no A1 1A prefix")
+    if length + HEADER_LENGTH != len(data):
+        raise FrameError("frame length field does not match the frame")
+    datalog = datalog_bytes.decode("latin-1")
+    if tcp_function == TcpFunction.TRANSLATED_DATA:
+        return _parse_translated(data, protocol, datalog)
+    payload = data[OUTER_HEADER_LENGTH:]
+    if tcp_function == TcpFunction.HEARTBEAT:
+        return Heartbeat(datalog, protocol, payload)
+    if tcp_function == TcpFunction.READ_PARAM:
+        if len(payload) == 2:
+            return ReadParamRequest(datalog, _U16.unpack(payload)[0], protocol)
+        value = _param_value(payload)
+        if value is not None:
+            return ReadParamReply(datalog, _U16.unpack_from(payload)[0], value, protocol)
+    elif tcp_function == TcpFunction.WRITE_PARAM:
+        if len(payload) == 3:
+            register, status = struct.unpack("<HB", payload)
+            return WriteParamReply(datalog, register, status, protocol)
+        value = _param_value(payload)
+        if value is not None:
+            return WriteParamRequest(datalog, _U16.unpack_from(payload)[0], value, protocol)
+    return UnknownFrame(tcp_function, datalog, payload, protocol)
+
+
+def _param_value(payload: bytes) -> bytes | None:
+    """The value of a ``register, length, value`` param payload, or None if it does not fit."""
+    if len(payload) < 4:
+        return None
+    value_length = _U16.unpack_from(payload, 2)[0]
+    if len(payload) != 4 + value_length:
+        return None
+    return payload[4:]
+
+
+def _parse_translated(data: bytes, protocol: int, datalog: str) -> Frame:
+    # data length (2) + address, function, serial, register (14) + CRC (2)
+    if len(data) < OUTER_HEADER_LENGTH + 18:
+        raise FrameError("translated data frame too short")
+    data_length, address, function, inverter_bytes, register = _TRANSLATED_HEAD.unpack_from(
+        data, OUTER_HEADER_LENGTH
+    )
+    if data_length != len(data) - OUTER_HEADER_LENGTH - 2:
+        raise FrameError("data length field does not match the frame")
+    (crc,) = _U16.unpack_from(data, len(data) - 2)
+    if crc16_modbus(memoryview(data)[OUTER_HEADER_LENGTH + 2 : -2]) != crc:
+        raise FrameError("bad CRC")
+    inverter = inverter_bytes.decode("latin-1")
+    section = data[OUTER_HEADER_LENGTH + 16 : -2]
+
+    if address == ADDRESS_CLIENT:
+        return _parse_request(function, protocol, datalog, inverter, register, section)
+    if address == ADDRESS_INVERTER:
+        return _parse_reply(function, protocol, datalog, inverter, register, section)
+    raise FrameError(f"unknown address byte {address}")
+
+
+def _parse_request(function, protocol, datalog, inverter, register, section) -> Frame:
+    if function in (DeviceFunction.READ_HOLD, DeviceFunction.READ_INPUT):
+        if len(section) != 2:
+            raise FrameError("read request must carry a 2-byte count")
+        return ReadRequest(function, datalog, inverter, register, _U16.unpack(section)[0], protocol)
+    if function == DeviceFunction.WRITE_SINGLE:
+        if len(section) != 2:
+            raise FrameError("single write must carry a 2-byte value")
+        return WriteSingleRequest(datalog, inverter, register, _U16.unpack(section)[0], protocol)
+    if function == DeviceFunction.WRITE_MULTI:
+        if len(section) < 3:
+            raise FrameError("multi write too short")
+        count, byte_count = struct.unpack_from("<HB", section)
+        if byte_count != 2 * count or len(section) != 3 + byte_count or count == 0:
+            raise FrameError("multi write counts do not match its values")
+        values = struct.unpack_from(f"<{count}H", section, 3)
+        return WriteMultiRequest(datalog, inverter, register, values, protocol)
+    raise FrameError(f"unknown device function {function} in a request")
+
+
+def _parse_reply(function, protocol, datalog, inverter, register, section) -> Frame:
+    if function in (DeviceFunction.READ_HOLD, DeviceFunction.READ_INPUT):
+        if protocol == 1:
+            if len(section) != 2:
+                raise FrameError("protocol 1 read reply must carry one value")
+            return ReadReply(function, datalog, inverter, register, _U16.unpack(section), protocol)
+        if not section or section[0] != len(section) - 1 or section[0] % 2:
+            raise FrameError("read reply byte count does not match its values")
+        count = section[0] // 2
+        if count > 127:
+            raise FrameError("read reply carries more than 127 values")
+        values = struct.unpack_from(f"<{count}H", section, 1)
+        return ReadReply(function, datalog, inverter, register, values, protocol)
+    if function == DeviceFunction.WRITE_SINGLE:
+        if len(section) != 2:
+            raise FrameError("single write reply must carry a 2-byte value")
+        return WriteSingleReply(datalog, inverter, register, _U16.unpack(section)[0], protocol)
+    if function == DeviceFunction.WRITE_MULTI:
+        if len(section) != 2:
+            raise FrameError("multi write reply must carry a 2-byte count")
+        return WriteMultiReply(datalog, inverter, register, _U16.unpack(section)[0], protocol)
+    base = function & ~EXCEPTION_FLAG
+    if function & EXCEPTION_FLAG and base in DeviceFunction._value2member_map_:
+        if len(section) != 1:
+            raise FrameError("exception reply must carry a 1-byte code")
+        return ExceptionReply(base, datalog, inverter, register, section[0], protocol)
+    raise FrameError(f"unknown device function {function} in a reply")

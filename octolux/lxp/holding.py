@@ -1,0 +1,153 @@
+"""Holding registers: names, bit fields, signed values, time slots and the clock."""
+
+from __future__ import annotations
+
+import datetime
+
+# The registers this project reads or writes by name (PROTOCOL.md section 6).
+CLOCK = 12  # 12-14, written together with a multi write
+FUNCTION_BITS = 21
+CHARGE_POWER_PERCENT = 64
+DISCHARGE_POWER_PERCENT = 65
+AC_CHARGE_POWER_PERCENT = 66
+AC_CHARGE_SOC_LIMIT = 67
+CHARGE_PRIORITY_POWER_PERCENT = 74
+CHARGE_PRIORITY_SOC_LIMIT = 75
+FORCED_DISCHARGE_POWER_PERCENT = 82
+FORCED_DISCHARGE_SOC_LIMIT = 83
+DISCHARGE_CUTOFF_SOC = 105
+SYSTEM_BITS = 110
+CT_POWER_OFFSET = 119
+EPS_DISCHARGE_CUTOFF_SOC = 125
+AC_CHARGE_START_SOC = 160
+AC_CHARGE_END_SOC = 161
+
+NAMES: dict[int, str] = {
+    12: "clock_year_month",
+    13: "clock_day_hour",
+    14: "clock_minute_second",
+    FUNCTION_BITS: "function_bits",
+    CHARGE_POWER_PERCENT: "charge_power_percent",
+    DISCHARGE_POWER_PERCENT: "discharge_power_percent",
+    AC_CHARGE_POWER_PERCENT: "ac_charge_power_percent",
+    AC_CHARGE_SOC_LIMIT: "ac_charge_soc_limit",
+    **{68 + 2 * n: f"ac_charge_slot_{n + 1}_start" for n in range(3)},
+    **{69 + 2 * n: f"ac_charge_slot_{n + 1}_end" for n in range(3)},
+    CHARGE_PRIORITY_POWER_PERCENT: "charge_priority_power_percent",
+    CHARGE_PRIORITY_SOC_LIMIT: "charge_priority_soc_limit",
+    **{76 + 2 * n: f"charge_priority_slot_{n + 1}_start" for n in range(3)},
+    **{77 + 2 * n: f"charge_priority_slot_{n + 1}_end" for n in range(3)},
+    FORCED_DISCHARGE_POWER_PERCENT: "forced_discharge_power_percent",
+    FORCED_DISCHARGE_SOC_LIMIT: "forced_discharge_soc_limit",
+    **{84 + 2 * n: f"forced_discharge_slot_{n + 1}_start" for n in range(3)},
+    **{85 + 2 * n: f"forced_discharge_slot_{n + 1}_end" for n in range(3)},
+    DISCHARGE_CUTOFF_SOC: "discharge_cutoff_soc",
+    106: "lead_acid_charge_temp_high",
+    107: "lead_acid_charge_temp_low",
+    108: "lead_acid_discharge_temp_high",
+    109: "lead_acid_discharge_temp_low",
+    SYSTEM_BITS: "system_bits",
+    CT_POWER_OFFSET: "ct_power_offset",
+    EPS_DISCHARGE_CUTOFF_SOC: "eps_discharge_cutoff_soc",
+    AC_CHARGE_START_SOC: "ac_charge_start_soc",
+    AC_CHARGE_END_SOC: "ac_charge_end_soc",
+}
+
+# Registers holding a signed 16-bit value (temperatures in 0.1 degC, watts).
+SIGNED: frozenset[int] = frozenset({106, 107, 108, 109, CT_POWER_OFFSET})
+
+# Registers whose value is a percentage, 0-100.
+PERCENT: frozenset[int] = frozenset({
+    CHARGE_POWER_PERCENT, DISCHARGE_POWER_PERCENT, AC_CHARGE_POWER_PERCENT,
+    AC_CHARGE_SOC_LIMIT, CHARGE_PRIORITY_POWER_PERCENT, CHARGE_PRIORITY_SOC_LIMIT,
+    FORCED_DISCHARGE_POWER_PERCENT, FORCED_DISCHARGE_SOC_LIMIT, DISCHARGE_CUTOFF_SOC,
+    EPS_DISCHARGE_CUTOFF_SOC, AC_CHARGE_START_SOC, AC_CHARGE_END_SOC,
+})
+
+# Time slots: (start register, end register) by schedule, slots 1-3.
+TIME_SLOTS: dict[str, tuple[tuple[int, int], ...]] = {
+    "ac_charge": ((68, 69), (70, 71), (72, 73)),
+    "charge_priority": ((76, 77), (78, 79), (80, 81)),
+    "forced_discharge": ((84, 85), (86, 87), (88, 89)),
+}
+
+# Bit number -> name, for the registers that are bit fields.
+BITS: dict[int, dict[str, int]] = {
+    FUNCTION_BITS: {
+        "eps": 0,
+        "ovf_load_derate": 1,
+        "drms": 2,
+        "lvrt": 3,
+        "anti_island": 4,
+        "neutral_detect": 5,
+        "grid_on_power_soft_start": 6,
+        "ac_charge": 7,
+        "seamless_eps_switching": 8,
+        "normal_or_standby": 9,
+        "forced_discharge": 10,
+        "charge_priority": 11,
+        "iso": 12,
+        "gfci": 13,
+        "dci": 14,
+        "feed_in_grid": 15,
+    },
+    SYSTEM_BITS: {
+        "pv_grid_off": 0,
+        "fast_zero_export": 1,
+        "micro_grid": 2,
+    },
+}
+
+
+def register_name(register: int) -> str:
+    """A readable name for a holding register (``register_<n>`` when unnamed)."""
+    return NAMES.get(register, f"register_{register}")
+
+
+def to_signed(register: int, value: int) -> int:
+    """The value as the inverter means it: two's complement for the signed registers."""
+    if register in SIGNED and value & 0x8000:
+        return value - 0x10000
+    return value
+
+
+def decode_bits(register: int, value: int) -> dict[str, bool]:
+    """Named booleans of a bit-field register (21 or 110)."""
+    return {name: bool(value >> bit & 1) for name, bit in BITS[register].items()}
+
+
+def with_bit(value: int, bit: int, on: bool) -> int:
+    """``value`` with one bit set (``on``) or cleared, every other bit unchanged."""
+    if not 0 <= bit <= 15:
+        raise ValueError(f"bit must be 0-15: {bit}")
+    return value | (1 << bit) if on else value & ~(1 << bit) & 0xFFFF
+
+
+def decode_time(value: int) -> datetime.time:
+    """A time-slot register: low byte hour, high byte minute."""
+    return datetime.time(value & 0xFF, value >> 8)
+
+
+def encode_time(time: datetime.time) -> int:
+    """The register value of a time-slot boundary (seconds are dropped)."""
+    return time.hour | time.minute << 8
+
+
+def decode_clock(year_month: int, day_hour: int, minute_second: int) -> datetime.datetime:
+    """The inverter's clock from registers 12, 13 and 14 (local time, naive)."""
+    return datetime.datetime(
+        2000 + (year_month & 0xFF), year_month >> 8,
+        day_hour & 0xFF, day_hour >> 8,
+        minute_second & 0xFF, minute_second >> 8,
+    )
+
+
+def encode_clock(moment: datetime.datetime) -> tuple[int, int, int]:
+    """Registers 12, 13 and 14 for ``moment`` (years 2000-2255)."""
+    if not 2000 <= moment.year <= 2255:
+        raise ValueError(f"the inverter's clock holds years 2000-2255: {moment.year}")
+    return (
+        (moment.year - 2000) | moment.month << 8,
+        moment.day | moment.hour << 8,
+        moment.minute | moment.second << 8,
+    )
