@@ -1,0 +1,3 @@
+"""octolux: bridge a LuxPower inverter's WiFi datalogger to MQTT."""
+
+__version__ = "0.1.0"

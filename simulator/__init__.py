@@ -1,0 +1,1 @@
+"""A simulated LuxPower inverter and WiFi datalogger, speaking the real wire protocol."""

@@ -1,0 +1,91 @@
+"""Shared fixtures: a real mosquitto broker for the end-to-end tests."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from support import e2e_required, free_port
+
+START_DEADLINE = 10.0  # seconds for mosquitto to accept connections
+
+
+class Mosquitto:
+    """A mosquitto subprocess on 127.0.0.1:``port``; stop()/start() keep the same port."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, executable: str, workdir: Path) -> None:
+        self.executable = executable
+        self.port = free_port(self.host)
+        self.conf = workdir / "mosquitto.conf"
+        self.log = workdir / "mosquitto.log"
+        # mosquitto 2.x listens only on localhost and refuses anonymous clients
+        # unless told otherwise by a config file.
+        self.conf.write_text(
+            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
+        )
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start the broker and wait until it accepts TCP connections."""
+        assert self.proc is None, "mosquitto is already running"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.executable, "-c", str(self.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_DEADLINE
+        while True:
+            if self.proc.poll() is not None:
+                self.proc = None
+                raise RuntimeError(f"mosquitto exited at startup:\n{self.log.read_text()}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        f"mosquitto not listening on {self.port}:\n{self.log.read_text()}"
+                    ) from None
+                # Polling a subprocess we do not control; there is no Deferred to wait on.
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Terminate the broker (clients see the connection drop) and wait for it."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        """Simulate a broker restart on the same port (mosquitto binds with SO_REUSEADDR)."""
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory):
+    """A running mosquitto for the whole session; fails instead of skipping in CI."""
+    executable = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
+    if executable is None:
+        message = "mosquitto is not installed (run scripts/setup-env.sh)"
+        if e2e_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    broker = Mosquitto(executable, tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    yield broker
+    broker.stop()

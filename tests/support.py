@@ -1,0 +1,66 @@
+"""Helpers shared by the tests: free ports, the e2e policy, and running twistd."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that was free a moment ago (bind to port 0, then release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def e2e_required() -> bool:
+    """True when end-to-end tests must fail rather than skip (CI, or OCTOLUX_REQUIRE_E2E=1)."""
+    ci = os.environ.get("CI", "").lower() not in ("", "0", "false")
+    return ci or os.environ.get("OCTOLUX_REQUIRE_E2E") == "1"
+
+
+def twistd_command() -> list[str]:
+    """The twistd of the running interpreter's environment (the venv's, under scripts/test.sh)."""
+    script = os.path.join(os.path.dirname(sys.executable), "twistd")
+    if os.path.exists(script):
+        return [script]
+    # Not `python -m twisted`: that runs `twist`, not `twistd`.
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def run_twistd(args: list[str], cwd: str | Path, log_path: str | Path | None = None):
+    """Start `twistd *args` in ``cwd``; stdout and stderr go to ``log_path``.
+
+    Pass `-n` (and usually `--pidfile=` and `-l -`) yourself. Stop it with stop_process().
+    """
+    if log_path is None:
+        log_path = Path(cwd) / "twistd-output.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            twistd_command() + list(args),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """SIGTERM ``proc`` and wait; SIGKILL it if still alive after ``timeout``.
+
+    Returns the exit status: twistd that shut down cleanly on SIGTERM reports -15.
+    """
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
