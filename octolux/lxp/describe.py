@@ -8,6 +8,7 @@ import attrs
 
 from octolux.lxp.frames import (
     EXCEPTION_FLAG,
+    TRANSLATED_FRAMES,
     ExceptionReply,
     Frame,
     ReadReply,
@@ -30,8 +31,8 @@ def describe(frame: Frame) -> dict[str, Any]:
             value = list(value)
         described["device_function" if name == "function" else name] = value
     described["tcp_function"] = int(frame.tcp_function)
-    if "device_function" in described:
-        described["device_function"] = int(described["device_function"])
+    if isinstance(frame, TRANSLATED_FRAMES):
+        described["device_function"] = int(frame.function)
     if isinstance(frame, ExceptionReply):
         # As on the wire: the refused function with 0x80 set.
         described["device_function"] = frame.function | EXCEPTION_FLAG

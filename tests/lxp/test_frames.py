@@ -1,0 +1,194 @@
+"""Frames: every captured frame parses to its documented fields and round-trips."""
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from vectors import VECTORS, frame_bytes
+
+from octolux import lxp
+from octolux.lxp.crc import crc16_modbus
+from octolux.lxp.frames import FrameError
+
+# What the vectors' "frame" objects call each field, mapped to our attributes.
+_FRAME_ATTRIBUTES = {"datalog": "datalog", "inverter": "inverter", "register": "register"}
+
+
+def test_crc_matches_the_modbus_check_value():
+    assert crc16_modbus(b"123456789") == 0x4B37
+
+
+def test_every_vector_round_trips_byte_for_byte(vector):
+    data = bytes.fromhex(vector["hex"])
+    frame = lxp.parse(data)
+    assert lxp.build(frame) == data
+    assert lxp.parse(lxp.build(frame)) == frame
+
+
+def test_every_vector_parses_to_its_documented_frame_fields(vector):
+    documented = vector["decoded"]["frame"]
+    frame = lxp.parse(bytes.fromhex(vector["hex"]))
+    assert frame.protocol == documented["protocol"]
+    assert frame.tcp_function == documented["tcp_function"]
+    for key, attribute in _FRAME_ATTRIBUTES.items():
+        if key in documented:
+            assert getattr(frame, attribute) == documented[key], key
+    if "device_function" in documented:
+        function = documented["device_function"]
+        if isinstance(frame, lxp.ExceptionReply):
+            assert frame.function | 0x80 == function
+            assert frame.code == documented["exception_code"]
+        else:
+            assert frame.function == function
+
+
+_WITH_REGISTERS = sorted(
+    name for name, v in VECTORS.items()
+    if "raw_registers" in v["decoded"] or name.startswith("read_hold_reply")
+)
+
+
+@pytest.mark.parametrize("name", _WITH_REGISTERS)
+def test_read_replies_give_their_documented_raw_registers(name):
+    decoded = VECTORS[name]["decoded"]
+    expected = decoded.get("raw_registers") or decoded["registers"]
+    frame = lxp.parse(frame_bytes(name))
+    assert {str(r): v for r, v in frame.registers.items()} == expected
+
+
+def test_the_register_vectors_are_all_found():
+    assert len(_WITH_REGISTERS) == 6
+
+
+def test_requests_and_replies_are_told_apart_by_address_not_length():
+    # A write-single request and its ack are the same length and differ only
+    # in protocol and the address byte.
+    request = lxp.parse(frame_bytes("write_single_request_reg66_100"))
+    ack = lxp.parse(frame_bytes("write_single_ack_reg66_100"))
+    assert isinstance(request, lxp.WriteSingleRequest)
+    assert isinstance(ack, lxp.WriteSingleReply)
+    assert (request.register, request.value) == (ack.register, ack.value) == (66, 100)
+
+
+def test_write_multi_request_with_protocol_2_is_still_a_request():
+    frame = lxp.parse(frame_bytes("write_multi_request_time"))
+    assert isinstance(frame, lxp.WriteMultiRequest)
+    assert frame.values == (1558, 5139, 8471)
+
+
+def test_read_requests_carry_their_count():
+    frame = lxp.parse(frame_bytes("read_hold_request_reg12_count3"))
+    assert frame == lxp.ReadRequest(
+        lxp.DeviceFunction.READ_HOLD, "2222222222", "5555555555", 12, 3, protocol=1
+    )
+
+
+def test_exception_reply_names_its_code():
+    frame = lxp.parse(frame_bytes("exception_reply_write_single_reg21_illegal_value"))
+    assert isinstance(frame, lxp.ExceptionReply)
+    assert frame.function == lxp.DeviceFunction.WRITE_SINGLE
+    assert frame.reason == "ILLEGAL_VALUE"
+    assert len(lxp.build(frame)) == 37
+
+
+def test_param_frames():
+    assert lxp.parse(frame_bytes("read_param_request_param7")) == lxp.ReadParamRequest(
+        "2222222222", 7
+    )
+    reply = lxp.parse(frame_bytes("read_param_reply_param0_300s"))
+    assert isinstance(reply, lxp.ReadParamReply)
+    assert (reply.register, reply.number) == (0, 300)
+    assert lxp.parse(frame_bytes("write_param_reply")) == lxp.WriteParamReply(
+        "2222222222", 7, 3
+    )
+
+
+def test_the_127_register_frame_is_a_read_reply_of_127_values():
+    frame = lxp.parse(frame_bytes("read_input_all_reply_protocol5_127regs"))
+    assert frame.protocol == 5
+    assert len(frame.values) == 127
+    assert len(lxp.build(frame)) == 291
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda b: b[:-1] + bytes([b[-1] ^ 0xFF]), "bad CRC"),
+        (lambda b: b[:30] + bytes([b[30] ^ 0x01]) + b[31:], "bad CRC"),
+        (lambda b: b"\xa1\x1b" + b[2:], "no A1 1A prefix"),
+        (lambda b: b[:-2], "frame length field does not match the frame"),
+        (lambda b: b[:10], "too short for a frame header"),
+    ],
+)
+def test_invalid_frames_raise_frame_error_with_the_reason(mutate, reason):
+    with pytest.raises(FrameError) as caught:
+        lxp.parse(mutate(frame_bytes("read_input_reply_reg0")))
+    assert caught.value.reason == reason
+
+
+def test_unknown_tcp_function_is_kept_whole():
+    frame = lxp.UnknownFrame(0xC7, "2222222222", b"\x01\x02\x03")
+    data = lxp.build(frame)
+    assert lxp.parse(data) == frame
+
+
+def test_frames_validate_their_fields():
+    with pytest.raises(ValueError, match="datalog"):
+        lxp.Heartbeat("short")
+    with pytest.raises(ValueError, match="value"):
+        lxp.WriteSingleRequest("2222222222", "5555555555", 65, 70000)
+    with pytest.raises(ValueError):
+        lxp.ReadRequest(lxp.DeviceFunction.WRITE_SINGLE, "2222222222", "5555555555", 0, 40)
+
+
+# -- property tests: random valid frames round-trip ---------------------------
+
+serials = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=10,
+                  max_size=10)
+u16 = st.integers(0, 0xFFFF)
+read_functions = st.sampled_from([lxp.DeviceFunction.READ_HOLD, lxp.DeviceFunction.READ_INPUT])
+protocols = st.sampled_from([1, 2, 5])
+register_values = st.lists(u16, min_size=1, max_size=127).map(tuple)
+
+frames = st.one_of(
+    st.builds(lxp.Heartbeat, serials, st.sampled_from([2, 5]), st.binary(max_size=4)),
+    st.builds(lxp.ReadRequest, read_functions, serials, serials, u16, u16, protocols),
+    st.builds(lxp.ReadReply, read_functions, serials, serials, u16, register_values,
+              st.sampled_from([2, 5])),
+    st.builds(lxp.ReadReply, read_functions, serials, serials, u16,
+              st.tuples(u16), st.just(1)),
+    st.builds(lxp.WriteSingleRequest, serials, serials, u16, u16, protocols),
+    st.builds(lxp.WriteSingleReply, serials, serials, u16, u16, protocols),
+    st.builds(lxp.WriteMultiRequest, serials, serials, u16, register_values, protocols),
+    st.builds(lxp.WriteMultiReply, serials, serials, u16, u16, protocols),
+    st.builds(lxp.ExceptionReply, st.sampled_from(list(lxp.DeviceFunction)), serials, serials,
+              u16, st.integers(0, 255), protocols),
+    st.builds(lxp.ReadParamRequest, serials, u16),
+    st.builds(lxp.ReadParamReply, serials, u16, st.binary(max_size=20)),
+    st.builds(lxp.WriteParamRequest, serials, u16, st.binary(max_size=20)),
+    st.builds(lxp.WriteParamReply, serials, u16, st.integers(0, 255)),
+)
+
+
+@given(frames)
+def test_random_valid_frames_round_trip(frame):
+    data = lxp.build(frame)
+    assert lxp.parse(data) == frame
+    assert lxp.build(lxp.parse(data)) == data
+
+
+@given(frames)
+def test_every_frame_field_survives_the_round_trip(frame):
+    # Compare field by field, so that a failure names the field.
+    parsed = lxp.parse(lxp.build(frame))
+    for field in attrs.fields(type(frame)):
+        assert getattr(parsed, field.name) == getattr(frame, field.name), field.name
+
+
+def test_vectors_cover_every_frame_kind_we_parse():
+    kinds = {type(lxp.parse(bytes.fromhex(v["hex"]))).__name__ for v in VECTORS.values()}
+    assert kinds >= {
+        "Heartbeat", "ReadRequest", "ReadReply", "WriteSingleRequest", "WriteSingleReply",
+        "WriteMultiRequest", "WriteMultiReply", "ExceptionReply", "ReadParamRequest",
+        "ReadParamReply", "WriteParamReply",
+    }
