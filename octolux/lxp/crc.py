@@ -1,9 +1,19 @@
-"""CRC-16/MODBUS, the checksum that guards every translated-data frame."""
+"""CRC-16/MODBUS, the checksum that guards every translated-data frame.
+
+The CRC is most of the cost of decoding a frame, so it consumes two bytes per
+step: a 16-bit CRC state XORed with the next 16 bits of input determines the
+state after them, so one lookup in a 65536-entry table (128 KiB as an array of
+u16) replaces two lookups in the classic 256-entry table.
+"""
 
 from __future__ import annotations
 
+import array
+import functools
+import struct
 
-def _make_table() -> tuple[int, ...]:
+
+def _byte_table() -> tuple[int, ...]:
     table = []
     for byte in range(256):
         crc = byte
@@ -13,14 +23,42 @@ def _make_table() -> tuple[int, ...]:
     return tuple(table)
 
 
-_TABLE = _make_table()
+_BYTE_TABLE = _byte_table()
+
+
+def _word_table() -> array.array:
+    """The state after feeding two zero bytes to each state ``hi << 8 | lo``.
+
+    The CRC is linear: feeding bytes lo, hi to state c is feeding two zero
+    bytes to c ^ (lo | hi << 8). Two steps of the byte table, the first of
+    which depends on ``lo`` alone, so it is computed once per ``lo``.
+    """
+    table = _BYTE_TABLE
+    first = [(table[low] & 0xFF, table[low] >> 8) for low in range(256)]
+    return array.array(
+        "H",
+        [
+            carried ^ table[high ^ low_part]
+            for high in range(256)
+            for low_part, carried in first
+        ],
+    )
+
+
+_WORD_TABLE = _word_table()
+
+
+@functools.lru_cache(maxsize=256)
+def _words(count: int) -> struct.Struct:
+    return struct.Struct(f"<{count}H")
 
 
 def crc16_modbus(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
     """Return the CRC-16/MODBUS (init 0xFFFF, reflected poly 0xA001) of ``data``."""
-    # One table lookup per byte: this loop is most of the cost of decoding a
-    # frame, so it binds the table locally and does nothing else.
-    table = _TABLE
-    for byte in data:
-        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
+    table = _WORD_TABLE
+    count = len(data) // 2
+    for word in _words(count).unpack_from(data):
+        crc = table[crc ^ word]
+    if len(data) & 1:
+        crc = (crc >> 8) ^ _BYTE_TABLE[(crc ^ data[-1]) & 0xFF]
     return crc

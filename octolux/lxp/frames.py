@@ -67,16 +67,14 @@ class FrameError(ValueError):
 
 
 def _serial(instance, attribute, value):
-    if not isinstance(value, str) or len(value) != SERIAL_LENGTH:
-        raise ValueError(f"{attribute.name} must be a {SERIAL_LENGTH}-character string: {value!r}")
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        raise ValueError(f"{attribute.name} must be 8-bit text: {value!r}") from None
+    if type(value) is not str or len(value) != SERIAL_LENGTH or max(value) > "\xff":
+        raise ValueError(
+            f"{attribute.name} must be {SERIAL_LENGTH} characters of 8-bit text: {value!r}"
+        )
 
 
 def _u16(instance, attribute, value):
-    if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+    if type(value) is not int or not 0 <= value <= 0xFFFF:
         raise ValueError(f"{attribute.name} must be an integer 0-65535: {value!r}")
 
 
@@ -85,29 +83,44 @@ def _u8(instance, attribute, value):
         raise ValueError(f"{attribute.name} must be an integer 0-255: {value!r}")
 
 
-def _u16_tuple(instance, attribute, value):
-    if not isinstance(value, tuple):
-        raise ValueError(f"{attribute.name} must be a tuple: {value!r}")
-    for item in value:
-        if not isinstance(item, int) or not 0 <= item <= 0xFFFF:
-            raise ValueError(f"{attribute.name} must hold integers 0-65535: {item!r}")
+def _u16s(count: int) -> struct.Struct:
+    return _U16_ARRAYS.get(count) or _U16_ARRAYS.setdefault(count, struct.Struct(f"<{count}H"))
+
+
+_U16_ARRAYS: dict[int, struct.Struct] = {}
+
+
+def _register_values(instance, attribute, value):
+    """A tuple of 1-127 integers 0-65535 (a protocol 1 reply: exactly one)."""
+    if type(value) is not tuple or not 0 < len(value) <= 127:
+        raise ValueError(f"{attribute.name} must be a tuple of 1 to 127 values: {value!r}")
+    if instance.protocol == 1 and len(value) != 1 and type(instance) is ReadReply:
+        raise ValueError("a protocol 1 read reply carries exactly one value")
+    # struct checks every item in C; a loop in Python would cost as much as
+    # the rest of parsing a frame.
+    try:
+        _u16s(len(value)).pack(*value)
+    except struct.error:
+        raise ValueError(f"{attribute.name} must hold integers 0-65535: {value!r}") from None
 
 
 def _read_function(instance, attribute, value):
-    if value not in (DeviceFunction.READ_HOLD, DeviceFunction.READ_INPUT):
+    if value is not DeviceFunction.READ_HOLD and value is not DeviceFunction.READ_INPUT:
         raise ValueError(f"{attribute.name} must be READ_HOLD or READ_INPUT: {value!r}")
-
-
-def _device_function(instance, attribute, value):
-    if value not in DeviceFunction._value2member_map_:
-        raise ValueError(f"{attribute.name} must be a DeviceFunction: {value!r}")
 
 
 _bytes = attrs.validators.instance_of(bytes)
 
 
+_DEVICE_FUNCTIONS = DeviceFunction._value2member_map_
+
+
 def _function(value: int) -> DeviceFunction:
-    return DeviceFunction(value)
+    # A dict lookup: calling the enum class is slow, and this runs per frame.
+    try:
+        return _DEVICE_FUNCTIONS[value]
+    except (KeyError, TypeError):
+        raise ValueError(f"not a device function: {value!r}") from None
 
 
 # -- frame classes ------------------------------------------------------------
@@ -146,18 +159,11 @@ class ReadReply:
     datalog: str = attrs.field(validator=_serial)
     inverter: str = attrs.field(validator=_serial)
     register: int = attrs.field(validator=_u16)
-    values: tuple[int, ...] = attrs.field(validator=_u16_tuple)
+    # Protocol 1 replies carry one bare value, others a byte count (u8).
+    values: tuple[int, ...] = attrs.field(validator=_register_values)
     protocol: int = attrs.field(default=2, validator=_u16)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
-
-    @values.validator
-    def _fits(self, attribute, value):
-        # Protocol 1 replies carry one bare value, others a byte count (u8).
-        if self.protocol == 1 and len(value) != 1:
-            raise ValueError("a protocol 1 read reply carries exactly one value")
-        if len(value) > 127:
-            raise ValueError("a read reply carries at most 127 values")
 
     @property
     def registers(self) -> dict[int, int]:
@@ -200,17 +206,12 @@ class WriteMultiRequest:
     datalog: str = attrs.field(validator=_serial)
     inverter: str = attrs.field(validator=_serial)
     register: int = attrs.field(validator=_u16)
-    values: tuple[int, ...] = attrs.field(validator=_u16_tuple)
+    values: tuple[int, ...] = attrs.field(validator=_register_values)
     # Peers disagree (lxp-bridge sends 2, pylxpweb 1); the captured frame has 2.
     protocol: int = attrs.field(default=2, validator=_u16)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
     function = DeviceFunction.WRITE_MULTI
-
-    @values.validator
-    def _fits(self, attribute, value):
-        if not 1 <= len(value) <= 127:
-            raise ValueError("a multi write carries 1 to 127 values")
 
 
 @attrs.frozen
@@ -231,7 +232,7 @@ class WriteMultiReply:
 class ExceptionReply:
     """The inverter refused a request: ``function`` is the refused one (0x80 cleared)."""
 
-    function: DeviceFunction = attrs.field(converter=_function, validator=_device_function)
+    function: DeviceFunction = attrs.field(converter=_function)
     datalog: str = attrs.field(validator=_serial)
     inverter: str = attrs.field(validator=_serial)
     register: int = attrs.field(validator=_u16)
@@ -371,7 +372,7 @@ def _translated(frame, address: int, function: int, value_section: bytes) -> byt
 
 
 def _values(values: tuple[int, ...]) -> bytes:
-    return struct.pack(f"<{len(values)}H", *values)
+    return _u16s(len(values)).pack(*values)
 
 
 def build(frame: Frame) -> bytes:
@@ -463,6 +464,17 @@ def _param_value(payload: bytes) -> bytes | None:
 
 
 def _parse_translated(data: bytes, protocol: int, datalog: str) -> Frame:
+    try:
+        return _parse_translated_unguarded(data, protocol, datalog)
+    except ValueError as error:
+        # The checks above should leave nothing for the frame validators to
+        # refuse; if one does, it is still just a bad frame, not a crash.
+        if isinstance(error, FrameError):
+            raise
+        raise FrameError(f"invalid frame: {error}") from error
+
+
+def _parse_translated_unguarded(data: bytes, protocol: int, datalog: str) -> Frame:
     # data length (2) + address, function, serial, register (14) + CRC (2)
     if len(data) < OUTER_HEADER_LENGTH + 18:
         raise FrameError("translated data frame too short")
@@ -499,7 +511,7 @@ def _parse_request(function, protocol, datalog, inverter, register, section) -> 
         count, byte_count = struct.unpack_from("<HB", section)
         if byte_count != 2 * count or len(section) != 3 + byte_count or count == 0:
             raise FrameError("multi write counts do not match its values")
-        values = struct.unpack_from(f"<{count}H", section, 3)
+        values = _u16s(count).unpack_from(section, 3)
         return WriteMultiRequest(datalog, inverter, register, values, protocol)
     raise FrameError(f"unknown device function {function} in a request")
 
@@ -513,9 +525,9 @@ def _parse_reply(function, protocol, datalog, inverter, register, section) -> Fr
         if not section or section[0] != len(section) - 1 or section[0] % 2:
             raise FrameError("read reply byte count does not match its values")
         count = section[0] // 2
-        if count > 127:
-            raise FrameError("read reply carries more than 127 values")
-        values = struct.unpack_from(f"<{count}H", section, 1)
+        if not 0 < count <= 127:
+            raise FrameError("read reply must carry 1 to 127 values")
+        values = _u16s(count).unpack_from(section, 1)
         return ReadReply(function, datalog, inverter, register, values, protocol)
     if function == DeviceFunction.WRITE_SINGLE:
         if len(section) != 2:

@@ -146,3 +146,38 @@ def test_any_chunking_gives_the_same_frames(frames, data):
         previous = cut
     assert frames_of(results) == [lxp.parse(frame) for frame in frames]
     assert bad_of(results) == []
+
+
+def _checksummed_translated_frame(address, function, section, protocol):
+    """A translated-data frame with arbitrary content but a valid CRC and lengths.
+
+    Built by hand on purpose: lxp.build only makes valid frames, and this is
+    what a confused dongle could send.
+    """
+    from octolux.lxp.crc import crc16_modbus
+
+    data = bytes([address, function]) + b"5555555555" + b"\x00\x00" + section
+    data += crc16_modbus(data).to_bytes(2, "little")
+    payload = len(data).to_bytes(2, "little") + data
+    header = b"\xa1\x1a" + protocol.to_bytes(2, "little")
+    header += (len(payload) + 12).to_bytes(2, "little") + b"\x01\xc2" + b"2222222222"
+    return header + payload
+
+
+@settings(max_examples=500)
+@given(st.integers(0, 3), st.integers(0, 255), st.binary(max_size=300), st.sampled_from([1, 2, 5]))
+def test_checksummed_nonsense_is_a_bad_frame_never_an_exception(address, function, section,
+                                                                 protocol):
+    frame = _checksummed_translated_frame(address, function, section, protocol)
+    results = FrameDecoder().feed(frame + frame_bytes("heartbeat"))
+    assert results[-1] == lxp.parse(frame_bytes("heartbeat"))
+    for item in results[:-1]:
+        if not isinstance(item, BadFrame):
+            assert lxp.build(item) == frame  # whatever parses must round-trip
+
+
+def test_a_read_reply_with_no_values_is_a_bad_frame():
+    frame = _checksummed_translated_frame(1, 4, b"\x00", 2)
+    (result,) = FrameDecoder().feed(frame)
+    assert isinstance(result, BadFrame)
+    assert "1 to 127 values" in result.reason
