@@ -1,0 +1,589 @@
+"""The inverter as the rest of the bridge sees it.
+
+An ``Inverter`` keeps one TCP connection to one datalogger (``ClientService``
+with exponential backoff), runs one request at a time against it, and tells its
+observers what the inverter reports, whoever asked for it.
+
+A dongle sends every reply and broadcast to every client (PROTOCOL.md section
+8), so a frame that arrives is first of all news about the inverter: it updates
+``latest_inputs`` / ``registers`` and goes to the observers. It answers the one
+request on the wire only if it matches on function, register, serials and (for
+reads) count, so that a broadcast, another client's reply or an exception meant
+for someone else never answers the wrong request.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+from collections.abc import Callable, Generator
+from typing import Any, Protocol
+
+import attrs
+from twisted.application import service
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from octolux import lxp
+from octolux.lxp.holding import with_bit
+from octolux.lxp.inputs import decode_inputs, split_blocks
+from octolux.protocol import LxpFactory, LxpProtocol
+
+READ_HOLD = lxp.DeviceFunction.READ_HOLD
+READ_INPUT = lxp.DeviceFunction.READ_INPUT
+
+# Foreign serials are remembered so that each is reported once; a cap keeps a
+# stream of corrupt heartbeats (they carry no CRC) from growing the set.
+_MAX_REMEMBERED_SERIALS = 16
+
+
+class CommandFailed(Exception):
+    """A request to the inverter did not succeed; ``reason`` says why, for the log.
+
+    Reasons (exact texts, ``T`` being the command timeout in seconds as ``%g``):
+    ``no reply within T s``, ``not connected within T s``, ``still queued after T s``,
+    ``exception reply: ILLEGAL_VALUE`` (or another ``ExceptionCode`` name, or
+    ``code N``), ``echo mismatch: wrote V, inverter echoed E``, ``connection lost``
+    (it was on the wire when the connection dropped), ``stopping`` (the service
+    stopped), ``not running`` (asked while the service was not running),
+    ``invalid request: ...`` (a register, count, value or bit out of range).
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InverterObserver(Protocol):
+    """What an ``Inverter`` tells the rest of the program. Called on the reactor thread.
+
+    An observer that raises is logged and does not affect the inverter or the
+    other observers.
+    """
+
+    def inputs_received(self, blocks: dict[int, dict[str, Any]]) -> None:
+        """Input values arrived: block number (1-4) -> named values of that block.
+
+        Only blocks the frame fully covers are included (a 127-register frame
+        gives 1, 2 and 3); see ``octolux.lxp.inputs.decode_input_blocks``.
+        Called for broadcasts and for replies to anybody's read; never with an
+        empty dict.
+        """
+
+    def registers_received(self, registers: dict[int, int]) -> None:
+        """Holding register values arrived (read-hold reply or write ack, anybody's)."""
+
+    def connection_changed(self, connected: bool) -> None:
+        """The TCP connection to the datalogger came up or went down."""
+
+
+@attrs.define(eq=False)
+class _Command:
+    """One queued request: its steps, its caller's Deferred and its deadline.
+
+    ``steps`` is a generator that yields the frames to send and is sent each
+    matching reply; its return value is the result. A plain request has one
+    step, ``set_bit`` two (read, then write), run back to back.
+    """
+
+    description: str
+    steps: Generator[lxp.Frame, lxp.Frame, Any]
+    deadline: float
+    deferred: Deferred = attrs.field(init=False)
+    timer: IDelayedCall | None = None
+    request: lxp.Frame | None = None  # the frame on the wire, waiting for its reply
+    done: bool = False
+
+
+def _answers(request: lxp.Frame, reply: lxp.Frame) -> bool:
+    """Is ``reply`` (same datalog already checked) the inverter's answer to ``request``?"""
+    if reply.register != request.register or reply.inverter != request.inverter:
+        return False
+    kind = type(reply)
+    if kind is lxp.ReadReply:
+        # A broadcast of the very registers asked for (e.g. inputs 0-39, or a
+        # 127-register frame from 0) is the data asked for; fewer values is not.
+        return (
+            type(request) is lxp.ReadRequest
+            and reply.function == request.function
+            and len(reply.values) >= request.count
+        )
+    if kind is lxp.WriteSingleReply:
+        return type(request) is lxp.WriteSingleRequest
+    if kind is lxp.ExceptionReply:
+        return reply.function == request.function
+    return False
+
+
+def _checked_echo(written: int, echo: lxp.WriteSingleReply) -> int:
+    if echo.value != written:
+        raise CommandFailed(f"echo mismatch: wrote {written}, inverter echoed {echo.value}")
+    return echo.value
+
+
+def _phrase(failure: Failure) -> str:
+    return failure.getErrorMessage().rstrip(".")
+
+
+@implementer(IStreamClientEndpoint)
+class _ObservedEndpoint:
+    """Passes connection attempts through, telling ``on_failure`` why one failed.
+
+    ClientService has no hook for a failed attempt; this is how the log line
+    "cannot connect: <why>" gets its reason.
+    """
+
+    def __init__(self, endpoint, on_failure: Callable[[Failure], None]):
+        self._endpoint = endpoint
+        self._on_failure = on_failure
+
+    def connect(self, factory):
+        """Connect through the wrapped endpoint."""
+        attempt = self._endpoint.connect(factory)
+        attempt.addErrback(self._failed)
+        return attempt
+
+    def _failed(self, failure: Failure) -> Failure:
+        self._on_failure(failure)
+        return failure
+
+    def __repr__(self) -> str:
+        return repr(self._endpoint)
+
+
+class Inverter(service.Service):
+    """One datalogger and the inverter behind it.
+
+    ``name`` (also the service name) starts every log line, so several
+    inverters in one process can be told apart.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        endpoint,  # IStreamClientEndpoint to the datalogger
+        datalog: str,  # 10-character datalogger serial
+        serial: str,  # 10-character inverter serial
+        *,
+        clock,  # IReactorTime
+        heartbeat_echo: bool = False,
+        no_data_timeout: float = 900.0,  # seconds without a byte before reconnecting
+        command_timeout: float = 10.0,  # seconds a request may take, waiting included
+        retry_policy=None,  # attempt -> seconds; default backoffPolicy()
+        name: str = "inverter",
+        address: str | None = None,  # "host:port", for log lines before any connection
+    ):
+        for label, value in (("datalog", datalog), ("serial", serial)):
+            # Checked here: a wrong length would otherwise fail every request later.
+            if not isinstance(value, str) or len(value) != 10:
+                raise ValueError(f"{label} must be a 10-character string: {value!r}")
+        self.datalog = datalog
+        self.serial = serial
+        self.name = name
+        self.heartbeat_echo = heartbeat_echo
+        self.command_timeout = command_timeout
+        self._clock: IReactorTime = clock
+        self._retry_policy = backoffPolicy() if retry_policy is None else retry_policy
+
+        self.connected = False
+        self.latest_inputs: dict[str, Any] = {}
+        self.registers: dict[int, int] = {}
+
+        self._observers: list[InverterObserver] = []
+        self._queue: collections.deque[_Command] = collections.deque()
+        self._current: _Command | None = None
+        self._protocol: LxpProtocol | None = None
+        self._address = address
+        self._peer = address or "the datalogger"
+        self._connected_at = 0.0
+        self._last_loss: str | None = None  # why the last connection or attempt ended
+        self._was_connected = False  # did the last connection get as far as connected?
+        self._foreign_datalogs: set[str] = set()
+        self._foreign_inverters: set[str] = set()
+
+        factory = LxpFactory(self, clock, no_data_timeout=no_data_timeout, name=name)
+        self._client = ClientService(
+            _ObservedEndpoint(endpoint, self._attempt_failed),
+            factory,
+            retryPolicy=self._retry_delay,
+            clock=clock,
+        )
+
+    # -- state, for the HTTP API ----------------------------------------------
+
+    connected: bool  # is the TCP connection up right now?
+    latest_inputs: dict[str, Any]  # every named input value seen, merged
+    registers: dict[int, int]  # latest known value of every holding register seen
+
+    def add_observer(self, observer: InverterObserver) -> None:
+        """Tell ``observer`` of everything the inverter reports from now on."""
+        self._observers.append(observer)
+
+    # -- the service ------------------------------------------------------------
+
+    def startService(self) -> None:
+        """Start connecting to the datalogger (and reconnecting, for ever)."""
+        super().startService()
+        self._client.startService()
+
+    def stopService(self) -> Deferred[None]:
+        """Fail every pending request with ``stopping``; fires once the connection is closed."""
+        super().stopService()
+        pending = [self._current, *self._queue] if self._current else list(self._queue)
+        for command in pending:
+            self._finish(command, failure=CommandFailed("stopping"))
+        return self._client.stopService()
+
+    # -- requests: each returns a Deferred; at most one is on the wire at a time;
+    # each fails with CommandFailed within command_timeout of the call, and a
+    # request that has failed is never sent afterwards.
+
+    def read_hold(self, register: int, count: int = 1) -> Deferred[dict[int, int]]:
+        """Read ``count`` holding registers; fires with register -> value."""
+        try:
+            request = self._read_request(READ_HOLD, register, count)
+        except ValueError as error:
+            return fail(CommandFailed(f"invalid request: {error}"))
+        return self._submit(f"read_hold({register}, {count})", self._read_hold_steps(request))
+
+    def read_input(self, register: int, count: int = 40) -> Deferred[dict[int, dict[str, Any]]]:
+        """Read input registers; fires with the decoded blocks (as observers get them).
+
+        The blocks are those the reply fully covers, so a read of fewer than 40
+        registers, or not aligned on 0, 40, 80, 120, fires with ``{}``; its
+        values still reach ``latest_inputs``.
+        """
+        try:
+            request = self._read_request(READ_INPUT, register, count)
+        except ValueError as error:
+            return fail(CommandFailed(f"invalid request: {error}"))
+        return self._submit(f"read_input({register}, {count})", self._read_input_steps(request))
+
+    def write_single(self, register: int, value: int) -> Deferred[int]:
+        """Write one holding register; fires with the echoed value, which must match."""
+        try:
+            request = lxp.WriteSingleRequest(self.datalog, self.serial, register, value)
+        except ValueError as error:
+            return fail(CommandFailed(f"invalid request: {error}"))
+        return self._submit(f"write_single({register}, {value})", self._write_steps(request))
+
+    def set_bit(self, register: int, bit: int, on: bool) -> Deferred[int]:
+        """Read ``register``, set or clear one bit, write it back and check the echo.
+
+        Read and write run back to back: no other request comes between them.
+        Fires with the new register value.
+        """
+        if not isinstance(bit, int) or not 0 <= bit <= 15:
+            return fail(CommandFailed(f"invalid request: bit must be 0-15: {bit!r}"))
+        try:
+            read = self._read_request(READ_HOLD, register, 1)
+        except ValueError as error:
+            return fail(CommandFailed(f"invalid request: {error}"))
+        description = f"set_bit({register}, {bit}, {bool(on)})"
+        return self._submit(description, self._set_bit_steps(read, bit, on))
+
+    def _read_request(self, function, register: int, count: int) -> lxp.ReadRequest:
+        # A reply carries at most 127 values, so a bigger read could never be answered.
+        if not isinstance(count, int) or not 1 <= count <= 127:
+            raise ValueError(f"count must be 1-127: {count!r}")
+        return lxp.ReadRequest(function, self.datalog, self.serial, register, count)
+
+    # -- the steps of each request: generators yielding frames, sent replies ----
+
+    @staticmethod
+    def _read_hold_steps(request: lxp.ReadRequest):
+        reply = yield request
+        stop = request.register + request.count
+        return {r: v for r, v in reply.registers.items() if r < stop}
+
+    @staticmethod
+    def _read_input_steps(request: lxp.ReadRequest):
+        reply = yield request
+        return split_blocks(
+            reply.register, len(reply.values), decode_inputs(reply.register, reply.values)
+        )
+
+    @staticmethod
+    def _write_steps(request: lxp.WriteSingleRequest):
+        echo = yield request
+        return _checked_echo(request.value, echo)
+
+    def _set_bit_steps(self, read: lxp.ReadRequest, bit: int, on: bool):
+        reply = yield read
+        value = with_bit(reply.values[0], bit, on)
+        echo = yield lxp.WriteSingleRequest(self.datalog, self.serial, read.register, value)
+        return _checked_echo(value, echo)
+
+    # -- the queue ----------------------------------------------------------------
+
+    def _submit(self, description: str, steps) -> Deferred:
+        if not self.running:
+            steps.close()
+            return fail(CommandFailed("not running"))
+        command = _Command(description, steps, self._clock.seconds() + self.command_timeout)
+        command.deferred = Deferred(canceller=lambda _: self._cancel(command))
+        command.timer = self._clock.callLater(self.command_timeout, self._expire, command)
+        self._queue.append(command)
+        self._send_next()
+        return command.deferred
+
+    def _send_next(self) -> None:
+        """Put the next live request on the wire, if connected and the wire is free."""
+        while self._current is None and self._queue and self._protocol is not None:
+            command = self._queue.popleft()
+            if command.done:
+                continue
+            if self._clock.seconds() >= command.deadline:
+                # Its timer is due in this very instant; never send a request
+                # whose time is up, even if it has not failed yet.
+                self._expire(command, send_next=False)
+                continue
+            self._current = command
+            self._advance(command, None)
+
+    def _advance(self, command: _Command, reply: lxp.Frame | None) -> None:
+        """Give ``reply`` to the command; send its next frame or finish it."""
+        try:
+            request = command.steps.send(reply)
+        except StopIteration as stop:
+            self._finish(command, result=stop.value)
+        except CommandFailed as error:
+            self._finish(command, failure=error)
+        except Exception:
+            self._finish(command, failure=Failure())
+        else:
+            command.request = request
+            self.log.debug(
+                "{name}: {command}: sending {request}",
+                name=self.name,
+                command=command.description,
+                request=request,
+            )
+            self._protocol.send(request)
+
+    def _expire(self, command: _Command, *, send_next: bool = True) -> None:
+        timeout = self.command_timeout
+        if command is self._current:
+            reason = f"no reply within {timeout:g} s"
+        elif not self.connected or self._connected_at >= command.deadline:
+            # (The second: the connection came just as its time ran out.)
+            reason = f"not connected within {timeout:g} s"
+        else:
+            reason = f"still queued after {timeout:g} s"
+        self._finish(command, failure=CommandFailed(reason), send_next=send_next)
+
+    def _cancel(self, command: _Command) -> None:
+        # Deferred.cancel errbacks with CancelledError once we return.
+        self._settle(command)
+        self._send_next()
+
+    def _settle(self, command: _Command) -> None:
+        """Take ``command`` off the wire, the queue and the clock."""
+        command.done = True
+        if command.timer is not None and command.timer.active():
+            command.timer.cancel()
+        command.timer = None
+        command.steps.close()
+        if command is self._current:
+            self._current = None
+        # Expired commands would be skipped at dequeue anyway; removing them
+        # keeps the queue from holding dead entries while disconnected.
+        with contextlib.suppress(ValueError):
+            self._queue.remove(command)
+
+    def _finish(
+        self, command: _Command, *, result: Any = None, failure=None, send_next: bool = True
+    ) -> None:
+        """Settle ``command`` and fire its Deferred; then, normally, start the next one."""
+        if command.done:
+            return
+        self._settle(command)
+        if failure is None:
+            command.deferred.callback(result)
+        else:
+            if isinstance(failure, CommandFailed):
+                # Debug only: whoever asked logs the outcome (the MQTT bridge does).
+                self.log.debug(
+                    "{name}: {command} failed: {reason}",
+                    name=self.name,
+                    command=command.description,
+                    reason=failure.reason,
+                )
+            command.deferred.errback(failure)
+        if send_next and self.running:
+            self._send_next()
+
+    # -- FrameHandler: called by LxpProtocol ----------------------------------------
+
+    def connection_made(self, protocol: LxpProtocol) -> None:
+        """The connection is up: log it, tell the observers, start the queue."""
+        self._protocol = protocol
+        self._peer = protocol.peer
+        self._was_connected = True
+        self._connected_at = self._clock.seconds()
+        self._last_loss = None
+        self.connected = True
+        self.log.info("{name}: connected to {peer}", name=self.name, peer=protocol.peer)
+        self._notify("connection_changed", True)
+        self._send_next()
+
+    def connection_lost(self, protocol: LxpProtocol, reason: str) -> None:
+        """The connection is gone: fail the request on the wire, tell the observers."""
+        if protocol is not self._protocol:
+            return
+        self._protocol = None
+        self.connected = False
+        self._last_loss = reason
+        if not self.running:
+            self.log.info(
+                "{name}: disconnected from {peer}: {reason}",
+                name=self.name,
+                peer=self._peer,
+                reason=reason,
+            )
+        # Otherwise ClientService asks _retry_delay for the delay right away,
+        # which logs the loss together with when the next attempt comes.
+        if self._current is not None:
+            self._finish(self._current, failure=CommandFailed("connection lost"))
+        self._notify("connection_changed", False)
+
+    def frame_received(self, frame: lxp.Frame) -> None:
+        """Update state, answer the request on the wire if the frame fits, tell the observers.
+
+        The request's Deferred fires before the observers hear of the frame, so
+        a command's result goes out before the register news it caused.
+        """
+        if frame.datalog != self.datalog:
+            self._foreign_datalog(frame.datalog)
+            return
+        kind = type(frame)
+        notice = None
+        if kind is lxp.ReadReply:
+            if frame.function == READ_INPUT:
+                named = decode_inputs(frame.register, frame.values)
+                self.latest_inputs.update(named)
+                blocks = split_blocks(frame.register, len(frame.values), named)
+                if blocks:
+                    notice = ("inputs_received", blocks)
+            else:
+                registers = frame.registers
+                self.registers.update(registers)
+                notice = ("registers_received", registers)
+        elif kind is lxp.WriteSingleReply:
+            self.registers[frame.register] = frame.value
+            notice = ("registers_received", {frame.register: frame.value})
+        elif kind is lxp.Heartbeat:
+            if self.heartbeat_echo and self._protocol is not None:
+                # Rebuilt, not replayed, as other clients do: protocol 2, same datalog.
+                self._protocol.send(lxp.Heartbeat(frame.datalog))
+            return
+        elif kind is lxp.UnknownFrame:
+            self.log.info(
+                "{name}: ignored a frame with unknown tcp function {function} ({length} bytes)",
+                name=self.name,
+                function=frame.tcp_function,
+                length=len(frame.payload),
+            )
+            return
+        elif kind is not lxp.ExceptionReply:
+            # Other clients' requests, the cloud's param reads and writes, multi
+            # write acks: nothing to update, nothing we asked for.
+            return
+
+        if frame.inverter != self.serial:
+            self._foreign_inverter(frame.inverter)
+        command = self._current
+        if command is not None and _answers(command.request, frame):
+            if kind is lxp.ExceptionReply:
+                self._finish(command, failure=CommandFailed(f"exception reply: {frame.reason}"))
+            else:
+                self._advance(command, frame)
+        elif kind is lxp.ExceptionReply:
+            self.log.info(
+                "{name}: exception reply {reason} for function {function}, register {register}"
+                " (not a request of ours)",
+                name=self.name,
+                reason=frame.reason,
+                function=int(frame.function),
+                register=frame.register,
+            )
+        if notice is not None:
+            self._notify(*notice)
+
+    # -- state and observers --------------------------------------------------------
+
+    def _notify(self, method: str, argument) -> None:
+        for observer in self._observers:
+            try:
+                getattr(observer, method)(argument)
+            except Exception:
+                self.log.failure(
+                    "{name}: observer {observer!r} failed in {method}",
+                    name=self.name,
+                    observer=observer,
+                    method=method,
+                )
+
+    # -- connection attempts and the log ----------------------------------------------
+
+    def _attempt_failed(self, failure: Failure) -> None:
+        self._was_connected = False
+        self._last_loss = _phrase(failure)
+
+    def _retry_delay(self, attempt: int) -> float:
+        """ClientService's retry policy, plus the one log line for what just went wrong."""
+        delay = self._retry_policy(attempt)
+        reason = self._last_loss or "unknown reason"
+        if self._was_connected:
+            self.log.info(
+                "{name}: connection to {peer} lost: {reason}, reconnecting in {delay:.1f} s",
+                name=self.name,
+                peer=self._peer,
+                reason=reason,
+                delay=delay,
+            )
+        else:
+            self.log.info(
+                "{name}: cannot connect{to}: {reason}, retrying in {delay:.1f} s",
+                name=self.name,
+                to=f" to {self._address}" if self._address else "",
+                reason=reason,
+                delay=delay,
+            )
+        self._was_connected = False
+        return delay
+
+    def _foreign_datalog(self, datalog: str) -> None:
+        if (
+            datalog in self._foreign_datalogs
+            or len(self._foreign_datalogs) >= _MAX_REMEMBERED_SERIALS
+        ):
+            return
+        self._foreign_datalogs.add(datalog)
+        self.log.warn(
+            "{name}: ignoring frames from datalog {seen!r}, expected {datalog!r}:"
+            " check the datalog serial in config.ini",
+            name=self.name,
+            seen=datalog,
+            datalog=self.datalog,
+        )
+
+    def _foreign_inverter(self, serial: str) -> None:
+        if (
+            serial in self._foreign_inverters
+            or len(self._foreign_inverters) >= _MAX_REMEMBERED_SERIALS
+        ):
+            return
+        self._foreign_inverters.add(serial)
+        self.log.warn(
+            "{name}: the inverter reports serial {seen!r}, configured {serial!r}:"
+            " requests go unanswered unless the inverter serial in config.ini is right",
+            name=self.name,
+            seen=serial,
+            serial=self.serial,
+        )

@@ -1,0 +1,182 @@
+"""The LXP connection as Twisted sees it: bytes in, frames out, and a no-data timeout.
+
+``LxpProtocol`` knows the wire only through ``octolux.lxp``. It does not track
+requests or state and knows nothing about MQTT: every frame goes to a
+``FrameHandler`` (the ``Inverter``), which decides what it means. Nothing a
+peer sends, however bad or unexpected, makes the protocol drop the
+connection; only silence does (``no_data_timeout``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol as Interface
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from octolux import lxp
+
+# A remaining idle time below this counts as expired: rescheduling for a
+# sub-microsecond remainder could spin on float rounding.
+_IDLE_EPSILON = 1e-6
+
+
+class FrameHandler(Interface):
+    """What an ``LxpProtocol`` reports to; called on the reactor thread."""
+
+    def connection_made(self, protocol: LxpProtocol) -> None:
+        """The connection is up; ``protocol.send`` may be used from now on."""
+
+    def frame_received(self, frame: lxp.Frame) -> None:
+        """A whole, valid frame arrived (any kind, including ``UnknownFrame``)."""
+
+    def connection_lost(self, protocol: LxpProtocol, reason: str) -> None:
+        """The connection is gone; ``reason`` is one readable phrase for the log."""
+
+
+def describe_peer(address) -> str:
+    """``host:port`` for an IPv4/IPv6 address, else the address as text."""
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None or port is None:
+        return str(address)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _phrase(failure: Failure) -> str:
+    """A connection failure as a short phrase: Twisted's message without its full stop."""
+    return failure.getErrorMessage().rstrip(".")
+
+
+class LxpProtocol(protocol.Protocol):
+    """One TCP connection to a datalogger: frames in to a handler, ``send`` out.
+
+    With ``no_data_timeout`` (seconds), a connection that delivers no byte for
+    that long is aborted: a dongle can go silent while TCP still looks open.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        handler: FrameHandler,
+        clock: IReactorTime,
+        *,
+        no_data_timeout: float | None = None,
+        name: str = "lxp",
+    ):
+        self.handler = handler
+        self.name = name
+        self.peer = "?"
+        self._clock = clock
+        self._no_data_timeout = no_data_timeout if no_data_timeout and no_data_timeout > 0 else None
+        self._decoder = lxp.FrameDecoder()
+        self._last_data = 0.0
+        self._idle_call: IDelayedCall | None = None
+        self._abort_reason: str | None = None
+
+    @property
+    def decoder(self) -> lxp.FrameDecoder:
+        """The stream decoder, for its counters (``frames_decoded``, ``rejected``)."""
+        return self._decoder
+
+    # -- Twisted's IProtocol ----------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Switch on TCP keepalive, start the no-data timer, tell the handler."""
+        self.peer = describe_peer(self.transport.getPeer())
+        # Keepalive finds a dead peer when we have nothing to send; not every
+        # transport has it (TLS wrappers, test transports).
+        set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
+        if set_keepalive is not None:
+            set_keepalive(True)
+        if self._no_data_timeout is not None:
+            self._last_data = self._clock.seconds()
+            self._idle_call = self._clock.callLater(self._no_data_timeout, self._check_idle)
+        self.handler.connection_made(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Feed the decoder; hand every frame to the handler, log every bad one."""
+        if self._idle_call is not None:
+            # Cheaper than resetting a DelayedCall on every read: the timer
+            # looks at this when it fires and sleeps again if data came.
+            self._last_data = self._clock.seconds()
+        handler = self.handler
+        for item in self._decoder.feed(data):
+            if type(item) is lxp.BadFrame:
+                self._bad_frame(item)
+                continue
+            try:
+                handler.frame_received(item)
+            except Exception:
+                # A bug in handling one frame must not cost the connection
+                # (an exception escaping dataReceived would drop it).
+                self.log.failure("{name}: error handling {frame}", name=self.name, frame=item)
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        """Stop the timer and tell the handler why the connection ended."""
+        if self._idle_call is not None:
+            if self._idle_call.active():
+                self._idle_call.cancel()
+            self._idle_call = None
+        phrase = self._abort_reason or _phrase(reason)
+        self.handler.connection_lost(self, phrase)
+
+    # -- ours -------------------------------------------------------------------
+
+    def send(self, frame: lxp.Frame) -> None:
+        """Write ``frame`` to the datalogger."""
+        self.transport.write(lxp.build(frame))
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now; ``reason`` is what the handler will be told."""
+        self._abort_reason = reason
+        self.transport.abortConnection()
+
+    def _check_idle(self) -> None:
+        timeout = self._no_data_timeout
+        remaining = timeout - (self._clock.seconds() - self._last_data)
+        if remaining > _IDLE_EPSILON:
+            self._idle_call = self._clock.callLater(remaining, self._check_idle)
+            return
+        self._idle_call = None
+        self.abort(f"no data for {timeout:g} s")
+
+    def _bad_frame(self, bad: lxp.BadFrame) -> None:
+        self.log.info(
+            "{name}: skipped {length} bytes from {peer}: {reason}",
+            name=self.name,
+            length=len(bad.data),
+            peer=self.peer,
+            reason=bad.reason,
+        )
+        self.log.debug("{name}: skipped bytes: {data.hex()}", name=self.name, data=bad.data)
+
+
+class LxpFactory(protocol.Factory):
+    """Builds an ``LxpProtocol`` per connection, all reporting to one handler."""
+
+    noisy = False  # "Starting factory" on every reconnect says nothing useful
+
+    def __init__(
+        self,
+        handler: FrameHandler,
+        clock: IReactorTime,
+        *,
+        no_data_timeout: float | None = None,
+        name: str = "lxp",
+    ):
+        self.handler = handler
+        self.clock = clock
+        self.no_data_timeout = no_data_timeout
+        self.name = name
+
+    def buildProtocol(self, addr) -> LxpProtocol:
+        """A protocol for one connection."""
+        built = LxpProtocol(
+            self.handler, self.clock, no_data_timeout=self.no_data_timeout, name=self.name
+        )
+        built.factory = self
+        return built

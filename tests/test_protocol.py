@@ -1,0 +1,210 @@
+"""LxpProtocol: bytes in, frames out to a handler; bad frames cost only themselves."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, capturedLogs, formatEvent
+from twisted.python.failure import Failure
+
+from octolux import lxp
+from octolux.protocol import LxpFactory, LxpProtocol, describe_peer
+
+DATALOG = "2222222222"
+SERIAL = "5555555555"
+PEER = IPv4Address("TCP", "192.0.2.5", 8000)
+
+HEARTBEAT = lxp.Heartbeat(DATALOG)
+READ_REPLY = lxp.ReadReply(lxp.DeviceFunction.READ_HOLD, DATALOG, SERIAL, 21, (0x80,))
+WRITE_ACK = lxp.WriteSingleReply(DATALOG, SERIAL, 65, 50)
+
+
+class RecordingHandler:
+    """A FrameHandler that records what it is told."""
+
+    def __init__(self):
+        self.frames: list = []
+        self.made: list[LxpProtocol] = []
+        self.lost: list[str] = []
+
+    def connection_made(self, protocol):
+        self.made.append(protocol)
+
+    def frame_received(self, frame):
+        self.frames.append(frame)
+
+    def connection_lost(self, protocol, reason):
+        self.lost.append(reason)
+
+
+class KeepAliveTransport(StringTransport):
+    """A StringTransport that, like a TCP transport, can switch keepalive on."""
+
+    keepalive = False
+
+    def setTcpKeepAlive(self, enabled):
+        self.keepalive = enabled
+
+
+def connect(handler=None, *, timeout=None, transport=None, clock=None):
+    handler = handler or RecordingHandler()
+    clock = clock or Clock()
+    transport = transport or StringTransport(peerAddress=PEER)
+    protocol = LxpProtocol(handler, clock, no_data_timeout=timeout, name="test")
+    protocol.makeConnection(transport)
+    return protocol, handler, transport, clock
+
+
+def test_frames_split_across_reads_are_delivered_whole():
+    protocol, handler, transport, _ = connect()
+    stream = lxp.build(HEARTBEAT) + lxp.build(READ_REPLY) + lxp.build(WRITE_ACK)
+    for index in range(len(stream)):
+        protocol.dataReceived(stream[index : index + 1])
+    assert handler.frames == [HEARTBEAT, READ_REPLY, WRITE_ACK]
+
+
+def test_several_frames_in_one_read_are_all_delivered_in_order():
+    protocol, handler, transport, _ = connect()
+    protocol.dataReceived(lxp.build(WRITE_ACK) + lxp.build(HEARTBEAT) + lxp.build(READ_REPLY))
+    assert handler.frames == [WRITE_ACK, HEARTBEAT, READ_REPLY]
+
+
+def test_bad_crc_costs_only_that_frame_and_is_logged_once():
+    protocol, handler, transport, _ = connect()
+    corrupt = bytearray(lxp.build(READ_REPLY))
+    corrupt[-1] ^= 0xFF
+    with capturedLogs() as events:
+        protocol.dataReceived(lxp.build(HEARTBEAT) + bytes(corrupt) + lxp.build(WRITE_ACK))
+    assert handler.frames == [HEARTBEAT, WRITE_ACK]
+    assert not transport.disconnecting
+    info = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.info]
+    assert info == [f"test: skipped {len(corrupt)} bytes from 192.0.2.5:8000: bad CRC"]
+
+
+def test_garbage_between_frames_is_skipped_and_hex_only_at_debug():
+    protocol, handler, transport, _ = connect()
+    with capturedLogs() as events:
+        protocol.dataReceived(lxp.build(HEARTBEAT) + b"\x00\xffjunk" + lxp.build(WRITE_ACK))
+    assert handler.frames == [HEARTBEAT, WRITE_ACK]
+    assert not transport.disconnecting
+    by_level = {}
+    for event in events:
+        by_level.setdefault(event["log_level"], []).append(formatEvent(event))
+    assert by_level[LogLevel.info] == ["test: skipped 6 bytes from 192.0.2.5:8000: garbage"]
+    assert "test: skipped bytes: 00ff6a756e6b" in by_level[LogLevel.debug]
+
+
+def test_unknown_but_well_formed_traffic_is_delivered_not_dropped():
+    protocol, handler, transport, _ = connect()
+    cloud_write = lxp.WriteParamRequest(DATALOG, 7, b"\x01\x02")
+    odd = lxp.UnknownFrame(0xC7, DATALOG, b"\x01\x02\x03")
+    protocol.dataReceived(lxp.build(cloud_write) + lxp.build(odd))
+    assert handler.frames == [cloud_write, odd]
+    assert not transport.disconnecting
+
+
+def test_a_handler_error_is_logged_and_the_next_frames_still_arrive():
+    class Fussy(RecordingHandler):
+        def frame_received(self, frame):
+            super().frame_received(frame)
+            if frame == HEARTBEAT:
+                raise RuntimeError("handler bug")
+
+    protocol, handler, transport, _ = connect(Fussy())
+    with capturedLogs() as events:
+        protocol.dataReceived(lxp.build(HEARTBEAT) + lxp.build(WRITE_ACK))
+    assert handler.frames == [HEARTBEAT, WRITE_ACK]
+    assert not transport.disconnecting
+    failures = [e for e in events if "log_failure" in e]
+    assert len(failures) == 1
+    assert failures[0]["log_failure"].check(RuntimeError)
+
+
+def test_send_writes_the_built_frame():
+    protocol, handler, transport, _ = connect()
+    request = lxp.ReadRequest(lxp.DeviceFunction.READ_INPUT, DATALOG, SERIAL, 0, 40)
+    protocol.send(request)
+    assert transport.value() == lxp.build(request)
+
+
+def test_connection_made_reports_the_peer_and_sets_keepalive():
+    transport = KeepAliveTransport(peerAddress=PEER)
+    protocol, handler, _, _ = connect(transport=transport)
+    assert handler.made == [protocol]
+    assert protocol.peer == "192.0.2.5:8000"
+    assert transport.keepalive is True
+
+
+def test_transports_without_keepalive_are_fine():
+    protocol, handler, transport, _ = connect()
+    assert handler.made == [protocol]
+
+
+def test_connection_lost_gives_a_readable_reason():
+    protocol, handler, transport, _ = connect()
+    protocol.connectionLost(Failure(ConnectionDone()))
+    protocol2, handler2, _, _ = connect()
+    protocol2.connectionLost(Failure(ConnectionLost()))
+    assert handler.lost == ["Connection was closed cleanly"]
+    assert handler2.lost == ["Connection to the other side was lost in a non-clean fashion"]
+
+
+def test_silence_for_the_no_data_timeout_aborts_the_connection():
+    protocol, handler, transport, clock = connect(timeout=900)
+    clock.advance(899)
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnected  # aborted, not merely closed: the peer may be gone
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert handler.lost == ["no data for 900 s"]
+    assert clock.getDelayedCalls() == []
+
+
+def test_any_bytes_push_the_no_data_timeout_back():
+    protocol, handler, transport, clock = connect(timeout=900)
+    clock.advance(600)
+    protocol.dataReceived(b"\x00")  # even garbage shows the peer is alive
+    clock.advance(600)
+    assert not transport.disconnecting
+    protocol.dataReceived(lxp.build(HEARTBEAT))
+    clock.advance(899.5)
+    assert not transport.disconnecting
+    clock.advance(0.5)
+    assert transport.disconnected
+
+
+def test_connection_lost_cancels_the_no_data_timer():
+    protocol, handler, transport, clock = connect(timeout=900)
+    assert len(clock.getDelayedCalls()) == 1
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
+    assert handler.lost == ["Connection was closed cleanly"]
+
+
+@pytest.mark.parametrize("timeout", [None, 0])
+def test_no_timeout_means_no_timer(timeout):
+    protocol, handler, transport, clock = connect(timeout=timeout)
+    assert clock.getDelayedCalls() == []
+    clock.advance(100_000)
+    assert not transport.disconnecting
+
+
+def test_factory_builds_protocols_for_its_handler():
+    handler = RecordingHandler()
+    clock = Clock()
+    factory = LxpFactory(handler, clock, no_data_timeout=60, name="inv")
+    protocol = factory.buildProtocol(PEER)
+    protocol.makeConnection(StringTransport(peerAddress=PEER))
+    assert protocol.handler is handler
+    assert protocol.name == "inv"
+    assert protocol.factory is factory
+    assert len(clock.getDelayedCalls()) == 1
+
+
+def test_describe_peer():
+    assert describe_peer(PEER) == "192.0.2.5:8000"
+    assert describe_peer(IPv4Address("TCP", "::1", 8000)) == "[::1]:8000"
+    assert describe_peer("somewhere") == "somewhere"
