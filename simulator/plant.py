@@ -1,0 +1,664 @@
+"""The simulated inverter, battery, solar array and house: a pure model.
+
+No Twisted, no I/O, no wall clock. Time moves only through ``Plant.advance``
+(simulated seconds), and every random number comes from one ``random.Random``
+seeded at construction, so the same seed, start time and calls give the same
+registers. The raw register layout follows ``octolux.lxp.inputs.FIELDS``:
+decoding ``input_registers()`` with ``decode_input_blocks`` gives the values a
+real inverter would publish.
+
+Power flows, in watts, and how the holding registers steer them:
+
+- PV follows a clear-sky day curve on the simulated clock, dimmed by drifting
+  cloud; the house load follows a daily profile.
+- Register 21 bit 7 (AC charge) charges from the grid at
+  ``MAX_POWER * min(reg 64, reg 66) %`` until the SOC reaches register 67.
+- Register 21 bit 10 (forced discharge) discharges at
+  ``MAX_POWER * min(reg 65, reg 82) %`` down to register 83, exporting what the
+  house does not use.
+- Register 21 bit 11 (charge priority) charges from PV first, the house
+  importing, until register 75.
+- Otherwise PV surplus charges the battery (capped by register 64) and the
+  battery covers the house load (capped by register 65, 0 stops it) down to
+  the cut-off SOC in register 105.
+
+The AC charge, charge priority and forced discharge time slots are stored and
+read back but not simulated: the enable bits alone switch the modes, so that a
+command has a visible effect whatever the simulated time of day.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import attrs
+
+from octolux.lxp import holding
+from octolux.lxp.frames import ExceptionCode
+
+INPUT_REGISTER_COUNT = 160  # four 40-register blocks: 0-39, 40-79, 80-119, 120-159
+HOLDING_REGISTER_COUNT = 240  # newer units have holding registers 0-239
+
+MAX_POWER = 3600  # W: the inverter's and the battery's limit at 100 %
+BATTERY_CELLS = 16  # LFP cells in series: 51.2 V nominal
+BATTERY_AMP_HOURS = 200
+CAPACITY_WH = 10240.0
+EFFICIENCY = 0.95  # each way, battery in and out
+PV_PEAK = (2200.0, 1800.0, 0.0)  # W per string at a clear midsummer noon; no string 3
+STATE_OF_HEALTH = 98
+
+DEFAULT_START = datetime.datetime(2024, 6, 21, 12, 0, 0)
+DEFAULT_INVERTER_SERIAL = "SIMINV0001"
+
+# Longest integration step, in simulated seconds, unless a single advance is so
+# long that it would need more than MAX_STEPS steps: then the steps grow, so
+# that a thousandfold --speed costs bounded CPU per broadcast.
+STEP = 60.0
+MAX_STEPS = 2000
+
+# Energy counters, in the order of input registers 28-37 (day) and 40-59 (all).
+ENERGY_KEYS = (
+    "pv_1", "pv_2", "pv_3", "inv", "rec", "chg", "dischg", "eps", "to_grid", "to_user",
+)
+
+# A plausible history, in Wh (the founding spec's example totals).
+INITIAL_TOTALS = {
+    "pv_1": 900_000.0, "pv_2": 775_600.0, "pv_3": 0.0, "inv": 943_900.0, "rec": 1_099_300.0,
+    "chg": 1_251_200.0, "dischg": 1_151_600.0, "eps": 0.0, "to_grid": 124_000.0,
+    "to_user": 1_115_800.0,
+}
+INITIAL_RUNTIME = 31_622_400.0  # s: a year and a day of service
+INITIAL_CYCLES = 120
+
+
+# -- errors -------------------------------------------------------------------
+
+
+class RegisterError(ValueError):
+    """A holding-register access the inverter refuses; ``code`` is its exception reply code."""
+
+    code: ExceptionCode = ExceptionCode.FAILURE
+
+    def __init__(self, register: int, message: str):
+        super().__init__(f"register {register}: {message}")
+        self.register = register
+
+
+class UnknownRegister(RegisterError):
+    """The register does not exist, or cannot be written: ILLEGAL_ADDRESS."""
+
+    code = ExceptionCode.ILLEGAL_ADDRESS
+
+
+class ValueOutOfRange(RegisterError):
+    """The value is not one the register accepts: ILLEGAL_VALUE."""
+
+    code = ExceptionCode.ILLEGAL_VALUE
+
+
+# -- holding registers ------------------------------------------------------------
+
+
+def _signed(value: int) -> int:
+    return value - 0x10000 if value & 0x8000 else value
+
+
+@attrs.frozen
+class Rule:
+    """What a writable holding register accepts, with a description for error messages."""
+
+    description: str
+    accepts: Callable[[int], bool]
+
+
+ANY_VALUE = Rule("any 16-bit value", lambda value: True)
+PERCENT = Rule("a percentage, 0-100", lambda value: value <= 100)
+TIME_OF_DAY = Rule(
+    "a time of day: low byte hour 0-23, high byte minute 0-59",
+    lambda value: (value & 0xFF) <= 23 and (value >> 8) <= 59,
+)
+
+
+def signed_range(low: int, high: int) -> Rule:
+    """A rule for a two's complement register holding ``low`` .. ``high``."""
+    return Rule(f"a signed value, {low} to {high}", lambda value: low <= _signed(value) <= high)
+
+
+# The clock, byte by byte (PROTOCOL.md section 6); whole dates are checked by Plant.
+CLOCK_RULES = {
+    12: Rule("low byte year - 2000, high byte month 1-12", lambda v: 1 <= v >> 8 <= 12),
+    13: Rule(
+        "low byte day 1-31, high byte hour 0-23", lambda v: 1 <= v & 0xFF <= 31 and v >> 8 <= 23
+    ),
+    14: Rule(
+        "low byte minute 0-59, high byte second 0-59", lambda v: v & 0xFF <= 59 and v >> 8 <= 59
+    ),
+}
+
+# Every register a client may write, and what it accepts. Anything else is
+# refused with ILLEGAL_ADDRESS, as a real inverter refuses read-only registers.
+WRITABLE: dict[int, Rule] = {
+    **CLOCK_RULES,
+    holding.FUNCTION_BITS: ANY_VALUE,
+    **{register: PERCENT for register in holding.PERCENT},
+    **{
+        register: TIME_OF_DAY
+        for slots in holding.TIME_SLOTS.values()
+        for pair in slots
+        for register in pair
+    },
+    # Lead-acid temperature limits, 0.1 degC.
+    **{register: signed_range(-400, 800) for register in (106, 107, 108, 109)},
+    holding.SYSTEM_BITS: Rule("bits 0-6", lambda value: value < 0x80),
+    holding.CT_POWER_OFFSET: signed_range(-1000, 1000),
+}
+
+# The register 21 of a captured unit (PROTOCOL.md vectors: 0xF354): DRMS, anti
+# island, soft start, seamless EPS, normal (not standby), ISO, GFCI, DCI and
+# feed-in enabled; AC charge, forced discharge and charge priority off.
+DEFAULT_FUNCTION_BITS = 0xF354
+
+
+def _text_registers(text: str) -> list[int]:
+    raw = text.encode("latin-1")
+    return [raw[i] | raw[i + 1] << 8 for i in range(0, len(raw), 2)]
+
+
+def default_holding(inverter_serial: str = DEFAULT_INVERTER_SERIAL) -> list[int]:
+    """The holding registers of a freshly installed inverter (clock registers left 0)."""
+    values = [0] * HOLDING_REGISTER_COUNT
+    defaults = {
+        0: 35462, 1: 1,  # model code, as captured
+        7: 16706, 8: 16705, 9: 2561, 10: 266,  # firmware code "BAAA" and versions, as captured
+        15: 1,  # Modbus address
+        19: 4,  # device type
+        holding.FUNCTION_BITS: DEFAULT_FUNCTION_BITS,
+        22: 1200,  # PV start voltage, 120.0 V
+        holding.CHARGE_POWER_PERCENT: 100,
+        holding.DISCHARGE_POWER_PERCENT: 100,
+        holding.AC_CHARGE_POWER_PERCENT: 100,
+        holding.AC_CHARGE_SOC_LIMIT: 100,
+        holding.CHARGE_PRIORITY_POWER_PERCENT: 100,
+        holding.CHARGE_PRIORITY_SOC_LIMIT: 100,
+        holding.FORCED_DISCHARGE_POWER_PERCENT: 100,
+        holding.FORCED_DISCHARGE_SOC_LIMIT: 10,
+        holding.DISCHARGE_CUTOFF_SOC: 10,
+        106: 600, 107: -200 & 0xFFFF, 108: 600, 109: -200 & 0xFFFF,  # 60.0 / -20.0 degC
+        holding.EPS_DISCHARGE_CUTOFF_SOC: 10,
+        holding.AC_CHARGE_START_SOC: 10,
+        holding.AC_CHARGE_END_SOC: 100,
+    }
+    for register, value in defaults.items():
+        values[register] = value
+    values[2:7] = _text_registers(inverter_serial)
+    return values
+
+
+@attrs.frozen
+class Change:
+    """A holding register that a write changed."""
+
+    register: int
+    old: int
+    new: int
+
+
+@attrs.define
+class HoldingRegisters:
+    """The inverter's holding register bank (0-239) and the validation every write gets.
+
+    This is the raw bank: to set the clock (12-14), write through
+    ``Plant.write_holding``, which also moves the simulated inverter clock.
+    """
+
+    values: list[int] = attrs.field(factory=default_holding)
+
+    def __attrs_post_init__(self):
+        if len(self.values) != HOLDING_REGISTER_COUNT:
+            raise ValueError(f"a holding bank has {HOLDING_REGISTER_COUNT} registers")
+
+    def __getitem__(self, register: int) -> int:
+        return self.read(register)[0]
+
+    def read(self, register: int, count: int = 1) -> tuple[int, ...]:
+        """``count`` registers from ``register``; UnknownRegister past the end of the bank."""
+        if count < 1:
+            raise ValueOutOfRange(register, f"cannot read {count} registers")
+        if register < 0 or register + count > HOLDING_REGISTER_COUNT:
+            raise UnknownRegister(
+                register, f"holding registers are 0-{HOLDING_REGISTER_COUNT - 1}"
+            )
+        return tuple(self.values[register : register + count])
+
+    def check(self, register: int, value: int) -> None:
+        """Raise UnknownRegister or ValueOutOfRange if ``value`` may not go in ``register``."""
+        rule = WRITABLE.get(register)
+        if rule is None:
+            raise UnknownRegister(register, "not a writable holding register")
+        if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+            raise ValueOutOfRange(register, f"{value!r} is not a 16-bit value")
+        if not rule.accepts(value):
+            raise ValueOutOfRange(register, f"{value} is not {rule.description}")
+
+    def write(self, register: int, value: int) -> Change:
+        """Validate and store one value; return the change (old may equal new)."""
+        return self.write_many(register, (value,))[0]
+
+    def write_many(self, register: int, values: Sequence[int]) -> list[Change]:
+        """Validate every value first, then store them all: a refused write changes nothing."""
+        for offset, value in enumerate(values):
+            self.check(register + offset, value)
+        changes = []
+        for offset, value in enumerate(values):
+            old = self.values[register + offset]
+            self.values[register + offset] = value
+            changes.append(Change(register + offset, old, value))
+        return changes
+
+    def writable(self) -> dict[int, int]:
+        """The writable registers except the clock, for saving across restarts."""
+        return {
+            register: self.values[register]
+            for register in sorted(WRITABLE)
+            if register not in CLOCK_RULES
+        }
+
+    def load(self, saved: Mapping[int, int]) -> list[Change]:
+        """Restore saved registers (validated like writes; the clock is not restored)."""
+        changes = []
+        for register, value in sorted(saved.items()):
+            if register in CLOCK_RULES:
+                continue
+            changes.extend(self.write_many(register, (value,)))
+        return changes
+
+
+# -- the plant ----------------------------------------------------------------
+
+
+@attrs.frozen
+class Flows:
+    """Instantaneous power, in watts, over the last integration step."""
+
+    pv: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    pv_available: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load: float = 0.0
+    battery: float = 0.0  # positive: charging
+    p_inv: float = 0.0  # DC -> AC
+    p_rec: float = 0.0  # AC -> DC (charging from the grid)
+    grid: float = 0.0  # positive: importing
+
+    @property
+    def charge(self) -> int:
+        """``p_charge`` as published."""
+        return round(max(self.battery, 0.0))
+
+    @property
+    def discharge(self) -> int:
+        """``p_discharge`` as published."""
+        return round(max(-self.battery, 0.0))
+
+    @property
+    def status(self) -> int:
+        """0 idle, 16 discharging, 32 charging (MQ.md), from the published powers."""
+        if self.charge > 0:
+            return 32
+        if self.discharge > 0:
+            return 16
+        return 0
+
+
+def sun(moment: datetime.datetime) -> float:
+    """Clear-sky PV output at ``moment`` as a fraction of peak: 0 at night, 1 at a midsummer noon.
+
+    A northern-European day: 8 hours of daylight in winter, 16 in summer,
+    centred on 13:00 (solar noon in local summer time, near enough).
+    """
+    season = math.sin(2 * math.pi * (moment.timetuple().tm_yday - 80) / 365.25)
+    day_length = 12.0 + 4.0 * season
+    hour = moment.hour + moment.minute / 60 + moment.second / 3600 + moment.microsecond / 3.6e9
+    position = (hour - (13.0 - day_length / 2)) / day_length
+    if not 0.0 < position < 1.0:
+        return 0.0
+    return (0.65 + 0.35 * season) * math.sin(math.pi * position) ** 1.3
+
+
+def house_load(moment: datetime.datetime) -> float:
+    """The house's typical demand in watts: a base load, breakfast, lunch and evening peaks."""
+    hour = moment.hour + moment.minute / 60 + moment.second / 3600
+
+    def bump(centre: float, width: float) -> float:
+        return math.exp(-(((hour - centre) / width) ** 2))
+
+    return 300.0 + 700.0 * bump(7.5, 1.0) + 250.0 * bump(13.0, 2.5) + 1100.0 * bump(19.0, 2.0)
+
+
+def _u32(value: int) -> tuple[int, int]:
+    value &= 0xFFFFFFFF
+    return value & 0xFFFF, value >> 16
+
+
+def _tenths(value: float) -> int:
+    """A non-negative quantity in the inverter's 0.1 units (0.1 V, 0.1 kWh, ...)."""
+    return max(0, min(0xFFFF, round(value * 10)))
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return min(max(value, low), high)
+
+
+@attrs.define
+class Plant:
+    """An inverter with its battery, PV strings, house and grid, on a simulated clock.
+
+    ``now`` is the simulated true time (the sun follows it); ``clock`` is the
+    inverter's own clock, which a client may set (holding registers 12-14).
+    ``_day`` counters reset at the inverter clock's midnight.
+    """
+
+    start: datetime.datetime = DEFAULT_START
+    seed: int | None = None
+    inverter_serial: str = DEFAULT_INVERTER_SERIAL
+    holding: HoldingRegisters = attrs.field(default=None)
+    soc: float = attrs.field(default=None)  # percent, 0-100
+
+    elapsed: float = attrs.field(init=False, default=0.0)  # simulated seconds since start
+    clock_offset: datetime.timedelta = attrs.field(init=False, factory=datetime.timedelta)
+    runtime: float = attrs.field(init=False, default=INITIAL_RUNTIME)
+    energy_day: dict[str, float] = attrs.field(init=False)  # Wh
+    energy_all: dict[str, float] = attrs.field(init=False)  # Wh
+    flows: Flows = attrs.field(init=False, factory=Flows)
+    cloud: float = attrs.field(init=False, default=0.85)  # fraction of clear-sky PV
+    load_factor: float = attrs.field(init=False, default=1.0)
+    v_grid: float = attrs.field(init=False, default=240.0)
+    f_grid: float = attrs.field(init=False, default=50.0)
+    _random: random.Random = attrs.field(init=False, repr=False)
+    _day: datetime.date = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self):
+        if len(self.inverter_serial) != 10:
+            raise ValueError(f"an inverter serial has 10 characters: {self.inverter_serial!r}")
+        self._random = random.Random(self.seed)
+        if self.holding is None:
+            self.holding = HoldingRegisters(default_holding(self.inverter_serial))
+        if self.soc is None:
+            self.soc = round(self._random.uniform(35.0, 75.0), 1)
+        self.energy_day = dict.fromkeys(ENERGY_KEYS, 0.0)
+        self.energy_all = dict(INITIAL_TOTALS)
+        self._day = self.clock.date()
+        self._refresh_clock_registers()
+        self.flows = self._flows(STEP)
+
+    # -- time -------------------------------------------------------------------
+
+    @property
+    def now(self) -> datetime.datetime:
+        """The simulated true time: the start plus the simulated seconds elapsed."""
+        return self.start + datetime.timedelta(seconds=self.elapsed)
+
+    @property
+    def clock(self) -> datetime.datetime:
+        """The inverter's clock, as holding registers 12-14 report it."""
+        return self.now + self.clock_offset
+
+    def advance(self, seconds: float) -> None:
+        """Run the plant for ``seconds`` of simulated time."""
+        if seconds < 0:
+            raise ValueError(f"time only moves forward: {seconds}")
+        self._check_day()
+        step_limit = max(STEP, seconds / MAX_STEPS)
+        remaining = float(seconds)
+        while remaining > 1e-9:
+            step = min(remaining, step_limit)
+            clock = self.clock
+            midnight = datetime.datetime.combine(
+                clock.date() + datetime.timedelta(days=1), datetime.time()
+            )
+            to_midnight = (midnight - clock).total_seconds()
+            # Stop at midnight so that each day's counters get that day's energy.
+            if to_midnight > 1e-3:
+                step = min(step, to_midnight)
+            self._step(step)
+            remaining -= step
+        self._refresh_clock_registers()
+
+    def _check_day(self) -> None:
+        today = self.clock.date()
+        if today != self._day:
+            self._day = today
+            self.energy_day = dict.fromkeys(ENERGY_KEYS, 0.0)
+
+    def _step(self, dt: float) -> None:
+        self._drift(dt)
+        flows = self._flows(dt)
+        hours = dt / 3600.0
+        if flows.battery >= 0:
+            self.soc += flows.battery * hours * EFFICIENCY / CAPACITY_WH * 100.0
+        else:
+            self.soc += flows.battery * hours / EFFICIENCY / CAPACITY_WH * 100.0
+        self.soc = _clamp(self.soc, 0.0, 100.0)
+        energy = {
+            "pv_1": flows.pv[0], "pv_2": flows.pv[1], "pv_3": flows.pv[2],
+            "inv": flows.p_inv, "rec": flows.p_rec,
+            "chg": max(flows.battery, 0.0), "dischg": max(-flows.battery, 0.0), "eps": 0.0,
+            "to_grid": max(-flows.grid, 0.0), "to_user": max(flows.grid, 0.0),
+        }
+        for key, power in energy.items():
+            self.energy_day[key] += power * hours
+            self.energy_all[key] += power * hours
+        self.flows = flows
+        self.elapsed += dt
+        self.runtime += dt
+        self._check_day()
+
+    def _drift(self, dt: float) -> None:
+        """Move the weather, the house and the grid a little: mean-reverting random walks."""
+        weight = min(1.0, math.sqrt(dt / 600.0))
+        gauss = self._random.gauss
+        self.cloud = _clamp(
+            self.cloud + 0.3 * (0.85 - self.cloud) * weight + gauss(0.0, 0.12) * weight, 0.2, 1.0
+        )
+        self.load_factor = _clamp(
+            self.load_factor + 0.3 * (1.0 - self.load_factor) * weight + gauss(0.0, 0.1) * weight,
+            0.6,
+            1.5,
+        )
+        self.v_grid = _clamp(
+            self.v_grid + 0.3 * (240.0 - self.v_grid) * weight + gauss(0.0, 1.0) * weight,
+            232.0,
+            248.0,
+        )
+        self.f_grid = _clamp(50.0 + gauss(0.0, 0.02), 49.92, 50.08)
+
+    def _flows(self, dt: float) -> Flows:
+        """The power flows for the next ``dt`` seconds, from the weather and the registers."""
+        registers = self.holding.values
+        bits = registers[holding.FUNCTION_BITS]
+        solar = sun(self.now) * self.cloud
+        available = tuple(peak * solar for peak in PV_PEAK)
+        pv = list(available)
+        load = house_load(self.now) * self.load_factor
+
+        def power_to(soc_limit: float, charging: bool) -> float:
+            """The power that would take the battery to ``soc_limit`` within this step."""
+            gap = (soc_limit - self.soc) if charging else (self.soc - soc_limit)
+            if gap <= 0:
+                return 0.0
+            watts = gap / 100.0 * CAPACITY_WH * 3600.0 / dt
+            return watts / EFFICIENCY if charging else watts * EFFICIENCY
+
+        def percent(*registers_: int) -> float:
+            return MAX_POWER * min(registers[r] for r in registers_) / 100.0
+
+        solar_total = sum(pv)
+        if bits >> holding.BITS[21]["forced_discharge"] & 1:
+            floor = registers[holding.FORCED_DISCHARGE_SOC_LIMIT]
+            battery = -min(
+                percent(holding.DISCHARGE_POWER_PERCENT, holding.FORCED_DISCHARGE_POWER_PERCENT),
+                power_to(floor, charging=False),
+            )
+        elif bits >> holding.BITS[21]["ac_charge"] & 1 and (
+            self.soc < registers[holding.AC_CHARGE_SOC_LIMIT]
+        ):
+            battery = min(
+                percent(holding.CHARGE_POWER_PERCENT, holding.AC_CHARGE_POWER_PERCENT),
+                power_to(registers[holding.AC_CHARGE_SOC_LIMIT], charging=True),
+            )
+        elif bits >> holding.BITS[21]["charge_priority"] & 1 and (
+            self.soc < registers[holding.CHARGE_PRIORITY_SOC_LIMIT]
+        ):
+            battery = min(
+                solar_total,
+                percent(holding.CHARGE_POWER_PERCENT, holding.CHARGE_PRIORITY_POWER_PERCENT),
+                power_to(registers[holding.CHARGE_PRIORITY_SOC_LIMIT], charging=True),
+            )
+        elif solar_total >= load:
+            battery = min(
+                solar_total - load,
+                percent(holding.CHARGE_POWER_PERCENT),
+                power_to(100.0, charging=True),
+            )
+        else:
+            battery = -min(
+                load - solar_total,
+                percent(holding.DISCHARGE_POWER_PERCENT),
+                power_to(registers[holding.DISCHARGE_CUTOFF_SOC], charging=False),
+            )
+
+        # The inverter converts at most MAX_POWER: trim the discharge first, then PV.
+        excess = solar_total - battery - MAX_POWER
+        if excess > 0:
+            if battery < 0:
+                cut = min(excess, -battery)
+                battery += cut
+                excess -= cut
+            if excess > 0 and solar_total > 0:
+                scale = max(0.0, (solar_total - excess) / solar_total)
+                pv = [power * scale for power in pv]
+                solar_total = sum(pv)
+
+        dc_surplus = solar_total - battery
+        p_inv = max(dc_surplus, 0.0)
+        p_rec = max(-dc_surplus, 0.0)
+        return Flows(
+            pv=(pv[0], pv[1], pv[2]),
+            pv_available=(available[0], available[1], available[2]),
+            load=load,
+            battery=battery,
+            p_inv=p_inv,
+            p_rec=p_rec,
+            grid=load - p_inv + p_rec,
+        )
+
+    # -- holding registers ----------------------------------------------------
+
+    def _refresh_clock_registers(self) -> None:
+        clock = self.clock
+        if 2000 <= clock.year <= 2255:
+            self.holding.values[12:15] = holding.encode_clock(clock)
+
+    def read_holding(self, register: int, count: int = 1) -> tuple[int, ...]:
+        """Holding registers as a read-hold reply reports them (the clock is live)."""
+        self._refresh_clock_registers()
+        return self.holding.read(register, count)
+
+    def write_holding(self, register: int, values: Iterable[int]) -> list[Change]:
+        """Write registers as the inverter does: all or nothing, setting the clock via 12-14.
+
+        Raises UnknownRegister or ValueOutOfRange (with nothing changed) when refused.
+        """
+        values = tuple(values)
+        if not values:
+            raise ValueOutOfRange(register, "nothing to write")
+        for offset, value in enumerate(values):
+            self.holding.check(register + offset, value)
+        touched = range(register, register + len(values))
+        new_clock = None
+        if any(r in CLOCK_RULES for r in touched):
+            self._refresh_clock_registers()
+            clock_values = list(self.holding.values[12:15])
+            for offset, value in enumerate(values):
+                if register + offset in CLOCK_RULES:
+                    clock_values[register + offset - 12] = value
+            try:
+                new_clock = holding.decode_clock(*clock_values)
+            except ValueError as error:
+                raise ValueOutOfRange(register, f"not a valid date and time: {error}") from None
+        changes = self.holding.write_many(register, values)
+        if new_clock is not None:
+            self.clock_offset = new_clock - self.now
+            self._check_day()
+        self.flows = self._flows(STEP)  # a command takes effect at once
+        return changes
+
+    # -- input registers --------------------------------------------------------
+
+    def input_registers(self) -> tuple[int, ...]:
+        """Input registers 0-159 as raw u16 values, laid out as octolux.lxp.inputs decodes them.
+
+        A pure function of the state: calling it twice gives the same values.
+        """
+        r = [0] * INPUT_REGISTER_COUNT
+        flows = self.flows
+        battery = flows.battery
+        v_bat = 48.0 + 5.6 * self.soc / 100.0 + 0.8 * battery / MAX_POWER
+        pv_watts = [round(power) for power in flows.pv]
+
+        # -- block 1: registers 0-39
+        r[0] = flows.status
+        for string, (peak, available) in enumerate(zip(PV_PEAK, flows.pv_available, strict=True)):
+            if available > 0:
+                r[1 + string] = _tenths(250.0 + 110.0 * (available / peak) ** 0.25)
+        r[4] = _tenths(v_bat)
+        r[5] = round(self.soc) | STATE_OF_HEALTH << 8
+        r[7:10] = pv_watts
+        r[10] = flows.charge
+        r[11] = flows.discharge
+        r[12] = _tenths(self.v_grid)
+        r[15] = round(self.f_grid * 100)
+        r[16] = round(flows.p_inv)
+        r[17] = round(flows.p_rec)
+        r[19] = 1000  # power factor 1.000
+        r[20] = _tenths(self.v_grid)  # EPS output follows the grid while on-grid
+        r[23] = round(self.f_grid * 100)
+        r[26] = round(max(-flows.grid, 0.0))
+        r[27] = round(max(flows.grid, 0.0))
+        for offset, key in enumerate(ENERGY_KEYS):
+            r[28 + offset] = min(0xFFFF, int(self.energy_day[key] // 100))
+        r[38] = _tenths(380.0 + 0.4 * (self.v_grid - 240.0))
+        r[39] = _tenths(310.0 + 0.3 * (self.v_grid - 240.0))
+
+        # -- block 2: registers 40-79
+        for offset, key in enumerate(ENERGY_KEYS):
+            r[40 + 2 * offset : 42 + 2 * offset] = _u32(int(self.energy_all[key] // 100))
+        throughput = flows.p_inv + flows.p_rec
+        r[64] = round(28 + throughput / 300)
+        r[65] = round(24 + throughput / 400)
+        r[66] = round(23 + throughput / 450)
+        r[67] = round(21 + abs(battery) / 1000)
+        r[69:71] = _u32(int(self.runtime))
+
+        # -- block 3: registers 80-119
+        r[81] = 10500  # BMS charge current limit, 105.00 A
+        r[82] = 15000  # BMS discharge current limit, 150.00 A
+        r[83] = 532  # charge voltage reference, 53.2 V
+        r[84] = 400  # discharge cut-off voltage, 40.0 V
+        r[90] = 192  # bat_status_5, as in the founding spec's example
+        r[95] = 3  # bat_status_inv
+        r[96] = 1
+        r[97] = BATTERY_AMP_HOURS
+        r[98] = round(battery / v_bat * 10) & 0xFFFF  # 0.1 A, signed
+        cell = v_bat / BATTERY_CELLS * 1000
+        r[101] = round(cell + 4)
+        r[102] = round(cell - 4)
+        r[103] = round((r[67] + 1.5) * 10) & 0xFFFF
+        r[104] = round((r[67] - 0.5) * 10) & 0xFFFF
+        charged = self.energy_all["chg"] - INITIAL_TOTALS["chg"]
+        r[106] = INITIAL_CYCLES + int(charged // CAPACITY_WH)
+        r[107] = _tenths(v_bat - 0.1)
+        r[115:120] = _text_registers(self.inverter_serial)
+        # -- block 4 (registers 120-159): no generator, no split-phase EPS: zeros.
+        return tuple(r)

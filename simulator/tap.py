@@ -1,0 +1,209 @@
+"""``twistd lxp-simulator``: the command line. Options and makeService, wiring only."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+
+from twisted.application import service
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.python import usage
+
+from simulator.dongle import (
+    DEFAULT_DATALOG_SERIAL,
+    DEFAULT_INVERTER,
+    BroadcastFormat,
+    Dongle,
+    DongleConfig,
+    Faults,
+    set_verbose,
+)
+from simulator.plant import HoldingRegisters, RegisterError
+from simulator.state import StateFileError, read_state
+
+
+def serial_for(base: str, index: int) -> str:
+    """The serial of dongle ``index`` (0-based) of ``--count``: the base with its number + index.
+
+    ``serial_for("SIMDL00001", 2) == "SIMDL00003"``; the trailing digits keep their width.
+    """
+    if index == 0:
+        return base
+    match = re.fullmatch(r"(.*?)(\d+)", base)
+    if match is None:
+        raise ValueError(f"{base!r} must end in digits to number {index + 1} dongles")
+    prefix, digits = match.groups()
+    number = int(digits) + index
+    if len(str(number)) > len(digits):
+        raise ValueError(f"{base!r} has too few digits to number {index + 1} dongles")
+    return f"{prefix}{number:0{len(digits)}d}"
+
+
+def state_path_for(path: str, index: int, count: int) -> str:
+    """The state file of dongle ``index``: ``path`` for one dongle, else ``NAME-<index>.EXT``."""
+    if count == 1:
+        return path
+    original = Path(path)
+    return str(original.with_name(f"{original.stem}-{index}{original.suffix}"))
+
+
+def _number(kind, low=None, high=None, low_open=False):
+    """A coercer for usage.Options that checks the range; its ValueError message is shown."""
+
+    def coerce(text):
+        value = kind(text)
+        if low is not None and (value <= low if low_open else value < low):
+            raise ValueError(f"must be {'more than' if low_open else 'at least'} {low}: {text}")
+        if high is not None and value > high:
+            raise ValueError(f"must be at most {high}: {text}")
+        return value
+
+    coerce.coerceDoc = ""
+    return coerce
+
+
+_positive = _number(float, 0, low_open=True)
+_non_negative = _number(float, 0)
+_probability = _number(float, 0, 1)
+
+
+class Options(usage.Options):
+    """Options of ``twistd lxp-simulator``."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "A simulated LuxPower inverter behind its WiFi datalogger: listens like a dongle on "
+        "TCP port 8000, sends heartbeats and input broadcasts, answers reads and writes, and "
+        "simulates PV, battery, house and grid. Fault injection options are all off by default."
+    )
+
+    optFlags = [
+        ["mute", None, "Fault: answer no request (heartbeats and broadcasts go on)."],
+        ["verbose", "v", "Log every frame's bytes (debug level)."],
+    ]
+
+    optParameters = [
+        ["port", "p", 8000, "TCP port to listen on; with --count, the first of N consecutive "
+         "ports (0: any free port).", _number(int, 0, 65535)],
+        ["interface", None, "127.0.0.1", "Interface to listen on (0.0.0.0: all)."],
+        ["datalog", None, DEFAULT_DATALOG_SERIAL, "Datalog (dongle) serial, 10 characters."],
+        ["serial", None, DEFAULT_INVERTER, "Inverter serial, 10 characters."],
+        ["interval", None, 120.0, "Seconds between input broadcasts (param 0).", _positive],
+        ["burst-gap", None, 1.0, "Seconds between the three frames of a burst.", _non_negative],
+        ["first-burst-delay", None, 1.0, "Seconds from a client connecting to the first burst.",
+         _non_negative],
+        ["heartbeat", None, 60.0, "Seconds between heartbeats.", _positive],
+        ["format", None, "bursts", "Input broadcasts: 'bursts' (three 40-register frames, "
+         "protocol 2) or 'all127' (one 127-register frame, protocol 5)."],
+        ["speed", None, 1.0, "Time acceleration of the simulated plant.", _positive],
+        ["seed", None, None, "Random seed, for repeatable numbers.", int],
+        ["start", None, None, "Simulated start time, ISO 8601 local time (default: now), e.g. "
+         "2024-06-21T06:00."],
+        ["state", None, None, "JSON file keeping the holding registers across restarts "
+         "(with --count, one file per dongle: NAME-<index>.EXT)."],
+        ["count", None, 1, "Serve N independent dongles on ports port .. port+N-1, serials "
+         "numbered on from --datalog and --serial.", _number(int, 1)],
+        ["drop-every", None, None, "Fault: close each connection this many seconds after it "
+         "was made.", _positive],
+        ["garbage", None, 0.0, "Fault: probability of garbage bytes before a frame.",
+         _probability],
+        ["corrupt-crc", None, 0.0, "Fault: probability of a bad CRC on a data frame.",
+         _probability],
+        ["split", None, 0, "Fault: send frames in random TCP segments of 1..N bytes "
+         "(0: off).", _number(int, 0)],
+        ["reply-delay", None, 0.0, "Fault: seconds to wait before replying.", _non_negative],
+        ["silent-after", None, None, "Fault: each connection goes silent (open, nothing sent, "
+         "requests ignored) this many seconds after it was made.", _non_negative],
+        ["exception-rate", None, 0.0, "Fault: probability of a BUSY exception reply to a "
+         "register request.", _probability],
+        ["max-clients", None, None, "Fault: close connections beyond N clients at once.",
+         _number(int, 1)],
+        ["foreign-traffic", None, None, "Fault: every this many seconds send a frame the vendor "
+         "cloud or app would cause (replies to others' requests, write param frames, unknown "
+         "input blocks).", _positive],
+    ]
+
+    def postOptions(self):
+        for name in ("datalog", "serial"):
+            value = self[name]
+            if len(value) != 10 or not value.isascii():
+                raise usage.UsageError(f"--{name} must be 10 ASCII characters: {value!r}")
+        try:
+            self["format"] = BroadcastFormat(self["format"])
+        except ValueError:
+            raise usage.UsageError(
+                f"--format must be 'bursts' or 'all127': {self['format']!r}"
+            ) from None
+        if self["start"] is not None:
+            try:
+                self["start"] = datetime.datetime.fromisoformat(self["start"]).replace(tzinfo=None)
+            except ValueError:
+                raise usage.UsageError(
+                    f"--start is not an ISO 8601 time: {self['start']!r}"
+                ) from None
+        count = self["count"]
+        if self["port"] and self["port"] + count - 1 > 65535:
+            raise usage.UsageError(f"--port {self['port']} + --count {count} passes port 65535")
+        try:
+            self.configs = self._configs()
+        except ValueError as error:
+            raise usage.UsageError(str(error)) from None
+
+    def _configs(self) -> list[DongleConfig]:
+        faults = Faults(
+            drop_every=self["drop-every"],
+            garbage=self["garbage"],
+            corrupt_crc=self["corrupt-crc"],
+            split=self["split"],
+            reply_delay=self["reply-delay"],
+            mute=bool(self["mute"]),
+            silent_after=self["silent-after"],
+            exception_rate=self["exception-rate"],
+            max_clients=self["max-clients"],
+            foreign_traffic=self["foreign-traffic"],
+        )
+        configs = []
+        count = self["count"]
+        for index in range(count):
+            state = self["state"]
+            if state is not None:
+                state = state_path_for(state, index, count)
+                saved = read_state(state)  # a broken state file is a usage error, found now
+                try:
+                    HoldingRegisters().load(saved or {})
+                except RegisterError as error:
+                    raise ValueError(f"state file {state!r}: {error}") from None
+            seed = self["seed"]
+            configs.append(DongleConfig(
+                datalog=serial_for(self["datalog"], index),
+                inverter=serial_for(self["serial"], index),
+                interval=self["interval"],
+                burst_gap=self["burst-gap"],
+                heartbeat=self["heartbeat"],
+                first_burst_delay=self["first-burst-delay"],
+                format=self["format"],
+                speed=self["speed"],
+                seed=None if seed is None else seed + index,
+                start=self["start"],
+                state_path=state,
+                faults=faults,
+            ))
+        return configs
+
+
+def makeService(options: Options, reactor=None) -> service.MultiService:
+    """One listening Dongle service per ``--count``, on consecutive ports."""
+    if reactor is None:
+        from twisted.internet import reactor
+    set_verbose(bool(options["verbose"]))
+    simulators = service.MultiService()
+    for index, config in enumerate(options.configs):
+        port = options["port"] + index if options["port"] else 0
+        endpoint = TCP4ServerEndpoint(reactor, port, interface=options["interface"])
+        try:
+            dongle = Dongle(reactor, endpoint, config)
+        except StateFileError as error:
+            raise usage.UsageError(str(error)) from None
+        dongle.setServiceParent(simulators)
+    return simulators
