@@ -1,0 +1,114 @@
+"""The bridge between one inverter and MQTT.
+
+``InverterBridge`` observes an ``Inverter``: every input block and every
+holding register value it reports goes out on ``inputs/<n>`` and
+``hold/<register>``, whoever asked for it. It also runs the ``cmd/<name>``
+messages against the inverter and answers each with exactly one
+``result/<name>``: ``OK`` or ``FAIL``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from octolux.commands import COMMANDS, PayloadError, Topics, describe_payload
+from octolux.inverter import CommandFailed
+from octolux.mqtt import Message
+
+OK = "OK"
+FAIL = "FAIL"
+
+
+class Publisher(Protocol):
+    """Where the bridge publishes (``MqttService`` in production)."""
+
+    def publish(self, topic: str, payload: str | bytes, *, qos: int = 0, retain: bool = False):
+        """Send one message."""
+
+
+def to_json(values: dict[str, Any]) -> str:
+    """A JSON object as MQ.md shows it: compact, keys in their table order."""
+    return json.dumps(values, separators=(",", ":"))
+
+
+class InverterBridge:
+    """Publishes what one inverter reports and runs the commands sent to it.
+
+    Wire it with ``inverter.add_observer(bridge)`` and
+    ``mqtt.subscribe(topics.commands, bridge.command_received)``.
+    """
+
+    log = Logger()
+
+    def __init__(self, inverter, publisher: Publisher, topics: Topics):
+        self.inverter = inverter
+        self.publisher = publisher
+        self.topics = topics
+
+    # -- InverterObserver: the inverter reported something --------------------
+
+    def inputs_received(self, blocks: dict[int, dict[str, Any]]) -> None:
+        """Publish each input block on ``inputs/<n>``."""
+        for block, values in sorted(blocks.items()):
+            self.publisher.publish(self.topics.inputs(block), to_json(values))
+
+    def registers_received(self, registers: dict[int, int]) -> None:
+        """Publish each register value on ``hold/<register>``."""
+        for register, value in sorted(registers.items()):
+            self.publisher.publish(self.topics.hold(register), str(value))
+
+    def connection_changed(self, connected: bool) -> None:
+        """Nothing to publish: the inverter logs its connection itself."""
+
+    # -- commands ---------------------------------------------------------------
+
+    def command_received(self, message: Message) -> Deferred[str]:
+        """Run one ``cmd/<name>`` message; fires with the result published (OK or FAIL)."""
+        name = self.topics.command_name(message.topic)
+        if name is None:
+            return succeed(None)
+        shown = describe_payload(message.payload)
+        if message.retained:
+            # A retained command would run again on every reconnect to the
+            # broker; a command is meant to run once, when it is sent.
+            self.log.warn(
+                "{topic} {payload}: ignored, a retained command (clear it with an empty"
+                " retained message)",
+                topic=message.topic,
+                payload=shown,
+            )
+            return succeed(None)
+        command = COMMANDS.get(name)
+        if command is None:
+            return succeed(self._result(message.topic, name, shown, FAIL, "unknown command"))
+        try:
+            value = command.parse(message.payload)
+        except PayloadError as error:
+            return succeed(self._result(message.topic, name, shown, FAIL, str(error)))
+        self.log.debug("{topic} {payload}: running", topic=message.topic, payload=shown)
+        running = command.run(self.inverter, value)
+        running.addCallbacks(
+            lambda _: self._result(message.topic, name, shown, OK),
+            lambda failure: self._failed(message.topic, name, shown, failure),
+        )
+        return running
+
+    def _failed(self, topic: str, name: str, shown: str, failure: Failure) -> str:
+        if failure.check(CommandFailed):
+            return self._result(topic, name, shown, FAIL, failure.value.reason)
+        self.log.failure("{topic} {payload}: unexpected error", failure, topic=topic, payload=shown)
+        return self._result(topic, name, shown, FAIL, "unexpected error")
+
+    def _result(self, topic: str, name: str, shown: str, result: str, why: str = "") -> str:
+        """Publish ``result/<name>`` and log the one line for this command."""
+        self.publisher.publish(self.topics.result(name), result, qos=1)
+        if result == OK:
+            self.log.info("{topic} {payload} -> OK", topic=topic, payload=shown)
+        else:
+            self.log.warn("{topic} {payload} -> FAIL ({why})", topic=topic, payload=shown, why=why)
+        return result

@@ -1,0 +1,352 @@
+"""``config.ini`` -> a frozen ``Config``, with one clear line for every mistake.
+
+The file of the original tool works unchanged: ``[lxp]``, ``[server]`` and
+``[mqtt]`` keep their keys and meaning; sections and keys this project does not
+use are listed in ``Config.ignored`` for the caller to log. Every error is a
+``ConfigError`` naming the file, the section and the key.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import urllib.parse
+
+import attrs
+
+SERIAL_LENGTH = 10
+LXP_PORT = 8000
+SERVER_HOST = "127.0.0.1"
+SERVER_PORT = 4346
+MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+MQTT_PREFIX = "octolux"
+HEARTBEAT_ECHO = False
+NO_DATA_TIMEOUT = 900.0  # peers use 15-20 minutes (PROTOCOL.md, section 9)
+COMMAND_TIMEOUT = 10.0
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+LOG_LEVEL = "info"
+DEFAULT_INVERTER_NAME = "inverter"
+
+# Keys of the original tool that this project reads nothing from.
+_KNOWN_KEYS = {
+    "lxp": {"host", "port", "serial", "datalog", "name",
+            "heartbeat_echo", "no_data_timeout", "command_timeout"},
+    "server": {"listen_host", "host", "port"},
+    "mqtt": {"uri", "prefix", "ca_file", "client_id"},
+    "log": {"level"},
+}
+_NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
+_BOOLEANS = {"1": True, "yes": True, "true": True, "on": True,
+             "0": False, "no": False, "false": False, "off": False}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is one line naming file, section and key."""
+
+
+@attrs.frozen
+class InverterConfig:
+    """One datalogger to connect to, and how patient to be with it."""
+
+    name: str
+    host: str
+    serial: str
+    datalog: str
+    port: int = LXP_PORT
+    heartbeat_echo: bool = HEARTBEAT_ECHO
+    no_data_timeout: float = NO_DATA_TIMEOUT
+    command_timeout: float = COMMAND_TIMEOUT
+
+
+@attrs.frozen
+class ServerConfig:
+    """Where the HTTP API listens (port 0: any free port)."""
+
+    listen_host: str = SERVER_HOST
+    port: int = SERVER_PORT
+
+
+@attrs.frozen
+class MqttConfig:
+    """The broker, parsed from ``uri``; the password is left out of ``repr``."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    prefix: str = MQTT_PREFIX
+    ca_file: str | None = None
+    client_id: str = ""
+
+    @property
+    def address(self) -> str:
+        """``host:port``, the only way the broker may appear in a log line."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@attrs.frozen
+class Config:
+    """Everything ``twistd octolux`` needs to build its services."""
+
+    inverters: tuple[InverterConfig, ...]
+    server: ServerConfig = ServerConfig()
+    mqtt: MqttConfig | None = None
+    log_level: str = LOG_LEVEL
+    # One line per section or key that was read but is not used, for the log.
+    ignored: tuple[str, ...] = ()
+
+    @property
+    def named_topics(self) -> bool:
+        """Topics carry the inverter's name only when there is more than one inverter."""
+        return len(self.inverters) > 1
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read and check the INI file at ``path``."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as e:
+        raise ConfigError(f"{os.fspath(path)}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{os.fspath(path)}: not UTF-8 text") from None
+    return parse_config(text, os.fspath(path))
+
+
+def parse_config(text: str, filename: str = "config.ini") -> Config:
+    """Check the INI ``text``; ``filename`` only names the file in error messages."""
+    parser = configparser.ConfigParser(
+        # '%' is common in passwords; the original tool did no interpolation.
+        interpolation=None,
+        # The original tool's INI reader let a repeated key win; so do we.
+        strict=False,
+        inline_comment_prefixes=("#", ";"),
+        default_section="\0no default section",
+    )
+    try:
+        parser.read_string(text, source=filename)
+    except configparser.MissingSectionHeaderError as e:
+        raise ConfigError(f"{filename}: line {e.lineno}: a key before any [section]") from None
+    except configparser.ParsingError as e:
+        lines = ", ".join(str(lineno) for lineno, _ in e.errors)
+        raise ConfigError(f"{filename}: line {lines}: not a 'key = value' line") from None
+    except configparser.Error as e:
+        raise ConfigError(f"{filename}: {e.message.splitlines()[0]}") from None
+    return _Reader(parser, filename).config()
+
+
+@attrs.define
+class _Reader:
+    """Turns the parsed INI into a ``Config``, remembering what it did not use."""
+
+    parser: configparser.ConfigParser
+    filename: str
+    ignored: list[str] = attrs.Factory(list)
+
+    def config(self) -> Config:
+        inverters = self.inverters()
+        server = self.server()
+        mqtt = self.mqtt()
+        log_level = self.log_level()
+        for section in self.parser.sections():
+            if section not in _KNOWN_KEYS and _lxp_name(section) is None:
+                self.ignored.append(f"{self.filename}: [{section}]: not used by octolux, ignored")
+        return Config(
+            inverters=inverters,
+            server=server,
+            mqtt=mqtt,
+            log_level=log_level,
+            ignored=tuple(self.ignored),
+        )
+
+    # -- sections -------------------------------------------------------------
+
+    def inverters(self) -> tuple[InverterConfig, ...]:
+        sections = [s for s in self.parser.sections() if _lxp_name(s) is not None]
+        if not sections:
+            raise ConfigError(f"{self.filename}: [lxp]: missing section")
+        inverters = []
+        for section in sections:
+            name = _lxp_name(section) or self.get(section, "name", DEFAULT_INVERTER_NAME)
+            if not _NAME.match(name):
+                raise self.error(section, "name", "letters, digits, '-' and '_' only", name)
+            if any(inverter.name == name for inverter in inverters):
+                raise self.error(section, "name", "two inverters with this name", name)
+            self.check_keys(section, _KNOWN_KEYS["lxp"])
+            inverters.append(InverterConfig(
+                name=name,
+                host=self.required(section, "host"),
+                port=self.port(section, "port", LXP_PORT),
+                serial=self.serial(section, "serial"),
+                datalog=self.serial(section, "datalog"),
+                heartbeat_echo=self.boolean(section, "heartbeat_echo", HEARTBEAT_ECHO),
+                no_data_timeout=self.seconds(section, "no_data_timeout", NO_DATA_TIMEOUT),
+                command_timeout=self.seconds(section, "command_timeout", COMMAND_TIMEOUT),
+            ))
+        return tuple(inverters)
+
+    def server(self) -> ServerConfig:
+        if not self.parser.has_section("server"):
+            return ServerConfig()
+        self.check_keys("server", _KNOWN_KEYS["server"])
+        # The original server read listen_host, falling back to host.
+        host = self.get("server", "listen_host") or self.get("server", "host") or SERVER_HOST
+        return ServerConfig(
+            listen_host=host,
+            port=self.port("server", "port", SERVER_PORT, allow_zero=True),
+        )
+
+    def mqtt(self) -> MqttConfig | None:
+        if not self.parser.has_section("mqtt"):
+            return None
+        self.check_keys("mqtt", _KNOWN_KEYS["mqtt"])
+        uri = self.get("mqtt", "uri")
+        if not uri:
+            # The original example ships [mqtt] with uri commented out: MQTT off.
+            for key in ("prefix", "ca_file", "client_id"):
+                if self.get("mqtt", key) is not None:
+                    self.note("mqtt", key, "no uri, so no MQTT")
+            return None
+        mqtt = self.parse_uri(uri)
+        prefix = self.get("mqtt", "prefix", MQTT_PREFIX).strip("/")
+        if not prefix or any(c in prefix for c in "+#\0") or "//" in prefix:
+            raise self.error("mqtt", "prefix", "not a usable topic prefix", prefix)
+        ca_file = self.get("mqtt", "ca_file")
+        if ca_file is not None:
+            if not mqtt.tls:
+                self.note("mqtt", "ca_file", "uri is not mqtts://, ignored")
+                ca_file = None
+            elif not os.path.isfile(ca_file):
+                raise self.error("mqtt", "ca_file", "no such file", ca_file)
+        return attrs.evolve(
+            mqtt, prefix=prefix, ca_file=ca_file, client_id=self.get("mqtt", "client_id", "")
+        )
+
+    def log_level(self) -> str:
+        if not self.parser.has_section("log"):
+            return LOG_LEVEL
+        self.check_keys("log", _KNOWN_KEYS["log"])
+        level = self.get("log", "level", LOG_LEVEL).lower()
+        level = "warn" if level == "warning" else level
+        if level not in LOG_LEVELS:
+            raise self.error("log", "level", f"not one of {', '.join(LOG_LEVELS)}", level)
+        return level
+
+    # -- values ---------------------------------------------------------------
+
+    def get(self, section: str, key: str, default: str | None = None) -> str | None:
+        """The value with surrounding quotes removed (the original reader did that too)."""
+        value = self.parser.get(section, key, fallback=None)
+        if value is None:
+            return default
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        return value
+
+    def required(self, section: str, key: str) -> str:
+        value = self.get(section, key)
+        if not value:
+            raise ConfigError(f"{self.filename}: [{section}] {key}: missing")
+        return value
+
+    def port(self, section: str, key: str, default: int, *, allow_zero: bool = False) -> int:
+        value = self.get(section, key)
+        if not value:
+            return default
+        number = self.integer(section, key, value)
+        if not (0 if allow_zero else 1) <= number <= 65535:
+            raise self.error(section, key, "not a port number (1-65535)", value)
+        return number
+
+    def integer(self, section: str, key: str, value: str) -> int:
+        try:
+            return int(value, 10)
+        except ValueError:
+            raise self.error(section, key, "not a number", value) from None
+
+    def seconds(self, section: str, key: str, default: float) -> float:
+        value = self.get(section, key)
+        if not value:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise self.error(section, key, "not a number of seconds", value) from None
+        if not 0 < number < float("inf"):
+            raise self.error(section, key, "must be more than 0 seconds", value)
+        return number
+
+    def boolean(self, section: str, key: str, default: bool) -> bool:
+        value = self.get(section, key)
+        if not value:
+            return default
+        try:
+            return _BOOLEANS[value.lower()]
+        except KeyError:
+            raise self.error(section, key, "not yes/no", value) from None
+
+    def serial(self, section: str, key: str) -> str:
+        value = self.required(section, key)
+        if len(value) != SERIAL_LENGTH or not value.isascii() or not value.isalnum():
+            raise self.error(section, key, f"not {SERIAL_LENGTH} letters and digits", value)
+        return value
+
+    def parse_uri(self, uri: str) -> MqttConfig:
+        # Messages quote the URI with its password masked: errors end up in logs.
+        shown = _mask_password(uri)
+        try:
+            parts = urllib.parse.urlsplit(uri)
+            port = parts.port
+        except ValueError:
+            raise self.error("mqtt", "uri", "not a valid URI", shown) from None
+        if parts.scheme not in MQTT_PORTS:
+            raise self.error("mqtt", "uri", "scheme must be mqtt:// or mqtts://", shown)
+        if not parts.hostname:
+            raise self.error("mqtt", "uri", "no host", shown)
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise self.error("mqtt", "uri", "unexpected path or query after host:port", shown)
+        username = urllib.parse.unquote(parts.username) if parts.username is not None else None
+        password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+        return MqttConfig(
+            host=parts.hostname,
+            port=port or MQTT_PORTS[parts.scheme],
+            tls=parts.scheme == "mqtts",
+            username=username or None,
+            password=password,
+        )
+
+    def check_keys(self, section: str, known: set[str]) -> None:
+        for key in self.parser.options(section):
+            if key not in known:
+                self.note(section, key, "not used by octolux, ignored")
+
+    def note(self, section: str, key: str, text: str) -> None:
+        self.ignored.append(f"{self.filename}: [{section}] {key}: {text}")
+
+    def error(self, section: str, key: str, problem: str, value: str) -> ConfigError:
+        return ConfigError(f"{self.filename}: [{section}] {key}: {problem}: {value!r}")
+
+
+def _lxp_name(section: str) -> str | None:
+    """'' for ``[lxp]``, the name for ``[lxp NAME]``, None for any other section."""
+    if section == "lxp":
+        return ""
+    if section.startswith("lxp "):
+        return section[4:].strip() or None
+    return None
+
+
+def _mask_password(uri: str) -> str:
+    """``uri`` with any password replaced by ``***``."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return uri
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

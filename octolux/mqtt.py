@@ -1,0 +1,237 @@
+"""The MQTT broker connection: paho-mqtt's network loop in its own thread, seen from Twisted.
+
+paho runs its loop in a thread started by ``startService``. Its callbacks do
+the little that must happen on that thread (subscribe and announce ``online``
+in ``on_connect``, so every reconnect re-subscribes) and hand everything else
+to the reactor with ``reactor.callFromThread``; nothing else crosses over.
+Publishing happens on the reactor thread. The broker is logged as host:port
+only: the password never reaches a log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import ssl
+import sys
+from collections.abc import Callable
+
+import attrs
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from twisted.application import service
+from twisted.internet import defer, threads
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from octolux.config import MqttConfig
+
+ONLINE = "online"
+OFFLINE = "offline"
+KEEPALIVE = 60  # seconds
+RECONNECT_MIN_DELAY = 1  # seconds; paho doubles it per failed attempt ...
+RECONNECT_MAX_DELAY = 30  # ... up to this
+# QoS 1 messages wait in paho's queue while the broker is away; a long outage
+# must not grow it without bound.
+MAX_QUEUED_MESSAGES = 1000
+
+
+@attrs.frozen
+class Message:
+    """A message received on a subscribed topic."""
+
+    topic: str
+    payload: bytes
+    # True when the broker replays a retained message on subscribing, rather
+    # than forwarding a message somebody has just published.
+    retained: bool = False
+
+
+MessageHandler = Callable[[Message], object]
+
+
+class MqttService(service.Service):
+    """One broker connection: ``publish`` from the reactor thread, handlers called on it.
+
+    ``status_topic`` carries ``online`` (published on every connect) and
+    ``offline`` (the last will, and published on a clean stop), both retained.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        *,
+        reactor,
+        status_topic: str,
+        client_factory: Callable[..., paho.Client] = paho.Client,
+    ):
+        self.config = config
+        self._reactor = reactor
+        self._status_topic = status_topic
+        self._client_factory = client_factory
+        self._client: paho.Client | None = None
+        # Replaced, never mutated: the paho thread reads it in on_connect.
+        self._subscriptions: tuple[tuple[str, MessageHandler], ...] = ()
+        self._connect_failed_logged = False
+        self.connected = False  # as last seen on the reactor thread
+
+    # -- the reactor side -----------------------------------------------------
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler) -> None:
+        """Call ``handler(message)`` on the reactor thread for each message matching the filter.
+
+        Kept across reconnections: the subscription is made again on every connect.
+        """
+        self._subscriptions += ((topic_filter, handler),)
+        if self._client is not None and self.connected:
+            self._client.subscribe(topic_filter, qos=1)
+
+    def publish(self, topic: str, payload: str | bytes, *, qos: int = 0, retain: bool = False):
+        """Send one message. With QoS 0 it is dropped while the broker is unreachable."""
+        if self._client is None:
+            self.log.debug("MQTT not started: dropped {topic}", topic=topic)
+            return
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self.log.debug("published {topic} {payload}", topic=topic, payload=payload)
+        elif info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
+            self.log.debug("queued until the broker is back: {topic}", topic=topic)
+        else:
+            self.log.debug(
+                "not published ({error}): {topic}", topic=topic, error=paho.error_string(info.rc)
+            )
+
+    def startService(self) -> None:
+        """Create the client and start paho's thread; it connects, and reconnects, by itself."""
+        super().startService()
+        self._client = client = self._make_client()
+        self.log.info(
+            "Connecting to MQTT broker {address}{tls}",
+            address=self.config.address,
+            tls=" (TLS)" if self.config.tls else "",
+        )
+        client.connect_async(self.config.host, self.config.port, keepalive=KEEPALIVE)
+        client.loop_start()
+
+    def stopService(self) -> Deferred:
+        """Publish ``offline``, disconnect and join paho's thread (off the reactor thread)."""
+        super().stopService()
+        client, self._client = self._client, None
+        if client is None:
+            return defer.succeed(None)
+        # The will is not sent on a clean disconnect: say offline ourselves. It
+        # is queued ahead of DISCONNECT, so the broker has it before we go.
+        client.publish(self._status_topic, OFFLINE, qos=1, retain=True)
+        client.disconnect()
+        # loop_stop() joins the thread, which may be sleeping in a reconnect
+        # back-off or a connect timeout: never block the reactor on that.
+        return threads.deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), _loop_stop, client
+        )
+
+    def _make_client(self) -> paho.Client:
+        config = self.config
+        client = self._client_factory(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=config.client_id or f"octolux-{secrets.token_hex(4)}",
+            clean_session=True,
+            protocol=paho.MQTTv311,
+        )
+        # An exception in a callback would otherwise end paho's thread for good.
+        client.suppress_exceptions = True
+        if config.username is not None:
+            client.username_pw_set(config.username, config.password)
+        if config.tls:
+            # Verifies the certificate and the host name; ca_file replaces the system CAs.
+            client.tls_set_context(ssl.create_default_context(cafile=config.ca_file))
+        client.will_set(self._status_topic, OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)
+        client.max_queued_messages_set(MAX_QUEUED_MESSAGES)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _connected(self, session_present: bool) -> None:
+        self.connected = True
+        self._connect_failed_logged = False
+        self.log.info("Connected to MQTT broker {address}", address=self.config.address)
+
+    def _refused(self, reason: str) -> None:
+        if self._connect_failed_logged:
+            return
+        self._connect_failed_logged = True
+        self.log.error(
+            "MQTT broker {address} refused the connection: {reason}; retrying",
+            address=self.config.address,
+            reason=reason,
+        )
+
+    def _connect_failed(self, reason: str) -> None:
+        # Logged once per outage, not on every retry.
+        if not self._connect_failed_logged:
+            self._connect_failed_logged = True
+            self.log.warn(
+                "Cannot reach MQTT broker {address}: {reason}; retrying",
+                address=self.config.address,
+                reason=reason,
+            )
+
+    def _disconnected(self, reason: str) -> None:
+        was_connected, self.connected = self.connected, False
+        if not was_connected:
+            return
+        if self.running:
+            self.log.warn(
+                "Lost MQTT broker {address} ({reason}); reconnecting",
+                address=self.config.address,
+                reason=reason,
+            )
+        else:
+            self.log.info("Disconnected from MQTT broker {address}", address=self.config.address)
+
+    def _message_received(self, message: Message) -> None:
+        if not self.running:
+            return
+        for topic_filter, handler in self._subscriptions:
+            if paho.topic_matches_sub(topic_filter, message.topic):
+                handler(message)
+
+    # -- the paho thread: keep these short; only callFromThread reaches Twisted.
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._reactor.callFromThread(self._refused, str(reason_code))
+            return
+        # Here, not on the reactor thread, so no message can slip in between
+        # the connection and the subscriptions.
+        for topic_filter, _ in self._subscriptions:
+            client.subscribe(topic_filter, qos=1)
+        client.publish(self._status_topic, ONLINE, qos=1, retain=True)
+        self._reactor.callFromThread(self._connected, bool(flags.session_present))
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this from inside its `except OSError`, without the error;
+        # the error is still the one being handled (a refusal, a bad certificate).
+        error = sys.exc_info()[1]
+        reason = str(error) if error is not None else "connection failed"
+        self._reactor.callFromThread(self._connect_failed, reason)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._reactor.callFromThread(self._disconnected, str(reason_code))
+
+    def _on_message(self, client, userdata, message) -> None:
+        self._reactor.callFromThread(
+            self._message_received,
+            Message(message.topic, bytes(message.payload), bool(message.retain)),
+        )
+
+
+def _loop_stop(client: paho.Client) -> None:
+    """Join paho's thread; run in the thread pool."""
+    # paho#872: loop_stop() can race its own thread clearing _thread.
+    with contextlib.suppress(AttributeError):
+        client.loop_stop()

@@ -1,0 +1,141 @@
+"""``twistd octolux``: command-line options and the service tree. Wiring only."""
+
+from __future__ import annotations
+
+import attrs
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.logger import Logger
+from twisted.python import usage
+
+from octolux import logging
+from octolux.bridge import InverterBridge
+from octolux.commands import Topics
+from octolux.config import LOG_LEVELS, Config, ConfigError, InverterConfig, load_config
+from octolux.inverter import Inverter
+from octolux.mqtt import MqttService
+from octolux.web import ApiService, api_root
+
+log = Logger()
+
+CONNECT_TIMEOUT = 10  # seconds for one TCP connection attempt to the datalogger
+
+
+class Options(usage.Options):
+    """``twistd octolux [-c config.ini] [--log-level LEVEL]``."""
+
+    synopsis = "[-c config.ini] [--log-level debug|info|warn|error|critical]"
+    longdesc = (
+        "Bridge a LuxPower inverter's WiFi datalogger to MQTT and an HTTP API. "
+        "Every setting is described in config.ini.example."
+    )
+    optParameters = [
+        ["config", "c", "config.ini", "The configuration file."],
+        ["log-level", None, None, "Log events of this level and above "
+         "(overrides [log] level; default info; debug adds frame dumps)."],
+    ]
+
+    def postOptions(self) -> None:
+        """Read the configuration; any mistake ends start-up with one line."""
+        try:
+            config = load_config(self["config"])
+        except ConfigError as error:
+            raise usage.UsageError(str(error)) from None
+        level = self["log-level"]
+        if level is not None:
+            level = "warn" if level.lower() == "warning" else level.lower()
+            if level not in LOG_LEVELS:
+                choices = ", ".join(LOG_LEVELS)
+                raise usage.UsageError(f"--log-level: not one of {choices}: {level!r}")
+            config = attrs.evolve(config, log_level=level)
+        self.config: Config = config
+        logging.filter_twistd_log(getattr(self, "parent", None), config.log_level)
+
+
+class OctoluxService(service.MultiService):
+    """The bridge's services, stopped in order: the inverters first, MQTT last.
+
+    MQTT goes last so that whatever the inverters report while closing is still
+    published, and ``offline`` is the final word.
+    """
+
+    def __init__(self, mqtt: MqttService | None):
+        super().__init__()
+        self.mqtt = mqtt
+
+    def stopService(self) -> defer.Deferred:
+        """Stop every other child (concurrently), then MQTT."""
+        service.Service.stopService(self)
+        others = [child for child in reversed(list(self)) if child is not self.mqtt]
+        stopping = defer.DeferredList(
+            [defer.maybeDeferred(child.stopService) for child in others], consumeErrors=True
+        )
+        stopping.addCallback(_log_stop_failures)
+        if self.mqtt is not None:
+            stopping.addCallback(lambda _: self.mqtt.stopService())
+        return stopping
+
+
+def _log_stop_failures(results) -> None:
+    for succeeded, result in results:
+        if not succeeded:
+            log.failure("while stopping", result)
+
+
+def build_service(config: Config, reactor) -> OctoluxService:
+    """The whole bridge as one service; nothing connects until it is started."""
+    for line in config.ignored:
+        log.info("{line}", line=line)
+    mqtt = None
+    if config.mqtt is None:
+        log.info("No [mqtt] uri in the configuration: MQTT is off")
+    else:
+        mqtt = MqttService(
+            config.mqtt, reactor=reactor, status_topic=Topics(config.mqtt.prefix).status
+        )
+    inverters = [_inverter(reactor, inverter_config) for inverter_config in config.inverters]
+    top = OctoluxService(mqtt)
+    # Started in this order. The API first: if its port is taken, start-up
+    # stops before anything connects. MQTT before the inverters, so the first
+    # inputs find the broker connection under way.
+    ApiService(reactor, config.server, api_root(inverters)).setServiceParent(top)
+    if mqtt is not None:
+        mqtt.setServiceParent(top)
+    for inverter in inverters:
+        inverter.setServiceParent(top)
+        if mqtt is not None:
+            name = inverter.name if config.named_topics else None
+            topics = Topics(config.mqtt.prefix, name)
+            bridge = InverterBridge(inverter, mqtt, topics)
+            inverter.add_observer(bridge)
+            mqtt.subscribe(topics.commands, bridge.command_received)
+    return top
+
+
+def _inverter(reactor, config: InverterConfig) -> Inverter:
+    log.info(
+        "Inverter {name}: datalogger {host}:{port}, datalog {datalog}, serial {serial}",
+        name=config.name,
+        host=config.host,
+        port=config.port,
+        datalog=config.datalog,
+        serial=config.serial,
+    )
+    return Inverter(
+        HostnameEndpoint(reactor, config.host, config.port, timeout=CONNECT_TIMEOUT),
+        config.datalog,
+        config.serial,
+        clock=reactor,
+        heartbeat_echo=config.heartbeat_echo,
+        no_data_timeout=config.no_data_timeout,
+        command_timeout=config.command_timeout,
+        name=config.name,
+    )
+
+
+def makeService(options: Options) -> service.IService:
+    """twistd's entry point: the service tree for ``options.config``."""
+    from twisted.internet import reactor
+
+    return build_service(options.config, reactor)

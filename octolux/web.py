@@ -1,0 +1,137 @@
+"""The HTTP API of the original server: the latest inputs and holding registers as JSON.
+
+``GET /api/inputs`` and ``GET /api/registers`` answer for the first inverter
+(the only one, usually); with several, ``/api/<name>/inputs`` and
+``/api/<name>/registers`` answer for each.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import pages, resource, server
+
+from octolux.config import ServerConfig
+
+
+class _Node(resource.Resource):
+    """A directory of the tree: unknown children are a plain 404."""
+
+    def getChild(self, path: bytes, request) -> resource.IResource:
+        """Any path not put here (the default's page is deprecated for not escaping)."""
+        return pages.notFound()
+
+
+class JsonResource(resource.Resource):
+    """A leaf answering GET with ``produce()`` as JSON."""
+
+    isLeaf = True
+
+    def __init__(self, produce: Callable[[], Any]):
+        super().__init__()
+        self._produce = produce
+
+    def render_GET(self, request) -> bytes:
+        """The current value, as ``application/json``."""
+        if request.postpath and request.postpath != [b""]:
+            return pages.notFound().render(request)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(self._produce(), separators=(",", ":")).encode()
+
+
+def inverter_resource(inverter) -> resource.Resource:
+    """``inputs`` and ``registers`` of one inverter."""
+    node = _Node()
+    node.putChild(b"inputs", JsonResource(lambda: inverter.latest_inputs))
+    node.putChild(
+        b"registers",
+        # JSON keys are strings; sorted, so the answer reads in register order.
+        JsonResource(lambda: {str(r): v for r, v in sorted(inverter.registers.items())}),
+    )
+    return node
+
+
+def api_root(inverters: Sequence) -> resource.Resource:
+    """The resource tree: ``/api/...`` for the first inverter, ``/api/<name>/...`` for each."""
+    api = inverter_resource(inverters[0])
+    if len(inverters) > 1:
+        for inverter in inverters:
+            api.putChild(inverter.name.encode(), inverter_resource(inverter))
+    root = _Node()
+    root.putChild(b"api", api)
+    return root
+
+
+class ApiSite(server.Site):
+    """A Site whose access log lines are debug events, not one info line per request."""
+
+    displayTracebacks = False
+    noisy = False  # no "Starting factory" lines
+
+    def log(self, request) -> None:
+        """Log one request at debug level (twisted.web calls this for every request)."""
+        _access_log.debug(
+            "{method} {uri} -> {code}",
+            method=request.method.decode("ascii", "replace"),
+            uri=request.uri.decode("ascii", "replace"),
+            code=request.code,
+        )
+
+
+_access_log = Logger(namespace="octolux.web.access")
+
+
+class ApiService(service.Service):
+    """Listens on ``[server] listen_host:port`` while running; ``port`` is the bound port."""
+
+    log = Logger()
+
+    def __init__(self, reactor, config: ServerConfig, root: resource.Resource):
+        self._reactor = reactor
+        self.config = config
+        self.site = ApiSite(root)
+        self.listening: IListeningPort | None = None
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port actually listened on (useful with ``port = 0``)."""
+        return None if self.listening is None else self.listening.getHost().port
+
+    def startService(self) -> None:
+        """Start listening; a port that cannot be bound stops start-up."""
+        super().startService()
+        host, port = self.config.listen_host, self.config.port
+        endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
+        endpoint = endpoint_type(self._reactor, port, interface=host)
+        listening = endpoint.listen(self.site)
+        # The reactor listens synchronously, so the result is already here;
+        # raising it makes twistd exit instead of running without the API.
+        result: list = []
+        listening.addBoth(result.append)
+        if isinstance(result[0], Failure):
+            self.log.error(
+                "HTTP API: cannot listen on {host}:{port}: {why}",
+                host=host,
+                port=port,
+                why=result[0].getErrorMessage(),
+            )
+            result[0].raiseException()
+        self.listening = result[0]
+        self.log.info("HTTP API on http://{host}:{port}/api/", host=host, port=self.port)
+
+    def stopService(self) -> defer.Deferred:
+        """Stop listening."""
+        super().stopService()
+        listening, self.listening = self.listening, None
+        if listening is None:
+            return defer.succeed(None)
+        return defer.maybeDeferred(listening.stopListening)

@@ -1,0 +1,225 @@
+"""InverterBridge: what the inverter reports goes out on MQTT; commands get exactly one result.
+
+The inverter here is a small fake of the ``Inverter`` interface (a collaborator,
+not the thing under test); the end-to-end tests use the real one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import LogLevel, capturedLogs, formatEvent
+
+from octolux.bridge import InverterBridge
+from octolux.commands import Topics
+from octolux.inverter import CommandFailed
+from octolux.lxp.inputs import BLOCK_KEYS
+from octolux.mqtt import Message
+
+
+class FakeInverter:
+    """Answers nothing by itself: each request's Deferred is kept for the test to fire."""
+
+    def __init__(self):
+        self.requests: list[tuple] = []
+        self.pending: list[Deferred] = []
+
+    def _request(self, *call) -> Deferred:
+        self.requests.append(call)
+        d = Deferred()
+        self.pending.append(d)
+        return d
+
+    def read_hold(self, register, count=1):
+        return self._request("read_hold", register, count)
+
+    def read_input(self, register, count=40):
+        return self._request("read_input", register, count)
+
+    def write_single(self, register, value):
+        return self._request("write_single", register, value)
+
+    def set_bit(self, register, bit, on):
+        return self._request("set_bit", register, bit, on)
+
+
+class FakePublisher:
+    def __init__(self):
+        self.published: list[tuple[str, str, int, bool]] = []
+
+    def publish(self, topic, payload, *, qos=0, retain=False):
+        self.published.append((topic, payload, qos, retain))
+
+    def messages(self) -> list[tuple[str, str]]:
+        return [(topic, payload) for topic, payload, _, _ in self.published]
+
+
+@pytest.fixture
+def inverter():
+    return FakeInverter()
+
+
+@pytest.fixture
+def publisher():
+    return FakePublisher()
+
+
+@pytest.fixture
+def bridge(inverter, publisher):
+    return InverterBridge(inverter, publisher, Topics())
+
+
+def command(name: str, payload: bytes, *, retained: bool = False) -> Message:
+    return Message(f"octolux/cmd/{name}", payload, retained)
+
+
+def test_each_input_block_is_published_as_compact_json(bridge, publisher):
+    blocks = {
+        2: {"e_pv_all": 1675.6, "t_inner": 43},
+        1: {"status": 32, "v_bat": 49.4, "e_eps_day": 0.0},
+    }
+    bridge.inputs_received(blocks)
+    assert publisher.messages() == [
+        ("octolux/inputs/1", '{"status":32,"v_bat":49.4,"e_eps_day":0.0}'),
+        ("octolux/inputs/2", '{"e_pv_all":1675.6,"t_inner":43}'),
+    ]
+    # Data is QoS 0 and not retained.
+    assert {(qos, retain) for _, _, qos, retain in publisher.published} == {(0, False)}
+
+
+def test_input_keys_keep_their_table_order(bridge, publisher):
+    values = {key: 0 for key in BLOCK_KEYS[3]}
+    bridge.inputs_received({3: values})
+    ((topic, payload),) = publisher.messages()
+    assert list(json.loads(payload)) == list(BLOCK_KEYS[3])
+
+
+def test_every_register_value_is_published(bridge, publisher):
+    bridge.registers_received({65: 50, 21: 0x80, 64: 100})
+    assert publisher.messages() == [
+        ("octolux/hold/21", "128"),
+        ("octolux/hold/64", "100"),
+        ("octolux/hold/65", "50"),
+    ]
+
+
+def test_discharge_pct_writes_register_65_and_reports_ok(bridge, inverter, publisher):
+    with capturedLogs() as events:
+        running = bridge.command_received(command("discharge_pct", b"50"))
+        assert inverter.requests == [("write_single", 65, 50)]
+        assert publisher.published == []  # nothing until the inverter answers
+        inverter.pending[0].callback(50)
+    assert publisher.published == [("octolux/result/discharge_pct", "OK", 1, False)]
+    assert running.result == "OK"
+    assert "octolux/cmd/discharge_pct 50 -> OK" in [formatEvent(e) for e in events]
+
+
+def test_ac_charge_sets_bit_7_of_register_21(bridge, inverter, publisher):
+    bridge.command_received(command("ac_charge", b"on"))
+    assert inverter.requests == [("set_bit", 21, 7, True)]
+    inverter.pending[0].callback(0x80)
+    assert publisher.messages() == [("octolux/result/ac_charge", "OK")]
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        ("discharge_pct", b"150"),
+        ("discharge_pct", b"abc"),
+        ("discharge_pct", b""),
+        ("charge_pct", b"-1"),
+        ("charge_amount_pct", b"50.5"),
+        ("ac_charge", b""),
+        ("ac_charge", b"\xff\xfe\x00"),
+        ("forced_discharge", b"\x00"),
+        ("read_hold", b"x"),
+        ("read_input", b"9"),
+    ],
+)
+def test_a_bad_payload_fails_without_reaching_the_inverter(
+    bridge, inverter, publisher, name, payload
+):
+    with capturedLogs() as events:
+        running = bridge.command_received(command(name, payload))
+    assert inverter.requests == []
+    assert publisher.messages() == [(f"octolux/result/{name}", "FAIL")]
+    assert running.result == "FAIL"
+    (line,) = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.warn]
+    assert line.startswith(f"octolux/cmd/{name} ") and "-> FAIL (" in line
+
+
+def test_a_failed_request_is_reported_once_with_its_reason(bridge, inverter, publisher):
+    with capturedLogs() as events:
+        bridge.command_received(command("discharge_pct", b"50"))
+        inverter.pending[0].errback(CommandFailed("no reply within 10 s"))
+    assert publisher.messages() == [("octolux/result/discharge_pct", "FAIL")]
+    assert "octolux/cmd/discharge_pct 50 -> FAIL (no reply within 10 s)" in [
+        formatEvent(e) for e in events
+    ]
+
+
+def test_an_unexpected_error_is_logged_and_fails(bridge, inverter, publisher):
+    with capturedLogs() as events:
+        bridge.command_received(command("charge_pct", b"10"))
+        inverter.pending[0].errback(ZeroDivisionError("bug"))
+    assert publisher.messages() == [("octolux/result/charge_pct", "FAIL")]
+    assert any(e.get("log_failure") is not None for e in events)
+
+
+def test_an_unknown_command_fails(bridge, inverter, publisher):
+    bridge.command_received(command("self_destruct", b"1"))
+    assert inverter.requests == []
+    assert publisher.messages() == [("octolux/result/self_destruct", "FAIL")]
+
+
+def test_a_retained_command_is_not_run(bridge, inverter, publisher):
+    # A retained cmd would otherwise run again on every reconnect to the broker.
+    with capturedLogs() as events:
+        bridge.command_received(command("ac_charge", b"on", retained=True))
+    assert inverter.requests == []
+    assert publisher.published == []
+    assert any("retained" in formatEvent(e) for e in events)
+
+
+def test_commands_run_as_sent_each_with_its_own_result(bridge, inverter, publisher):
+    bridge.command_received(command("discharge_pct", b"10"))
+    bridge.command_received(command("discharge_pct", b"20"))
+    bridge.command_received(command("read_hold", b"21"))
+    assert inverter.requests == [
+        ("write_single", 65, 10), ("write_single", 65, 20), ("read_hold", 21, 1),
+    ]
+    inverter.pending[1].errback(CommandFailed("still queued after 10 s"))
+    inverter.pending[0].callback(10)
+    inverter.pending[2].callback({21: 0})
+    assert publisher.messages() == [
+        ("octolux/result/discharge_pct", "FAIL"),
+        ("octolux/result/discharge_pct", "OK"),
+        ("octolux/result/read_hold", "OK"),
+    ]
+
+
+def test_read_input_asks_for_the_block(bridge, inverter, publisher):
+    bridge.command_received(command("read_input", b"2"))
+    assert inverter.requests == [("read_input", 40, 40)]
+
+
+def test_a_synchronous_failure_is_still_one_result(bridge, publisher):
+    class Refusing(FakeInverter):
+        def write_single(self, register, value):
+            return fail(CommandFailed("not running"))
+
+    InverterBridge(Refusing(), publisher, Topics()).command_received(command("charge_pct", b"1"))
+    assert publisher.messages() == [("octolux/result/charge_pct", "FAIL")]
+
+
+def test_named_inverter_topics(inverter, publisher):
+    bridge = InverterBridge(inverter, publisher, Topics("octolux", "garage"))
+    bridge.registers_received({65: 1})
+    bridge.command_received(Message("octolux/garage/cmd/discharge_pct", b"1"))
+    inverter.pending[0].callback(1)
+    assert publisher.messages() == [
+        ("octolux/garage/hold/65", "1"),
+        ("octolux/garage/result/discharge_pct", "OK"),
+    ]

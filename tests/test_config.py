@@ -1,0 +1,285 @@
+"""config.ini -> Config: the original tool's file, defaults, and one clear line per mistake."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from octolux.config import (
+    COMMAND_TIMEOUT,
+    NO_DATA_TIMEOUT,
+    Config,
+    ConfigError,
+    InverterConfig,
+    MqttConfig,
+    ServerConfig,
+    load_config,
+    parse_config,
+)
+
+# The original tool's doc/config.ini.example, as users have it today.
+ORIGINAL = """\
+[lxp]
+host = 192.168.3.240
+port = 8000
+serial = 0252016062
+datalog = BA10330137
+
+host_slave = 192.168.3.241
+port_slave = 8000
+serial_slave = 0252016063
+datalog_slave = BA10330178
+
+batteries = 2
+
+# these can be obtained from your Octopus account;
+[octopus]
+product_code = AGILE-18-02-21
+tariff_code = E-1R-AGILE-18-02-21-G
+
+[server]
+# used by server.rb to open a listening port.
+# use 0.0.0.0 here to make the server available externally
+listen_host = localhost
+# used by octolux.rb to connect to server.rb
+connect_host = localhost
+port = 4346
+
+[mqtt]
+# see https://github.com/mqtt/mqtt.github.io/wiki/URI-Scheme for URI help
+# you can leave this commented out if you don't want to use MQTT at all.
+# uri = mqtt://nas:1883
+# uri = mqtt://emonpi:emonpimqtt2016@emonpi:1883
+
+[rules]
+required_soc = 90
+emergency_soc = 50
+"""
+
+LXP = "[lxp]\nhost = dongle\nserial = 0252016062\ndatalog = BA10330137\n"
+
+
+def parse(text: str, extra: str = "") -> Config:
+    return parse_config(text + textwrap.dedent(extra))
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_the_original_tools_file_works_unchanged():
+    config = parse_config(ORIGINAL)
+    assert config.inverters == (
+        InverterConfig(
+            name="inverter",
+            host="192.168.3.240",
+            port=8000,
+            serial="0252016062",
+            datalog="BA10330137",
+        ),
+    )
+    assert config.server == ServerConfig(listen_host="localhost", port=4346)
+    # [mqtt] with uri commented out, as the original example ships: no MQTT.
+    assert config.mqtt is None
+    assert config.log_level == "info"
+
+
+def test_unused_sections_and_keys_are_listed_for_the_log():
+    ignored = parse_config(ORIGINAL).ignored
+    assert "config.ini: [octopus]: not used by octolux, ignored" in ignored
+    assert "config.ini: [rules]: not used by octolux, ignored" in ignored
+    assert "config.ini: [lxp] host_slave: not used by octolux, ignored" in ignored
+    assert "config.ini: [lxp] batteries: not used by octolux, ignored" in ignored
+    assert "config.ini: [server] connect_host: not used by octolux, ignored" in ignored
+
+
+def test_defaults():
+    config = parse(LXP)
+    (inverter,) = config.inverters
+    assert inverter.port == 8000
+    assert inverter.heartbeat_echo is False
+    assert inverter.no_data_timeout == NO_DATA_TIMEOUT == 900.0
+    assert inverter.command_timeout == COMMAND_TIMEOUT == 10.0
+    assert config.server == ServerConfig(listen_host="127.0.0.1", port=4346)
+    assert config.mqtt is None
+    assert config.log_level == "info"
+    assert config.ignored == ()
+    assert not config.named_topics
+
+
+def test_every_new_setting_is_read():
+    config = parse(LXP, """
+        heartbeat_echo = yes
+        no_data_timeout = 120
+        command_timeout = 2.5
+        [server]
+        listen_host = ::1
+        port = 0
+        [mqtt]
+        uri = mqtt://broker
+        prefix = home/octolux/
+        client_id = octolux-test
+        [log]
+        level = DEBUG
+    """)
+    (inverter,) = config.inverters
+    assert (inverter.heartbeat_echo, inverter.no_data_timeout, inverter.command_timeout) == (
+        True, 120.0, 2.5,
+    )
+    assert config.server == ServerConfig(listen_host="::1", port=0)
+    assert config.mqtt.prefix == "home/octolux"
+    assert config.mqtt.client_id == "octolux-test"
+    assert config.log_level == "debug"
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("mqtt://broker", MqttConfig(host="broker", port=1883)),
+        ("mqtt://broker:1884", MqttConfig(host="broker", port=1884)),
+        ("mqtts://broker", MqttConfig(host="broker", port=8883, tls=True)),
+        ("mqtts://broker:9999/", MqttConfig(host="broker", port=9999, tls=True)),
+        (
+            "mqtt://emonpi:emonpimqtt2016@emonpi:1883",
+            MqttConfig(host="emonpi", port=1883, username="emonpi", password="emonpimqtt2016"),
+        ),
+        (
+            "mqtts://us%40er:p%3Ass%2Fw%25rd@broker",
+            MqttConfig(host="broker", port=8883, tls=True, username="us@er", password="p:ss/w%rd"),
+        ),
+        ("mqtt://user@broker", MqttConfig(host="broker", port=1883, username="user")),
+        ("mqtt://[::1]:1883", MqttConfig(host="::1", port=1883)),
+        ('"mqtt://broker"', MqttConfig(host="broker", port=1883)),
+    ],
+)
+def test_mqtt_uri(uri, expected):
+    assert parse(LXP + f"[mqtt]\nuri = {uri}\n").mqtt == expected
+
+
+def test_the_password_stays_out_of_repr():
+    config = parse(LXP + "[mqtt]\nuri = mqtt://user:s3cr3t-pw@broker\n")
+    assert config.mqtt.password == "s3cr3t-pw"
+    assert "s3cr3t-pw" not in repr(config)
+    assert config.mqtt.address == "broker:1883"
+
+
+def test_an_ipv6_broker_address_is_bracketed():
+    assert MqttConfig(host="::1", port=1883).address == "[::1]:1883"
+
+
+def test_ca_file(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here")
+    config = parse(LXP + f"[mqtt]\nuri = mqtts://broker\nca_file = {ca}\n")
+    assert config.mqtt.ca_file == str(ca)
+    plain = parse(LXP + f"[mqtt]\nuri = mqtt://broker\nca_file = {ca}\n")
+    assert plain.mqtt.ca_file is None
+    assert plain.ignored == ("config.ini: [mqtt] ca_file: uri is not mqtts://, ignored",)
+
+
+def test_more_inverters_get_named_topics():
+    config = parse(LXP, """
+        name = main
+        [lxp garage]
+        host = 10.0.0.2
+        serial = 0252016063
+        datalog = BA10330178
+    """)
+    assert [i.name for i in config.inverters] == ["main", "garage"]
+    assert config.named_topics
+
+
+def test_load_config_reads_the_file(tmp_path):
+    path = tmp_path / "octolux.ini"
+    path.write_text(LXP)
+    assert load_config(path).inverters[0].host == "dongle"
+
+
+def test_a_missing_file_is_named(tmp_path):
+    path = tmp_path / "nope.ini"
+    with pytest.raises(ConfigError, match=r"nope\.ini: cannot read: No such file or directory"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nport = 1\n", "config.ini: [lxp]: missing section"),
+        ("[lxp]\nserial = 0252016062\ndatalog = BA10330137\n", "config.ini: [lxp] host: missing"),
+        ("[lxp]\nhost = h\ndatalog = BA10330137\n", "config.ini: [lxp] serial: missing"),
+        ("[lxp]\nhost = h\nserial = 0252016062\n", "config.ini: [lxp] datalog: missing"),
+        (LXP + "port = abc\n", "config.ini: [lxp] port: not a number: 'abc'"),
+        (LXP + "port = 0\n", "config.ini: [lxp] port: not a port number (1-65535): '0'"),
+        (LXP + "port = 70000\n", "config.ini: [lxp] port: not a port number (1-65535): '70000'"),
+        (
+            "[lxp]\nhost = h\nserial = 025201606\ndatalog = BA10330137\n",
+            "config.ini: [lxp] serial: not 10 letters and digits: '025201606'",
+        ),
+        (
+            "[lxp]\nhost = h\nserial = 0252016062\ndatalog = BA10330137X\n",
+            "config.ini: [lxp] datalog: not 10 letters and digits: 'BA10330137X'",
+        ),
+        (LXP + "heartbeat_echo = maybe\n", "config.ini: [lxp] heartbeat_echo: not yes/no: 'maybe'"),
+        (
+            LXP + "command_timeout = soon\n",
+            "config.ini: [lxp] command_timeout: not a number of seconds: 'soon'",
+        ),
+        (
+            LXP + "no_data_timeout = 0\n",
+            "config.ini: [lxp] no_data_timeout: must be more than 0 seconds: '0'",
+        ),
+        (LXP + "[server]\nport = x\n", "config.ini: [server] port: not a number: 'x'"),
+        (
+            LXP + "[mqtt]\nuri = http://broker\n",
+            "config.ini: [mqtt] uri: scheme must be mqtt:// or mqtts://: 'http://broker'",
+        ),
+        (LXP + "[mqtt]\nuri = mqtt://\n", "config.ini: [mqtt] uri: no host: 'mqtt://'"),
+        (
+            LXP + "[mqtt]\nuri = mqtt://broker:port\n",
+            "config.ini: [mqtt] uri: not a valid URI: 'mqtt://broker:port'",
+        ),
+        (
+            LXP + "[mqtt]\nuri = mqtt://broker/topic\n",
+            "config.ini: [mqtt] uri: unexpected path or query after host:port: "
+            "'mqtt://broker/topic'",
+        ),
+        (
+            LXP + "[mqtt]\nuri = mqtt://b\nprefix = a/+/b\n",
+            "config.ini: [mqtt] prefix: not a usable topic prefix: 'a/+/b'",
+        ),
+        (
+            LXP + "[mqtt]\nuri = mqtts://b\nca_file = /no/such/ca.pem\n",
+            "config.ini: [mqtt] ca_file: no such file: '/no/such/ca.pem'",
+        ),
+        (
+            LXP + "[log]\nlevel = loud\n",
+            "config.ini: [log] level: not one of debug, info, warn, error, critical: 'loud'",
+        ),
+        (
+            LXP + "[lxp two words]\nhost = h\n",
+            "config.ini: [lxp two words] name: letters, digits, '-' and '_' only: 'two words'",
+        ),
+        ("host = h\n[lxp]\n", "config.ini: line 1: a key before any [section]"),
+        (LXP + "this line has no equals sign\n", "config.ini: line 5: not a 'key = value' line"),
+    ],
+)
+def test_each_mistake_is_one_line_naming_file_section_and_key(text, message):
+    assert error_of(text) == message
+
+
+def test_a_bad_uri_is_shown_without_its_password():
+    message = error_of(LXP + "[mqtt]\nuri = http://user:s3cr3t-pw@broker\n")
+    assert "s3cr3t-pw" not in message
+    assert message == (
+        "config.ini: [mqtt] uri: scheme must be mqtt:// or mqtts://: 'http://user:***@broker'"
+    )
+
+
+def test_percent_signs_are_not_interpolated():
+    config = parse(LXP + "[mqtt]\nuri = mqtt://u:100%25@broker\n")
+    assert config.mqtt.password == "100%"

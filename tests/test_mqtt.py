@@ -1,0 +1,170 @@
+"""MqttService against a real mosquitto: status, subscriptions across reconnects, clean stop."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest_twisted
+from test_e2e_support import MqttProbe
+from twisted.internet import reactor
+from twisted.logger import capturedLogs, formatEvent
+
+from octolux.config import MqttConfig
+from octolux.mqtt import MqttService
+
+_prefixes = itertools.count()
+
+
+def prefix() -> str:
+    """A topic prefix of its own for each test: the broker is shared by the session."""
+    return f"test-mqtt-{next(_prefixes)}"
+
+
+def paho_threads(service: MqttService) -> list[threading.Thread]:
+    client_id = service.config.client_id
+    return [t for t in threading.enumerate() if t.name.endswith(client_id) and t.is_alive()]
+
+
+async def started(mosquitto, base: str, **config) -> tuple[MqttService, list]:
+    """An MqttService subscribed to ``<base>/cmd/+``, and the list its handler fills."""
+    received = []
+    service = MqttService(
+        MqttConfig(
+            host=mosquitto.host, port=mosquitto.port, client_id=f"octolux-{base}", **config
+        ),
+        reactor=reactor,
+        status_topic=f"{base}/status",
+    )
+
+    def handler(message):
+        assert threading.current_thread() is threading.main_thread()
+        received.append(message)
+
+    service.subscribe(f"{base}/cmd/+", handler)
+    service.startService()
+    return service, received
+
+
+@pytest_twisted.ensureDeferred
+async def test_online_subscribe_publish_and_offline_on_stop(mosquitto):
+    base = prefix()
+    probe = MqttProbe(mosquitto.host, mosquitto.port, [f"{base}/#"])
+    await probe.ready(reactor)
+    service, received = await started(mosquitto, base)
+    try:
+        online = await probe.next_on(reactor, f"{base}/status")
+        assert online.text == "online"
+        await probe.until(reactor, lambda: service.connected, what="service connected")
+
+        probe.publish(f"{base}/cmd/discharge_pct", b"50")
+        await probe.until(reactor, lambda: received, what="command delivered")
+        assert [(m.topic, m.payload, m.retained) for m in received] == [
+            (f"{base}/cmd/discharge_pct", b"50", False)
+        ]
+
+        service.publish(f"{base}/hold/65", "50")
+        assert (await probe.next_on(reactor, f"{base}/hold/65")).text == "50"
+        service.publish(f"{base}/result/discharge_pct", "OK", qos=1)
+        assert (await probe.next_on(reactor, f"{base}/result/discharge_pct")).text == "OK"
+    finally:
+        await service.stopService().addTimeout(10, reactor)
+    offline = await probe.next_on(reactor, f"{base}/status", after=1)
+    assert offline.text == "offline"
+    assert paho_threads(service) == []
+
+    # Both retained: a late subscriber learns the bridge is gone.
+    late = MqttProbe(mosquitto.host, mosquitto.port, [f"{base}/status"])
+    try:
+        status = await late.next_on(reactor, f"{base}/status")
+        assert (status.text, status.retain) == ("offline", True)
+    finally:
+        await late.close(reactor)
+        await probe.close(reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_broker_down_at_start_up_and_restarted_later_costs_only_that_time(mosquitto):
+    base = prefix()
+    mosquitto.stop()
+    try:
+        service, received = await started(mosquitto, base)
+        assert not service.connected
+        service.publish(f"{base}/hold/1", "1")  # dropped, not fatal
+    finally:
+        mosquitto.start()
+    probe = MqttProbe(mosquitto.host, mosquitto.port, [f"{base}/#"])
+    try:
+        await probe.ready(reactor)
+        await probe.until(reactor, lambda: service.connected, 15, "connected after start-up")
+        await probe.until(reactor, lambda: probe.on(f"{base}/status"), what="status")
+
+        # The broker restarts: the service reconnects and subscribes again.
+        mosquitto.restart()
+        await probe.until(reactor, lambda: not service.connected, 10, "the loss noticed")
+        await probe.until(reactor, lambda: service.connected, 15, "reconnected")
+        probe.clear()
+        await probe.ready(reactor)  # the probe reconnects as well
+        assert (await probe.next_on(reactor, f"{base}/status")).text == "online"  # retained
+        probe.publish(f"{base}/cmd/ac_charge", b"on")
+        await probe.until(reactor, lambda: received, what="a command after the restart")
+        assert received[-1].payload == b"on"
+    finally:
+        await service.stopService().addTimeout(10, reactor)
+        await probe.close(reactor)
+    assert paho_threads(service) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_retained_command_is_marked_as_such(mosquitto):
+    base = prefix()
+    probe = MqttProbe(mosquitto.host, mosquitto.port, [f"{base}/#"])
+    await probe.ready(reactor)
+    probe.publish(f"{base}/cmd/ac_charge", b"on", retain=True)
+    await probe.next_on(reactor, f"{base}/cmd/ac_charge")
+    service, received = await started(mosquitto, base)
+    try:
+        await probe.until(reactor, lambda: received, what="the retained command")
+        assert received[0].retained is True
+        probe.publish(f"{base}/cmd/ac_charge", b"off")
+        await probe.until(reactor, lambda: len(received) > 1, what="a live command")
+        assert (received[1].payload, received[1].retained) == (b"off", False)
+    finally:
+        probe.publish(f"{base}/cmd/ac_charge", b"", retain=True)  # clear it
+        await service.stopService().addTimeout(10, reactor)
+        await probe.close(reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_password_never_appears_in_the_log(mosquitto):
+    base = prefix()
+    password = "pw-Zq81-never-logged"
+    with capturedLogs() as events:
+        service, received = await started(
+            mosquitto, base, username="octolux", password=password
+        )
+        probe = MqttProbe(mosquitto.host, mosquitto.port, [f"{base}/#"])
+        try:
+            await probe.ready(reactor)
+            await probe.until(reactor, lambda: service.connected, what="connected with a user")
+            service.publish(f"{base}/hold/1", "1")
+            await probe.next_on(reactor, f"{base}/hold/1")
+        finally:
+            await service.stopService().addTimeout(10, reactor)
+            await probe.close(reactor)
+    lines = [formatEvent(event) for event in events]
+    assert any(f"{mosquitto.host}:{mosquitto.port}" in line for line in lines)
+    assert not [line for line in lines if password in line]
+    assert not [event for event in events if password in repr(event)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_before_the_broker_was_ever_reached_is_clean(mosquitto):
+    base = prefix()
+    mosquitto.stop()
+    try:
+        service, _ = await started(mosquitto, base)
+        await service.stopService().addTimeout(10, reactor)
+        assert paho_threads(service) == []
+    finally:
+        mosquitto.start()
