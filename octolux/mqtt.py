@@ -65,12 +65,10 @@ class MqttService(service.Service):
         *,
         reactor,
         status_topic: str,
-        client_factory: Callable[..., paho.Client] = paho.Client,
     ):
         self.config = config
         self._reactor = reactor
         self._status_topic = status_topic
-        self._client_factory = client_factory
         self._client: paho.Client | None = None
         # Replaced, never mutated: the paho thread reads it in on_connect.
         self._subscriptions: tuple[tuple[str, MessageHandler], ...] = ()
@@ -133,7 +131,7 @@ class MqttService(service.Service):
 
     def _make_client(self) -> paho.Client:
         config = self.config
-        client = self._client_factory(
+        client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id or f"octolux-{secrets.token_hex(4)}",
             clean_session=True,

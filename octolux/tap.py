@@ -6,6 +6,7 @@ import attrs
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -63,6 +64,15 @@ class OctoluxService(service.MultiService):
     def __init__(self, mqtt: MqttService | None):
         super().__init__()
         self.mqtt = mqtt
+
+    def startService(self) -> None:
+        """Start the children in order; a port the API cannot have ends the process."""
+        try:
+            super().startService()
+        except CannotListenError:
+            # The API service has logged the address and the reason; twistd
+            # would add a traceback. The API starts first, so nothing else runs yet.
+            raise SystemExit(1) from None
 
     def stopService(self) -> defer.Deferred:
         """Stop every other child (concurrently), then MQTT."""

@@ -114,7 +114,7 @@ class ApiService(service.Service):
         endpoint = endpoint_type(self._reactor, port, interface=host)
         listening = endpoint.listen(self.site)
         # The reactor listens synchronously, so the result is already here;
-        # raising it makes twistd exit instead of running without the API.
+        # raising it stops start-up instead of running without the API.
         result: list = []
         listening.addBoth(result.append)
         if isinstance(result[0], Failure):
@@ -122,7 +122,7 @@ class ApiService(service.Service):
                 "HTTP API: cannot listen on {host}:{port}: {why}",
                 host=host,
                 port=port,
-                why=result[0].getErrorMessage(),
+                why=_reason(result[0]),
             )
             result[0].raiseException()
         self.listening = result[0]
@@ -135,3 +135,9 @@ class ApiService(service.Service):
         if listening is None:
             return defer.succeed(None)
         return defer.maybeDeferred(listening.stopListening)
+
+
+def _reason(failure: Failure) -> str:
+    """Why listening failed, without Twisted's restatement of the address."""
+    socket_error = getattr(failure.value, "socketError", None)
+    return getattr(socket_error, "strerror", None) or failure.getErrorMessage()

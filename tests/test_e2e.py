@@ -277,3 +277,42 @@ async def test_a_127_register_frame_publishes_all_three_blocks(mosquitto, broadc
         await rig.service.stopService().addTimeout(10, reactor)
         await dongle.stop().addTimeout(5, reactor)
         await rig.probe.close(reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_inverters_have_topics_under_their_names(mosquitto):
+    main = await start_simulator(reactor, interval=2.0, first_burst_delay=0.1, seed=3,
+                                 datalog="SIMDL00011", inverter="SIMINV0011")
+    garage = await start_simulator(reactor, interval=2.0, first_burst_delay=0.1, seed=4,
+                                   datalog="SIMDL00012", inverter="SIMINV0012")
+    prefix = f"e2e-{next(_prefixes)}"
+    config = Config(
+        inverters=tuple(
+            InverterConfig(name=name, host="127.0.0.1", port=dongle.port,
+                           serial=dongle.config.inverter, datalog=dongle.config.datalog,
+                           command_timeout=COMMAND_TIMEOUT)
+            for name, dongle in (("main", main), ("garage", garage))
+        ),
+        server=ServerConfig(port=0),
+        mqtt=MqttConfig(host=mosquitto.host, port=mosquitto.port, prefix=prefix),
+    )
+    top = build_service(config, reactor)
+    probe = MqttProbe(mosquitto.host, mosquitto.port, [f"{prefix}/#"])
+    try:
+        await probe.ready(reactor)
+        top.startService()
+        for name in ("main", "garage"):
+            await probe.next_on(reactor, f"{prefix}/{name}/inputs/1")
+        assert (await probe.next_on(reactor, f"{prefix}/status")).text == "online"
+        probe.publish(f"{prefix}/garage/cmd/discharge_pct", b"25")
+        result = await probe.next_on(reactor, f"{prefix}/garage/result/discharge_pct")
+        assert result.text == "OK"
+        assert (await probe.next_on(reactor, f"{prefix}/garage/hold/65")).text == "25"
+        assert garage.plant.holding[65] == 25
+        assert [r for r in main.requests if isinstance(r, lxp.WriteSingleRequest)] == []
+        assert not [m for m in probe.messages if m.topic.startswith(f"{prefix}/inputs/")]
+    finally:
+        await top.stopService().addTimeout(10, reactor)
+        await main.stop().addTimeout(5, reactor)
+        await garage.stop().addTimeout(5, reactor)
+        await probe.close(reactor)

@@ -10,6 +10,7 @@ import itertools
 import json
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -208,6 +209,24 @@ async def test_a_config_mistake_stops_start_up_with_one_line(tmp_path):
     assert await wait_for_exit(proc) != 0
     last = log.read_text().strip().splitlines()[-1]
     assert last.endswith("config.ini: cannot read: No such file or directory")
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_api_port_in_use_stops_start_up_with_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "octolux.ini"
+        config.write_text(f"[lxp]\nhost = 127.0.0.1\nport = 1\nserial = {SERIAL}\n"
+                          f"datalog = {DATALOG}\n[server]\nport = {port}\n")
+        log = tmp_path / "out.log"
+        proc = run_twistd(["-n", "--pidfile=", "-l", "-", "octolux", "-c", str(config)],
+                          tmp_path, log)
+        assert await wait_for_exit(proc) == 1
+    text = log.read_text()
+    assert f"HTTP API: cannot listen on 127.0.0.1:{port}: " in text
+    assert "Traceback" not in text
 
 
 @pytest_twisted.ensureDeferred

@@ -92,6 +92,18 @@ async def test_the_api_listens_on_localhost_and_answers_http():
         await api.stopService().addTimeout(5, reactor)
 
 
+@pytest.mark.parametrize("host", ["localhost", "::1"])
+@pytest_twisted.ensureDeferred
+async def test_listen_host_may_be_a_name_or_ipv6(host):
+    # `localhost` is what the original tool's example config has.
+    api = ApiService(reactor, ServerConfig(listen_host=host, port=0), api_root([FakeInverter()]))
+    api.startService()
+    try:
+        assert api.listening.getHost().host in ("127.0.0.1", "::1")
+    finally:
+        await api.stopService().addTimeout(5, reactor)
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_port_in_use_stops_start_up():
     first = ApiService(reactor, ServerConfig(port=0), api_root([FakeInverter()]))
