@@ -34,7 +34,7 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", "config.ini", "The configuration file."],
         ["log-level", None, None, "Log events of this level and above "
-         "(overrides [log] level; default info; debug adds frame dumps)."],
+         "(overrides [log] level; default info; debug adds the details)."],
     ]
 
     def postOptions(self) -> None:
