@@ -45,6 +45,11 @@ _server_options = None  # twistd's ServerOptions, once filter_twistd_log has see
 OBSERVER_FACTORY = "octolux.logging.twistd_observer"
 
 
+def debug_enabled() -> bool:
+    """Is debug logging on? For hex dumps, which are too costly to build per frame otherwise."""
+    return levels.level <= LogLevel.debug
+
+
 def set_level(name: str) -> None:
     """Drop events below level ``name`` (debug, info, warn, error, critical)."""
     levels.level = LogLevel.levelWithName(name)

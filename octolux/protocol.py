@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from octolux import lxp
+from octolux.logging import debug_enabled
 
 # A remaining idle time below this counts as expired: rescheduling for a
 # sub-microsecond remainder could spin on float rounding.
@@ -103,6 +104,8 @@ class LxpProtocol(protocol.Protocol):
             # Cheaper than resetting a DelayedCall on every read: the timer
             # looks at this when it fires and sleeps again if data came.
             self._last_data = self._clock.seconds()
+        if debug_enabled():
+            self.log.debug("{name}: received {data.hex()}", name=self.name, data=data)
         handler = self.handler
         for item in self._decoder.feed(data):
             if type(item) is lxp.BadFrame:
@@ -128,7 +131,10 @@ class LxpProtocol(protocol.Protocol):
 
     def send(self, frame: lxp.Frame) -> None:
         """Write ``frame`` to the datalogger."""
-        self.transport.write(lxp.build(frame))
+        data = lxp.build(frame)
+        if debug_enabled():
+            self.log.debug("{name}: sending {data.hex()}", name=self.name, data=data)
+        self.transport.write(data)
 
     def abort(self, reason: str) -> None:
         """Drop the connection now; ``reason`` is what the handler will be told."""

@@ -24,7 +24,7 @@ _octolux_setup_env() (
     venv="$root/.venv"
 
     # mosquitto: the demo and the end-to-end tests run a real broker.
-    if ! command -v mosquitto >/dev/null 2>&1; then
+    if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
         echo "setup-env: mosquitto not found; installing it with apt-get" >&2
         sudo=""
         if [ "$(id -u)" -ne 0 ]; then

@@ -208,3 +208,32 @@ def test_describe_peer():
     assert describe_peer(PEER) == "192.0.2.5:8000"
     assert describe_peer(IPv4Address("TCP", "::1", 8000)) == "[::1]:8000"
     assert describe_peer("somewhere") == "somewhere"
+
+
+@pytest.fixture
+def debug_level():
+    """Switch the process-wide log level to debug for one test."""
+    from octolux import logging as octolux_logging
+
+    before = octolux_logging.levels.level
+    octolux_logging.set_level("debug")
+    yield
+    octolux_logging.levels.level = before
+
+
+def test_frames_in_and_out_are_hex_dumped_at_debug(debug_level):
+    protocol, _, transport, _ = connect()
+    with capturedLogs() as events:
+        protocol.dataReceived(lxp.build(WRITE_ACK))
+        protocol.send(HEARTBEAT)
+    lines = [formatEvent(event) for event in events if event["log_level"] == LogLevel.debug]
+    assert f"test: received {lxp.build(WRITE_ACK).hex()}" in lines
+    assert f"test: sending {lxp.build(HEARTBEAT).hex()}" in lines
+
+
+def test_no_hex_dumps_are_built_at_info():
+    protocol, _, _, _ = connect()
+    with capturedLogs() as events:
+        protocol.dataReceived(lxp.build(WRITE_ACK))
+        protocol.send(HEARTBEAT)
+    assert not [event for event in events if event["log_level"] == LogLevel.debug]

@@ -1,0 +1,23 @@
+"""docs/mqtt.md is generated from the code: it must match what the code publishes."""
+
+import pathlib
+
+from octolux import mqtt_docs
+from octolux.commands import COMMANDS
+from octolux.lxp.inputs import FIELDS
+
+DOCS = pathlib.Path(__file__).parent.parent / "docs" / "mqtt.md"
+
+
+def test_docs_mqtt_md_is_up_to_date():
+    assert DOCS.read_text() == mqtt_docs.render(), (
+        "docs/mqtt.md is out of date: run `.venv/bin/python -m octolux.mqtt_docs > docs/mqtt.md`"
+    )
+
+
+def test_every_key_and_command_is_documented():
+    text = mqtt_docs.render()
+    for field in FIELDS:
+        assert f"| `{field.key}` | {field.unit} |" in text
+    for name in COMMANDS:
+        assert f"| `{name}` |" in text
