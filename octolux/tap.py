@@ -42,7 +42,10 @@ class Options(usage.Options):
         try:
             config = load_config(self["config"])
         except ConfigError as error:
-            raise usage.UsageError(str(error)) from None
+            # Not a UsageError: twistd would print its whole usage text first,
+            # burying the one line that says what is wrong. SystemExit prints
+            # just the message, on stderr, and exits with status 1.
+            raise SystemExit(f"octolux: {error}") from None
         level = self["log-level"]
         if level is not None:
             level = "warn" if level.lower() == "warning" else level.lower()

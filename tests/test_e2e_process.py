@@ -202,8 +202,10 @@ async def test_a_config_mistake_stops_start_up_with_one_line(tmp_path):
     log = tmp_path / "out.log"
     proc = run_twistd(["-n", "--pidfile=", "octolux", "-c", str(config)], tmp_path, log)
     assert await wait_for_exit(proc) != 0
-    last = log.read_text().strip().splitlines()[-1]
-    assert last.endswith(f"{config}: [lxp] port: not a number: 'abc'")
+    # One line, and nothing else: no usage text, no traceback.
+    assert log.read_text().strip().splitlines() == [
+        f"octolux: {config}: [lxp] port: not a number: 'abc'"
+    ]
 
     proc = run_twistd(["-n", "--pidfile=", "octolux"], tmp_path, log)  # ./config.ini
     assert await wait_for_exit(proc) != 0

@@ -37,15 +37,18 @@ def test_the_config_file_defaults_to_config_ini_in_the_working_directory(tmp_pat
     assert options.config.inverters[0].host == "127.0.0.1"
 
 
-def test_a_config_error_is_a_usage_error_of_one_line(tmp_path):
-    with pytest.raises(usage.UsageError) as caught:
+def test_a_config_error_ends_start_up_with_one_line(tmp_path):
+    with pytest.raises(SystemExit) as caught:
         options_for(tmp_path, LXP + "port = abc\n")
-    assert str(caught.value).endswith("octolux.ini: [lxp] port: not a number: 'abc'")
+    message = caught.value.code
+    assert message.startswith("octolux: ")
+    assert message.endswith("octolux.ini: [lxp] port: not a number: 'abc'")
+    assert "\n" not in message
 
 
-def test_a_missing_config_file_is_a_usage_error(tmp_path, monkeypatch):
+def test_a_missing_config_file_ends_start_up(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(usage.UsageError, match=r"^config\.ini: cannot read: No such file"):
+    with pytest.raises(SystemExit, match=r"^octolux: config\.ini: cannot read: No such file"):
         Options().parseOptions([])
 
 
