@@ -27,19 +27,31 @@ class LevelFilter:
     (Twisted's LogLevelFilterPredicate also drops events without a namespace.)
     """
 
-    def __init__(self, level=LogLevel.info):
+    def __init__(self, level=LogLevel.info, quieter: dict[str, LogLevel] | None = None):
         self.level = level
+        # Namespaces whose info lines repeat ours: shown only at debug.
+        self.quieter = dict(quieter or {})
 
     def __call__(self, event) -> PredicateResult:
         """``no`` for an event below the level, else ``maybe``."""
         level = event.get("log_level")
-        if level is not None and level < self.level:
+        if level is None:
+            return PredicateResult.maybe
+        if level < self.level:
             return PredicateResult.no
+        if self.level > LogLevel.debug:
+            minimum = self.quieter.get(event.get("log_namespace"))
+            if minimum is not None and level < minimum:
+                return PredicateResult.no
         return PredicateResult.maybe
 
 
 # Process-wide, as logging is: one level for every namespace, ours and Twisted's.
-levels = LevelFilter()
+levels = LevelFilter(
+    # "Scheduling retry N to connect ... in 1.83 seconds": the inverter's own
+    # line already says why the attempt failed and when the next one comes.
+    quieter={"twisted.application._client_service.ClientService": LogLevel.warn},
+)
 _server_options = None  # twistd's ServerOptions, once filter_twistd_log has seen them
 
 OBSERVER_FACTORY = "octolux.logging.twistd_observer"

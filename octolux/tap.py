@@ -144,6 +144,7 @@ def _inverter(reactor, config: InverterConfig) -> Inverter:
         no_data_timeout=config.no_data_timeout,
         command_timeout=config.command_timeout,
         name=config.name,
+        address=f"{config.host}:{config.port}",
     )
 
 

@@ -72,6 +72,19 @@ def test_the_level_filter_drops_what_is_below_the_level():
         logging.set_level("info")
 
 
+def test_client_service_retry_lines_only_at_debug():
+    # The inverter's own line already says why and when it retries.
+    retry = {"log_level": LogLevel.info,
+             "log_namespace": "twisted.application._client_service.ClientService"}
+    try:
+        assert logging.levels(retry).name == "no"
+        assert logging.levels(dict(retry, log_level=LogLevel.warn)).name == "maybe"
+        logging.set_level("debug")
+        assert logging.levels(retry).name == "maybe"
+    finally:
+        logging.set_level("info")
+
+
 def _event(level):
     return {"log_level": level, "log_namespace": "octolux.test"}
 
