@@ -20,6 +20,7 @@ from octolux.lxp.frames import (
     PREFIX,
     Frame,
     FrameError,
+    TcpFunction,
     parse,
 )
 
@@ -28,6 +29,13 @@ from octolux.lxp.frames import (
 DEFAULT_MAX_FRAME_LENGTH = 1024
 
 _LENGTH = struct.Struct("<H")
+# The known tcp functions are C1-C4; the rest of the Cx row is let through,
+# so that a function new firmware adds arrives as an UnknownFrame, not as garbage.
+_TCP_FUNCTIONS = range(0xC0, 0xD0)
+_TRANSLATED_DATA = TcpFunction.TRANSLATED_DATA
+# Bytes of a frame needed to tell a real header from an A1 1A in garbage.
+_HEADER_CHECKED = 8  # prefix, protocol, length, the 01 byte, tcp function
+_DATA_LENGTH_CHECKED = 20  # ... and a translated-data frame's data length
 
 
 @attrs.frozen
@@ -74,13 +82,27 @@ class FrameDecoder:
             if start > offset:
                 results.append(self._reject("garbage", buffer[offset:start]))
                 offset = start
-            if end - offset < HEADER_LENGTH:
+            available = end - offset
+            if available < _HEADER_CHECKED:
                 break
             total = _LENGTH.unpack_from(buffer, offset + 4)[0] + HEADER_LENGTH
             if total < OUTER_HEADER_LENGTH + 1 or total > self.max_frame_length:
                 offset = self._skip(results, "impossible length", buffer, offset, end)
                 continue
-            if end - offset < total:
+            # An A1 1A inside garbage would otherwise be trusted with its
+            # "length" and hold back the good frames after it until that many
+            # bytes arrived: minutes, at a dongle's pace. So the header must
+            # look like one before the framer waits for the rest.
+            function = buffer[offset + 7]
+            if buffer[offset + 6] != 1 or function not in _TCP_FUNCTIONS:
+                offset = self._skip(results, "not a frame header", buffer, offset, end)
+                continue
+            if function == _TRANSLATED_DATA and available >= _DATA_LENGTH_CHECKED:
+                data_length = _LENGTH.unpack_from(buffer, offset + OUTER_HEADER_LENGTH)[0]
+                if data_length != total - OUTER_HEADER_LENGTH - 2:
+                    offset = self._skip(results, "not a frame header", buffer, offset, end)
+                    continue
+            if available < total:
                 break
             frame_bytes = buffer[offset : offset + total]
             try:

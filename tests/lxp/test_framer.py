@@ -181,3 +181,17 @@ def test_a_read_reply_with_no_values_is_a_bad_frame():
     (result,) = FrameDecoder().feed(frame)
     assert isinstance(result, BadFrame)
     assert "1 to 127 values" in result.reason
+
+
+def test_a_false_prefix_in_garbage_does_not_delay_the_next_frame():
+    # "A1 1A" in garbage, with a plausible length (1014 bytes): trusting it
+    # would hold back the write echo after it until 1000 more bytes arrive.
+    good = frame_bytes("write_single_ack_reg66_100")
+    for garbage in (b"\xa1\x1a\x02\x00\xf0\x03\x00\x00", b"\xa1\x1a\x02\x00\xf0\x03\x01\xc2"):
+        decoder = FrameDecoder()
+        results = decoder.feed(garbage + b"\x00" * 12 + good)
+        assert frames_of(results) == [lxp.parse(good)], garbage
+        assert decoder.buffered == 0
+        assert frames_of(feed_bytewise(FrameDecoder(), garbage + b"\x00" * 12 + good)) == [
+            lxp.parse(good)
+        ]
