@@ -22,13 +22,13 @@ SERVER_PORT = 4346
 MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 MQTT_PREFIX = "octolux"
 HEARTBEAT_ECHO = False
-NO_DATA_TIMEOUT = 900.0  # peers use 15-20 minutes (PROTOCOL.md, section 9)
+NO_DATA_TIMEOUT = 900.0  # peers use 15-20 minutes (PROTOCOL.md, section 8)
 COMMAND_TIMEOUT = 10.0
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 LOG_LEVEL = "info"
 DEFAULT_INVERTER_NAME = "inverter"
 
-# Keys of the original tool that this project reads nothing from.
+# The keys this project reads, by section; any other key is logged as ignored.
 _KNOWN_KEYS = {
     "lxp": {"host", "port", "serial", "datalog", "name",
             "heartbeat_echo", "no_data_timeout", "command_timeout"},
@@ -37,6 +37,7 @@ _KNOWN_KEYS = {
     "log": {"level"},
 }
 _NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
+_RESERVED_NAMES = frozenset({"inputs", "registers"})
 _BOOLEANS = {"1": True, "yes": True, "true": True, "on": True,
              "0": False, "no": False, "false": False, "off": False}
 
@@ -173,6 +174,9 @@ class _Reader:
             name = _lxp_name(section) or self.get(section, "name", DEFAULT_INVERTER_NAME)
             if not _NAME.match(name):
                 raise self.error(section, "name", "letters, digits, '-' and '_' only", name)
+            if name in _RESERVED_NAMES:
+                # /api/<name>/... would hide the API's own /api/inputs, /api/registers.
+                raise self.error(section, "name", "a name the HTTP API uses itself", name)
             if any(inverter.name == name for inverter in inverters):
                 raise self.error(section, "name", "two inverters with this name", name)
             self.check_keys(section, _KNOWN_KEYS["lxp"])
@@ -341,12 +345,14 @@ def _lxp_name(section: str) -> str | None:
 
 
 def _mask_password(uri: str) -> str:
-    """``uri`` with any password replaced by ``***``."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
+    """``uri`` with everything before the host replaced by ``***``.
+
+    Malformed URIs are exactly the ones that end up in error messages, so this
+    assumes nothing of their shape: whatever stands before the last ``@`` may
+    hold a password (``user:pw@host``, ``mqtt:/user:pw@host``, ...).
+    """
+    userinfo, at, host = uri.rpartition("@")
+    if not at:
         return uri
-    userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return uri
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    scheme = userinfo.split("://", 1)[0] + "://" if "://" in userinfo else ""
+    return f"{scheme}***@{host}"

@@ -276,8 +276,31 @@ def test_a_bad_uri_is_shown_without_its_password():
     message = error_of(LXP + "[mqtt]\nuri = http://user:s3cr3t-pw@broker\n")
     assert "s3cr3t-pw" not in message
     assert message == (
-        "config.ini: [mqtt] uri: scheme must be mqtt:// or mqtts://: 'http://user:***@broker'"
+        "config.ini: [mqtt] uri: scheme must be mqtt:// or mqtts://: 'http://***@broker'"
     )
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "user:s3cr3t-pw@broker:1883",
+        "mqtt:/user:s3cr3t-pw@broker",
+        "mqtt//user:s3cr3t-pw@broker",
+        "mqtt:user:s3cr3t-pw@broker",
+        "mqtt://user:s3cr3t-pw@",
+        "mqtt://user:s3cr3t-pw@broker/path",
+        "mqtt://user:s3cr3t-pw@broker:notaport",
+    ],
+)
+def test_no_malformed_uri_shows_its_password(uri):
+    message = error_of(LXP + f"[mqtt]\nuri = {uri}\n")
+    assert message.startswith("config.ini: [mqtt] uri: ")
+    assert "s3cr3t-pw" not in message
+
+
+@pytest.mark.parametrize("name", ["inputs", "registers"])
+def test_an_inverter_may_not_take_a_name_the_api_uses(name):
+    assert "a name the HTTP API uses itself" in error_of(LXP + f"[lxp {name}]\n" + LXP[6:])
 
 
 def test_percent_signs_are_not_interpolated():
