@@ -15,6 +15,8 @@ import urllib.parse
 
 import attrs
 
+from octolux.commands import FALSE_WORDS, TRUE_WORDS
+
 SERIAL_LENGTH = 10
 LXP_PORT = 8000
 SERVER_HOST = "127.0.0.1"
@@ -38,8 +40,6 @@ _KNOWN_KEYS = {
 }
 _NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
 _RESERVED_NAMES = frozenset({"inputs", "registers"})
-_BOOLEANS = {"1": True, "yes": True, "true": True, "on": True,
-             "0": False, "no": False, "false": False, "off": False}
 
 
 class ConfigError(Exception):
@@ -288,10 +288,12 @@ class _Reader:
         value = self.get(section, key)
         if not value:
             return default
-        try:
-            return _BOOLEANS[value.lower()]
-        except KeyError:
-            raise self.error(section, key, "not yes/no", value) from None
+        word = value.lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise self.error(section, key, "not yes/no", value)
 
     def serial(self, section: str, key: str) -> str:
         value = self.required(section, key)
