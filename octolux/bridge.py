@@ -67,8 +67,12 @@ class InverterBridge:
 
     # -- commands ---------------------------------------------------------------
 
-    def command_received(self, message: Message) -> Deferred[str]:
-        """Run one ``cmd/<name>`` message; fires with the result published (OK or FAIL)."""
+    def command_received(self, message: Message) -> Deferred[str | None]:
+        """Run one ``cmd/<name>`` message; fires with the result published (OK or FAIL).
+
+        Fires with None, publishing nothing, for a topic that is not a command
+        and for a retained command (see below).
+        """
         name = self.topics.command_name(message.topic)
         if name is None:
             return succeed(None)

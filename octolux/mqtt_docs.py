@@ -42,7 +42,8 @@ def _topics() -> list[str]:
          " (anybody's read or write)"),
         (topics.command("<command>"), "subscribed", "a command (below)"),
         (topics.result("<command>"), "published",
-         "`OK` or `FAIL`, exactly once per command received"),
+         "`OK` or `FAIL`, exactly once per command received (a retained command,"
+         " which the broker would replay on every reconnect, is ignored with a warning)"),
     ]
     return [
         "| topic | direction | payload |",
