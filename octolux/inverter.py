@@ -31,7 +31,7 @@ from zope.interface import implementer
 from octolux import lxp
 from octolux.lxp.holding import with_bit
 from octolux.lxp.inputs import decode_inputs, split_blocks
-from octolux.protocol import LxpFactory, LxpProtocol
+from octolux.protocol import LxpFactory, LxpProtocol, failure_phrase
 
 READ_HOLD = lxp.DeviceFunction.READ_HOLD
 READ_INPUT = lxp.DeviceFunction.READ_INPUT
@@ -125,10 +125,6 @@ def _checked_echo(written: int, echo: lxp.WriteSingleReply) -> int:
     return echo.value
 
 
-def _phrase(failure: Failure) -> str:
-    return failure.getErrorMessage().rstrip(".")
-
-
 @implementer(IStreamClientEndpoint)
 class _ObservedEndpoint:
     """Passes connection attempts through, telling ``on_failure`` why one failed.
@@ -203,6 +199,7 @@ class Inverter(service.Service):
         self._connected_at = 0.0
         self._last_loss: str | None = None  # why the last connection or attempt ended
         self._was_connected = False  # did the last connection get as far as connected?
+        self._logged_failure: str | None = None  # the reason last logged at info
         self._foreign_datalogs: set[str] = set()
         self._foreign_inverters: set[str] = set()
 
@@ -533,7 +530,7 @@ class Inverter(service.Service):
 
     def _attempt_failed(self, failure: Failure) -> None:
         self._was_connected = False
-        self._last_loss = _phrase(failure)
+        self._last_loss = failure_phrase(failure)
 
     def _retry_delay(self, attempt: int) -> float:
         """ClientService's retry policy, plus the one log line for what just went wrong."""
@@ -548,12 +545,20 @@ class Inverter(service.Service):
                 delay=delay,
             )
         else:
-            self.log.info(
-                "{name}: cannot connect{to}: {reason}, retrying in {delay:.1f} s",
+            # A datalogger that is off for days would otherwise log a line a
+            # minute: the first few attempts, a change of reason and every
+            # tenth attempt are worth reading; the rest only at debug.
+            quiet = attempt > 3 and attempt % 10 and reason == self._logged_failure
+            self._logged_failure = reason
+            emit = self.log.debug if quiet else self.log.info
+            emit(
+                "{name}: cannot connect{to}: {reason}, retrying in {delay:.1f} s"
+                " (attempt {attempt})",
                 name=self.name,
                 to=f" to {self._address}" if self._address else "",
                 reason=reason,
                 delay=delay,
+                attempt=attempt,
             )
         self._was_connected = False
         return delay

@@ -46,7 +46,7 @@ def describe_peer(address) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _phrase(failure: Failure) -> str:
+def failure_phrase(failure: Failure) -> str:
     """A connection failure as a short phrase: Twisted's message without its full stop."""
     return failure.getErrorMessage().rstrip(".")
 
@@ -124,7 +124,7 @@ class LxpProtocol(protocol.Protocol):
             if self._idle_call.active():
                 self._idle_call.cancel()
             self._idle_call = None
-        phrase = self._abort_reason or _phrase(reason)
+        phrase = self._abort_reason or failure_phrase(reason)
         self.handler.connection_lost(self, phrase)
 
     # -- ours -------------------------------------------------------------------

@@ -680,7 +680,8 @@ def test_no_data_timeout_aborts_and_client_service_reconnects_with_backoff():
     assert ours(info_lines(events)) == [
         "inverter: connected to 192.0.2.5:8000",
         "inverter: connection to 192.0.2.5:8000 lost: no data for 900 s, reconnecting in 2.0 s",
-        "inverter: cannot connect: Connection was refused by other side, retrying in 4.0 s",
+        "inverter: cannot connect: Connection was refused by other side, retrying in 4.0 s"
+        " (attempt 2)",
         "inverter: connected to 192.0.2.5:8000",
         "inverter: disconnected from 192.0.2.5:8000: Connection was closed cleanly",
     ]
@@ -787,3 +788,21 @@ def test_endpoint_failures_are_reported_through_deferreds_only(harness):
     with capturedLogs() as events:
         harness.endpoint.refuse()
     assert not [e for e in events if "log_failure" in e]
+
+
+def test_a_datalogger_down_for_long_does_not_flood_the_log():
+    harness = make_harness(retry_policy=lambda attempt: 60.0)
+    with capturedLogs() as events:
+        for _ in range(25):
+            harness.endpoint.refuse()
+            harness.clock.advance(60)
+        result_of(harness.stop())
+    attempts = [
+        int(line.rsplit("(attempt ", 1)[1].rstrip(")"))
+        for line in ours(info_lines(events))
+        if "cannot connect" in line
+    ]
+    # The first three, then every tenth; the others only at debug.
+    assert attempts == [1, 2, 3, 10, 20]
+    debug = [formatEvent(e) for e in events if e["log_level"] == LogLevel.debug]
+    assert sum("cannot connect" in line for line in debug) == 20

@@ -47,7 +47,7 @@ def test_a_refused_connection_is_logged_and_retried_with_backoff():
     lines = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.info]
     assert (
         "inverter: cannot connect to 192.0.2.5:8000: Connection was refused by other side,"
-        " retrying in 2.0 s"
+        " retrying in 2.0 s (attempt 1)"
     ) in lines
     assert reactor.getDelayedCalls() == []
 
