@@ -83,7 +83,11 @@ class MqttService(service.Service):
         Kept across reconnections: the subscription is made again on every connect.
         """
         self._subscriptions += ((topic_filter, handler),)
-        if self._client is not None and self.connected:
+        if self._client is not None:
+            # Even if not connected as far as this thread knows: paho's thread
+            # may be connecting right now, past reading the subscriptions. A
+            # SUBSCRIBE while disconnected is refused harmlessly, and a second
+            # one for the same filter is harmless too.
             self._client.subscribe(topic_filter, qos=1)
 
     def publish(self, topic: str, payload: str | bytes, *, qos: int = 0, retain: bool = False):
@@ -153,7 +157,7 @@ class MqttService(service.Service):
         client.on_message = self._on_message
         return client
 
-    def _connected(self, session_present: bool) -> None:
+    def _connected(self) -> None:
         self.connected = True
         self._connect_failed_logged = False
         self.log.info("Connected to MQTT broker {address}", address=self.config.address)
@@ -209,7 +213,7 @@ class MqttService(service.Service):
         for topic_filter, _ in self._subscriptions:
             client.subscribe(topic_filter, qos=1)
         client.publish(self._status_topic, ONLINE, qos=1, retain=True)
-        self._reactor.callFromThread(self._connected, bool(flags.session_present))
+        self._reactor.callFromThread(self._connected)
 
     def _on_connect_fail(self, client, userdata) -> None:
         # paho calls this from inside its `except OSError`, without the error;
