@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from twisted.application import service
+from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python import usage
@@ -122,25 +123,32 @@ def test_services_with_mqtt_and_two_inverters(tmp_path):
     assert not [line for line in lines if "hunter2" in line]
 
 
-def test_mqtt_stops_after_the_inverters():
+def test_mqtt_stops_only_once_the_inverters_have_stopped():
     order = []
 
     class Recorder(service.Service):
-        def __init__(self, name):
+        def __init__(self, name, stopping=None):
             self.label = name
+            self.stopping = stopping
 
         def stopService(self):
             order.append(self.label)
-            return super().stopService()
+            super().stopService()
+            return self.stopping
 
     from octolux.tap import OctoluxService
 
+    # The inverter takes its time to close (its connection, its last FAILs).
+    inverter_closed = defer.Deferred()
     mqtt = Recorder("mqtt")
     top = OctoluxService(mqtt)
-    for child in (Recorder("api"), mqtt, Recorder("inverter")):
+    for child in (Recorder("api"), mqtt, Recorder("inverter", inverter_closed)):
         child.setServiceParent(top)
     top.startService()
     stopped = top.stopService()
+    assert order == ["inverter", "api"]
+    assert not stopped.called
+    inverter_closed.callback(None)
     assert order == ["inverter", "api", "mqtt"]
     assert stopped.called
 
