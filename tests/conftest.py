@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support import e2e_required, free_port
+from twisted.internet import task
 
 START_DEADLINE = 10.0  # seconds for mosquitto to accept connections
 
@@ -32,7 +34,31 @@ class Mosquitto:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        """Start the broker and wait until it accepts TCP connections."""
+        """Start the broker and wait until it accepts TCP connections (blocking).
+
+        For the session fixture, before any test runs. Inside a test, where
+        blocking would stall the reactor, use ``started``.
+        """
+        self._launch()
+        deadline = time.monotonic() + START_DEADLINE
+        while not self._accepting(deadline):
+            # Waiting on the process itself: returns early if it exits.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(0.05)
+
+    async def started(self, reactor) -> None:
+        """Start the broker and wait, without blocking the reactor, until it accepts."""
+        self._launch()
+        deadline = time.monotonic() + START_DEADLINE
+        while not self._accepting(deadline):
+            await task.deferLater(reactor, 0.05, lambda: None)
+
+    async def restarted(self, reactor) -> None:
+        """A broker restart on the same port (mosquitto binds with SO_REUSEADDR)."""
+        self.stop()
+        await self.started(reactor)
+
+    def _launch(self) -> None:
         assert self.proc is None, "mosquitto is already running"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -41,22 +67,22 @@ class Mosquitto:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + START_DEADLINE
-        while True:
-            if self.proc.poll() is not None:
-                self.proc = None
-                raise RuntimeError(f"mosquitto exited at startup:\n{self.log.read_text()}")
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.5).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        f"mosquitto not listening on {self.port}:\n{self.log.read_text()}"
-                    ) from None
-                # Polling a subprocess we do not control; there is no Deferred to wait on.
-                time.sleep(0.05)
+
+    def _accepting(self, deadline: float) -> bool:
+        """Does the broker accept connections yet? Raises if it died or took too long."""
+        if self.proc.poll() is not None:
+            self.proc = None
+            raise RuntimeError(f"mosquitto exited at startup:\n{self.log.read_text()}")
+        try:
+            socket.create_connection((self.host, self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"mosquitto not listening on {self.port}:\n{self.log.read_text()}"
+                ) from None
+            return False
 
     def stop(self) -> None:
         """Terminate the broker (clients see the connection drop) and wait for it."""
@@ -69,11 +95,6 @@ class Mosquitto:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
-
-    def restart(self) -> None:
-        """Simulate a broker restart on the same port (mosquitto binds with SO_REUSEADDR)."""
-        self.stop()
-        self.start()
 
 
 @pytest.fixture(scope="session")

@@ -236,7 +236,7 @@ async def test_a_command_that_failed_while_disconnected_is_never_executed(rig, m
 
 @pytest_twisted.ensureDeferred
 async def test_commands_work_again_after_the_broker_restarts(rig, mosquitto):
-    mosquitto.restart()
+    await mosquitto.restarted(reactor)
     await rig.probe.ready(reactor)
     rig.probe.clear()
     await rig.until(lambda: rig.probe.on(rig.topic("status")), "status again")

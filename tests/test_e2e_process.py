@@ -138,7 +138,7 @@ async def test_twistd_bridge_and_simulator_with_a_real_broker(tmp_path, mosquitt
         assert procs.simulator_writes()[-1] == (65, 70)
 
         # The broker restarts: the bridge reconnects and subscribes again.
-        mosquitto.restart()
+        await mosquitto.restarted(reactor)
         await probe.ready(reactor)
         await probe.until(
             reactor, lambda: "Connected to MQTT broker" in _after_restart(procs.bridge_log),

@@ -92,7 +92,7 @@ async def test_a_broker_down_at_start_up_and_restarted_later_costs_only_that_tim
         assert not service.connected
         service.publish(f"{base}/hold/1", "1")  # dropped, not fatal
     finally:
-        mosquitto.start()
+        await mosquitto.started(reactor)
     probe = MqttProbe(mosquitto.host, mosquitto.port, [f"{base}/#"])
     try:
         await probe.ready(reactor)
@@ -100,7 +100,7 @@ async def test_a_broker_down_at_start_up_and_restarted_later_costs_only_that_tim
         await probe.until(reactor, lambda: probe.on(f"{base}/status"), what="status")
 
         # The broker restarts: the service reconnects and subscribes again.
-        mosquitto.restart()
+        await mosquitto.restarted(reactor)
         await probe.until(reactor, lambda: not service.connected, 10, "the loss noticed")
         await probe.until(reactor, lambda: service.connected, 15, "reconnected")
         probe.clear()
@@ -167,4 +167,4 @@ async def test_stop_before_the_broker_was_ever_reached_is_clean(mosquitto):
         await service.stopService().addTimeout(10, reactor)
         assert paho_threads(service) == []
     finally:
-        mosquitto.start()
+        await mosquitto.started(reactor)
