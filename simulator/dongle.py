@@ -43,7 +43,9 @@ from twisted.logger import (
 
 from octolux import lxp
 from octolux.lxp import holding
-from octolux.lxp.frames import PREFIX, REQUESTS, SERIAL_LENGTH
+from octolux.lxp.describe import describe
+from octolux.lxp.frames import PREFIX, REQUESTS
+from octolux.lxp.inputs import BLOCK_SIZE
 from simulator.plant import (
     DEFAULT_INVERTER_SERIAL,
     INPUT_REGISTER_COUNT,
@@ -55,13 +57,14 @@ from simulator.plant import (
 from simulator.state import StateFileError, read_state, write_state
 
 DEFAULT_DATALOG_SERIAL = "SIMDL00001"
-DEFAULT_INVERTER = DEFAULT_INVERTER_SERIAL
 
-BLOCK_SIZE = 40
 ALL_INPUTS_COUNT = 127  # the newer firmware's single broadcast: registers 0-126
 MAX_READ = 40
 BURST_BLOCKS = (0, 40, 80)
 GARBAGE_BYTES = bytes(b for b in range(256) if b != PREFIX[0])
+# The request log keeps the latest this many: enough for any test, bounded for a
+# ``twistd lxp-simulator`` that runs for months.
+REQUEST_LOG_LENGTH = 10_000
 
 # The simulator's own level filter: twistd prints debug events by default, and
 # per-frame byte dumps are too much for a demo or a benchmark. `--verbose`
@@ -85,20 +88,45 @@ class _Hex:
         return self.data.hex(" ")
 
 
+# describe() keys a log line leaves out: the serials and protocol (the same on every
+# line of a dongle), the copies of the values by register and by name, and the
+# exception code (its name is shown).
+_NOT_SUMMARISED = frozenset(
+    {"kind", "datalog", "inverter", "protocol", "registers", "inputs", "exception_code"}
+)
+
+
 def summarise(frame) -> str:
-    """A one-line description of a frame for the log: its kind and fields, serials left out."""
-    parts = [type(frame).__name__]
-    for name, value in attrs.asdict(frame, recurse=False).items():
-        if name in ("datalog", "inverter", "protocol"):
+    """A frame as one log line, from ``lxp.describe``: kind and fields, serials left out.
+
+    e.g. ``WriteSingleRequest register=65 value=42`` (tests/test_e2e_process.py reads that).
+    """
+    described = describe(frame)
+    fields = attrs.fields_dict(type(frame))
+    parts = [described["kind"]]
+    for name, value in described.items():
+        if name in _NOT_SUMMARISED:
             continue
-        if isinstance(value, enum.Enum):
-            value = value.name
-        elif isinstance(value, bytes):
-            value = value.hex()
-        elif isinstance(value, tuple) and len(value) > 8:
+        if name == "device_function":
+            if "function" not in fields:
+                continue  # the kind says it
+            value = frame.function.name
+        elif name == "tcp_function" and name not in fields:
+            continue  # the kind says it
+        elif isinstance(value, list) and len(value) > 8:
             value = f"<{len(value)} values>"
         parts.append(f"{name}={value}")
     return " ".join(parts)
+
+
+@attrs.frozen
+class _Summary:
+    """``summarise(frame)``, worked out only if a log observer actually formats the event."""
+
+    frame: object
+
+    def __format__(self, spec: str) -> str:
+        return summarise(self.frame)
 
 
 # -- configuration --------------------------------------------------------------
@@ -120,8 +148,7 @@ def _positive(instance, attribute, value):
 
 
 def _serial(instance, attribute, value):
-    if not isinstance(value, str) or len(value) != SERIAL_LENGTH or not value.isascii():
-        raise ValueError(f"{attribute.name} must be {SERIAL_LENGTH} ASCII characters: {value!r}")
+    lxp.check_serial(value, attribute.name)
 
 
 @attrs.frozen
@@ -166,7 +193,7 @@ class DongleConfig:
     """Everything that makes one simulated dongle (see ``twistd lxp-simulator --help``)."""
 
     datalog: str = attrs.field(default=DEFAULT_DATALOG_SERIAL, validator=_serial)
-    inverter: str = attrs.field(default=DEFAULT_INVERTER, validator=_serial)
+    inverter: str = attrs.field(default=DEFAULT_INVERTER_SERIAL, validator=_serial)
     interval: float = attrs.field(default=120.0, validator=_positive)
     burst_gap: float = attrs.field(default=1.0, validator=_non_negative)
     heartbeat: float = attrs.field(default=60.0, validator=_positive)
@@ -282,12 +309,12 @@ class DongleProtocol(protocol.Protocol):
             and chance.random() < faults.corrupt_crc
         ):
             data = data[:-1] + bytes([data[-1] ^ 0xFF])
-            self.log.debug("corrupting the CRC of {frame} to {peer}", frame=summarise(frame),
+            self.log.debug("corrupting the CRC of {frame} to {peer}", frame=_Summary(frame),
                            peer=self.peer)
         if faults.garbage and chance.random() < faults.garbage:
             noise = bytes(chance.choice(GARBAGE_BYTES) for _ in range(chance.randint(1, 16)))
             data = noise + data
-        self.log.debug("to {peer}: {frame}: {data}", peer=self.peer, frame=summarise(frame),
+        self.log.debug("to {peer}: {frame}: {data}", peer=self.peer, frame=_Summary(frame),
                        data=_Hex(data))
         self._write(data, faults.split)
 
@@ -343,8 +370,9 @@ FOREIGN_KINDS = (
 class DongleFactory(protocol.Factory):
     """One simulated dongle and its inverter: answers requests, broadcasts inputs, logs requests.
 
-    ``requests`` lists every request frame received from any client, in order,
-    including the ones it ignored (wrong serials, mute, silent excepted).
+    ``requests`` holds every request frame received from any client, in order,
+    including the ones it ignored (wrong serials, mute, silent excepted): the
+    latest ``REQUEST_LOG_LENGTH`` of them.
     """
 
     protocol = DongleProtocol
@@ -361,7 +389,7 @@ class DongleFactory(protocol.Factory):
             plant = Plant(start=start, seed=config.seed, inverter_serial=config.inverter)
         self.plant = plant
         self.interval = config.interval
-        self.requests: list = []
+        self.requests: collections.deque = collections.deque(maxlen=REQUEST_LOG_LENGTH)
         self.clients: list[DongleProtocol] = []
         self.fault_random = random.Random(config.seed)
         self._faults = config.faults
@@ -458,7 +486,7 @@ class DongleFactory(protocol.Factory):
         elif isinstance(frame, lxp.Heartbeat):
             self.log.debug("heartbeat echoed by {peer}", peer=client.peer)
         else:
-            self.log.info("ignoring {frame} from {peer}: not a request", frame=summarise(frame),
+            self.log.info("ignoring {frame} from {peer}: not a request", frame=_Summary(frame),
                           peer=client.peer)
 
     def when_request(self, predicate: Callable[[object], bool] | None = None) -> defer.Deferred:
@@ -470,7 +498,7 @@ class DongleFactory(protocol.Factory):
     def _request_received(self, client: DongleProtocol, request) -> None:
         self.requests.append(request)
         self.log.info("dongle {datalog}: request from {peer}: {request}",
-                      datalog=self.config.datalog, peer=client.peer, request=summarise(request))
+                      datalog=self.config.datalog, peer=client.peer, request=_Summary(request))
         if not self._addressed_to_us(request):
             self.log.info(
                 "dongle {datalog}: ignoring it: addressed to datalog {to_datalog} "
@@ -675,7 +703,7 @@ class DongleFactory(protocol.Factory):
         frame = self.foreign_frame(self._foreign_sent)
         self._foreign_sent += 1
         self.log.info("dongle {datalog}: sending foreign traffic (fault injection): {frame}",
-                      datalog=self.config.datalog, frame=summarise(frame))
+                      datalog=self.config.datalog, frame=_Summary(frame))
         self.send_to_all(frame)
         self._schedule_foreign_traffic()
 
@@ -794,8 +822,8 @@ class Dongle(service.Service):
         return self.factory.plant
 
     @property
-    def requests(self) -> list:
-        """Every request frame received from any client, in order (``lxp`` frame objects)."""
+    def requests(self) -> collections.deque:
+        """Request frames received from any client, in order (``lxp`` frames; the latest 10 000)."""
         return self.factory.requests
 
     @property

@@ -3,9 +3,9 @@
 No Twisted, no I/O, no wall clock. Time moves only through ``Plant.advance``
 (simulated seconds), and every random number comes from one ``random.Random``
 seeded at construction, so the same seed, start time and calls give the same
-registers. The raw register layout follows ``octolux.lxp.inputs.FIELDS``:
-decoding ``input_registers()`` with ``decode_input_blocks`` gives the values a
-real inverter would publish.
+registers. The plant reports named physical values (``input_values()``, keyed
+as ``octolux.lxp.inputs.FIELDS``); ``input_registers()`` packs them with
+``encode_inputs``, so the register layout is written only in ``octolux.lxp``.
 
 Power flows, in watts, and how the holding registers steer them:
 
@@ -37,9 +37,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import attrs
 
 from octolux.lxp import holding
-from octolux.lxp.frames import ExceptionCode
+from octolux.lxp.frames import ExceptionCode, check_serial
+from octolux.lxp.inputs import REGISTER_COUNT as INPUT_REGISTER_COUNT
+from octolux.lxp.inputs import encode_inputs, encode_text, from_signed16, to_signed16
 
-INPUT_REGISTER_COUNT = 160  # four 40-register blocks: 0-39, 40-79, 80-119, 120-159
 HOLDING_REGISTER_COUNT = 240  # newer units have holding registers 0-239
 
 MAX_POWER = 3600  # W: the inverter's and the battery's limit at 100 %
@@ -59,7 +60,7 @@ DEFAULT_INVERTER_SERIAL = "SIMINV0001"
 STEP = 60.0
 MAX_STEPS = 2000
 
-# Energy counters, in the order of input registers 28-37 (day) and 40-59 (all).
+# Energy counters: e_<key>_day and e_<key>_all of the input registers.
 ENERGY_KEYS = (
     "pv_1", "pv_2", "pv_3", "inv", "rec", "chg", "dischg", "eps", "to_grid", "to_user",
 )
@@ -102,10 +103,6 @@ class ValueOutOfRange(RegisterError):
 # -- holding registers ------------------------------------------------------------
 
 
-def _signed(value: int) -> int:
-    return value - 0x10000 if value & 0x8000 else value
-
-
 @attrs.frozen
 class Rule:
     """What a writable holding register accepts, with a description for error messages."""
@@ -124,7 +121,7 @@ TIME_OF_DAY = Rule(
 
 def signed_range(low: int, high: int) -> Rule:
     """A rule for a two's complement register holding ``low`` .. ``high``."""
-    return Rule(f"a signed value, {low} to {high}", lambda value: low <= _signed(value) <= high)
+    return Rule(f"a signed value, {low} to {high}", lambda value: low <= to_signed16(value) <= high)
 
 
 # The clock, byte by byte (PROTOCOL.md section 6); whole dates are checked by Plant.
@@ -162,11 +159,6 @@ WRITABLE: dict[int, Rule] = {
 DEFAULT_FUNCTION_BITS = 0xF354
 
 
-def _text_registers(text: str) -> list[int]:
-    raw = text.encode("latin-1")
-    return [raw[i] | raw[i + 1] << 8 for i in range(0, len(raw), 2)]
-
-
 def default_holding(inverter_serial: str = DEFAULT_INVERTER_SERIAL) -> list[int]:
     """The holding registers of a freshly installed inverter (clock registers left 0)."""
     values = [0] * HOLDING_REGISTER_COUNT
@@ -186,14 +178,15 @@ def default_holding(inverter_serial: str = DEFAULT_INVERTER_SERIAL) -> list[int]
         holding.FORCED_DISCHARGE_POWER_PERCENT: 100,
         holding.FORCED_DISCHARGE_SOC_LIMIT: 10,
         holding.DISCHARGE_CUTOFF_SOC: 10,
-        106: 600, 107: -200 & 0xFFFF, 108: 600, 109: -200 & 0xFFFF,  # 60.0 / -20.0 degC
+        106: 600, 107: from_signed16(-200), 108: 600, 109: from_signed16(-200),  # 60/-20 degC
         holding.EPS_DISCHARGE_CUTOFF_SOC: 10,
         holding.AC_CHARGE_START_SOC: 10,
         holding.AC_CHARGE_END_SOC: 100,
     }
     for register, value in defaults.items():
         values[register] = value
-    values[2:7] = _text_registers(inverter_serial)
+    # Registers 2-6: the serial, packed as in input registers 115-119.
+    values[2:7] = encode_text(check_serial(inverter_serial, "inverter_serial"), 5)
     return values
 
 
@@ -336,16 +329,6 @@ def house_load(moment: datetime.datetime) -> float:
     return 300.0 + 700.0 * bump(7.5, 1.0) + 250.0 * bump(13.0, 2.5) + 1100.0 * bump(19.0, 2.0)
 
 
-def _u32(value: int) -> tuple[int, int]:
-    value &= 0xFFFFFFFF
-    return value & 0xFFFF, value >> 16
-
-
-def _tenths(value: float) -> int:
-    """A non-negative quantity in the inverter's 0.1 units (0.1 V, 0.1 kWh, ...)."""
-    return max(0, min(0xFFFF, round(value * 10)))
-
-
 def _clamp(value: float, low: float, high: float) -> float:
     return min(max(value, low), high)
 
@@ -379,8 +362,7 @@ class Plant:
     _day: datetime.date = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self):
-        if len(self.inverter_serial) != 10:
-            raise ValueError(f"an inverter serial has 10 characters: {self.inverter_serial!r}")
+        check_serial(self.inverter_serial, "inverter_serial")
         self._random = random.Random(self.seed)
         if self.holding is None:
             self.holding = HoldingRegisters(default_holding(self.inverter_serial))
@@ -596,69 +578,78 @@ class Plant:
 
     # -- input registers --------------------------------------------------------
 
-    def input_registers(self) -> tuple[int, ...]:
-        """Input registers 0-159 as raw u16 values, laid out as octolux.lxp.inputs decodes them.
+    def input_values(self) -> dict[str, int | float | str]:
+        """What the inverter reports now, keyed as ``octolux.lxp.inputs.FIELDS``, in its units.
 
+        Unnamed registers (block 4: no generator, no split-phase EPS) read 0.
         A pure function of the state: calling it twice gives the same values.
         """
-        r = [0] * INPUT_REGISTER_COUNT
         flows = self.flows
         battery = flows.battery
         v_bat = 48.0 + 5.6 * self.soc / 100.0 + 0.8 * battery / MAX_POWER
-        pv_watts = [round(power) for power in flows.pv]
-
-        # -- block 1: registers 0-39
-        r[0] = flows.status
-        for string, (peak, available) in enumerate(zip(PV_PEAK, flows.pv_available, strict=True)):
-            if available > 0:
-                r[1 + string] = _tenths(250.0 + 110.0 * (available / peak) ** 0.25)
-        r[4] = _tenths(v_bat)
-        r[5] = round(self.soc) | STATE_OF_HEALTH << 8
-        r[7:10] = pv_watts
-        r[10] = flows.charge
-        r[11] = flows.discharge
-        r[12] = _tenths(self.v_grid)
-        r[15] = round(self.f_grid * 100)
-        r[16] = round(flows.p_inv)
-        r[17] = round(flows.p_rec)
-        r[19] = 1000  # power factor 1.000
-        r[20] = _tenths(self.v_grid)  # EPS output follows the grid while on-grid
-        r[23] = round(self.f_grid * 100)
-        r[26] = round(max(-flows.grid, 0.0))
-        r[27] = round(max(flows.grid, 0.0))
-        for offset, key in enumerate(ENERGY_KEYS):
-            r[28 + offset] = min(0xFFFF, int(self.energy_day[key] // 100))
-        r[38] = _tenths(380.0 + 0.4 * (self.v_grid - 240.0))
-        r[39] = _tenths(310.0 + 0.3 * (self.v_grid - 240.0))
-
-        # -- block 2: registers 40-79
-        for offset, key in enumerate(ENERGY_KEYS):
-            r[40 + 2 * offset : 42 + 2 * offset] = _u32(int(self.energy_all[key] // 100))
         throughput = flows.p_inv + flows.p_rec
-        r[64] = round(28 + throughput / 300)
-        r[65] = round(24 + throughput / 400)
-        r[66] = round(23 + throughput / 450)
-        r[67] = round(21 + abs(battery) / 1000)
-        r[69:71] = _u32(int(self.runtime))
-
-        # -- block 3: registers 80-119
-        r[81] = 10500  # BMS charge current limit, 105.00 A
-        r[82] = 15000  # BMS discharge current limit, 150.00 A
-        r[83] = 532  # charge voltage reference, 53.2 V
-        r[84] = 400  # discharge cut-off voltage, 40.0 V
-        r[90] = 192  # bat_status_5, as in the founding spec's example
-        r[95] = 3  # bat_status_inv
-        r[96] = 1
-        r[97] = BATTERY_AMP_HOURS
-        r[98] = round(battery / v_bat * 10) & 0xFFFF  # 0.1 A, signed
-        cell = v_bat / BATTERY_CELLS * 1000
-        r[101] = round(cell + 4)
-        r[102] = round(cell - 4)
-        r[103] = round((r[67] + 1.5) * 10) & 0xFFFF
-        r[104] = round((r[67] - 0.5) * 10) & 0xFFFF
+        t_bat = round(21 + abs(battery) / 1000)
+        cell = v_bat / BATTERY_CELLS
         charged = self.energy_all["chg"] - INITIAL_TOTALS["chg"]
-        r[106] = INITIAL_CYCLES + int(charged // CAPACITY_WH)
-        r[107] = _tenths(v_bat - 0.1)
-        r[115:120] = _text_registers(self.inverter_serial)
-        # -- block 4 (registers 120-159): no generator, no split-phase EPS: zeros.
-        return tuple(r)
+        values: dict[str, int | float | str] = {
+            # -- inputs/1
+            "status": flows.status,
+            "v_bat": v_bat,
+            "soc": round(self.soc),
+            "soh": STATE_OF_HEALTH,
+            "p_charge": flows.charge,
+            "p_discharge": flows.discharge,
+            "v_acr": self.v_grid,
+            "f_ac": self.f_grid,
+            "p_inv": flows.p_inv,
+            "p_rec": flows.p_rec,
+            "pf": 1.0,
+            "v_eps": self.v_grid,  # EPS output follows the grid while on-grid
+            "f_eps": self.f_grid,
+            "p_to_grid": max(-flows.grid, 0.0),
+            "p_to_user": max(flows.grid, 0.0),
+            "v_bus_1": 380.0 + 0.4 * (self.v_grid - 240.0),
+            "v_bus_2": 310.0 + 0.3 * (self.v_grid - 240.0),
+            # -- inputs/2
+            "t_inner": 28 + throughput / 300,
+            "t_rad_1": 24 + throughput / 400,
+            "t_rad_2": 23 + throughput / 450,
+            "t_bat": t_bat,
+            "runtime": int(self.runtime),
+            # -- inputs/3: a BMS with the founding spec's example limits
+            "max_chg_curr": 105.0,
+            "max_dischg_curr": 150.0,
+            "charge_volt_ref": 53.2,
+            "dischg_cut_volt": 40.0,
+            "bat_status_5": 192,
+            "bat_status_inv": 3,
+            "bat_count": 1,
+            "bat_capacity": BATTERY_AMP_HOURS,
+            "bat_current": battery / v_bat,
+            "max_cell_voltage": cell + 0.004,
+            "min_cell_voltage": cell - 0.004,
+            "max_cell_temp": t_bat + 1.5,
+            "min_cell_temp": t_bat - 0.5,
+            "bat_cycle_count": INITIAL_CYCLES + int(charged // CAPACITY_WH),
+            "v_bat_inv": v_bat - 0.1,
+            "inverter_serial": self.inverter_serial,
+        }
+        for string, (peak, power, available) in enumerate(
+            zip(PV_PEAK, flows.pv, flows.pv_available, strict=True), 1
+        ):
+            values[f"p_pv_{string}"] = power
+            # The string voltage rises steeply with the first light, then flattens.
+            volts = 250.0 + 110.0 * (available / peak) ** 0.25 if available else 0.0
+            values[f"v_pv_{string}"] = volts
+        for key in ENERGY_KEYS:
+            # kWh in whole tenths, as a meter counts them: a tenth shows once it is complete.
+            values[f"e_{key}_day"] = self.energy_day[key] // 100 / 10
+            values[f"e_{key}_all"] = self.energy_all[key] // 100 / 10
+        return values
+
+    def input_registers(self) -> tuple[int, ...]:
+        """Input registers 0-159 as raw u16 values: ``input_values()`` packed by ``encode_inputs``.
+
+        A pure function of the state: calling it twice gives the same values.
+        """
+        return encode_inputs(self.input_values(), INPUT_REGISTER_COUNT)

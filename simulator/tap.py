@@ -10,16 +10,16 @@ from twisted.application import service
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.python import usage
 
+from octolux.lxp import check_serial
 from simulator.dongle import (
     DEFAULT_DATALOG_SERIAL,
-    DEFAULT_INVERTER,
     BroadcastFormat,
     Dongle,
     DongleConfig,
     Faults,
     set_verbose,
 )
-from simulator.plant import HoldingRegisters, RegisterError
+from simulator.plant import DEFAULT_INVERTER_SERIAL, HoldingRegisters, RegisterError
 from simulator.state import StateFileError, read_state
 
 
@@ -88,7 +88,7 @@ class Options(usage.Options):
          "ports (0: any free port).", _number(int, 0, 65535)],
         ["interface", None, "127.0.0.1", "Interface to listen on (0.0.0.0: all)."],
         ["datalog", None, DEFAULT_DATALOG_SERIAL, "Datalog (dongle) serial, 10 characters."],
-        ["serial", None, DEFAULT_INVERTER, "Inverter serial, 10 characters."],
+        ["serial", None, DEFAULT_INVERTER_SERIAL, "Inverter serial, 10 characters."],
         ["interval", None, 120.0, "Seconds between input broadcasts (param 0).", _positive],
         ["burst-gap", None, 1.0, "Seconds between the three frames of a burst.", _non_negative],
         ["first-burst-delay", None, 1.0, "Seconds from a client connecting to the first burst.",
@@ -126,9 +126,10 @@ class Options(usage.Options):
 
     def postOptions(self):
         for name in ("datalog", "serial"):
-            value = self[name]
-            if len(value) != 10 or not value.isascii():
-                raise usage.UsageError(f"--{name} must be 10 ASCII characters: {value!r}")
+            try:
+                check_serial(self[name], f"--{name}")
+            except ValueError as error:
+                raise usage.UsageError(str(error)) from None
         try:
             self["format"] = BroadcastFormat(self["format"])
         except ValueError:

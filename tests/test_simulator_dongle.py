@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 
 import attrs
 import pytest
@@ -17,12 +18,15 @@ from twisted.python.failure import Failure
 from octolux import lxp
 from octolux.lxp import holding
 from octolux.lxp.inputs import decode_input_blocks
+from simulator import dongle as dongle_module
 from simulator.dongle import (
     FOREIGN_KINDS,
+    REQUEST_LOG_LENGTH,
     BroadcastFormat,
     DongleConfig,
     DongleFactory,
     Faults,
+    summarise,
 )
 from simulator.plant import Plant
 
@@ -341,7 +345,7 @@ def test_bad_param_writes_fail_and_change_nothing():
 def test_requests_for_other_serials_are_ignored_but_logged(frame):
     dongle, _ = make_dongle()
     assert request(dongle, frame) == []
-    assert dongle.requests == [frame]
+    assert list(dongle.requests) == [frame]
     assert dongle.plant.holding[65] == 100
 
 
@@ -353,7 +357,25 @@ def test_the_request_log_and_when_request():
     assert not writes.called
     request(dongle, write(64, 50), client)
     assert writes.result == write(64, 50)
-    assert dongle.requests == [read(READ_HOLD, 0, 40), write(64, 50)]
+    assert list(dongle.requests) == [read(READ_HOLD, 0, 40), write(64, 50)]
+    assert dongle.requests[-1] == write(64, 50)
+
+
+@pytest.mark.parametrize("field", ["datalog", "inverter"])
+def test_a_config_needs_ten_character_serials(field):
+    with pytest.raises(ValueError, match=f"{field} must be 10 characters of 8-bit text: 'SHORT'"):
+        DongleConfig(**{field: "SHORT"})
+
+
+def test_the_request_log_keeps_only_the_latest_requests(monkeypatch):
+    assert make_dongle()[0].requests.maxlen == REQUEST_LOG_LENGTH == 10_000
+    monkeypatch.setattr(dongle_module, "REQUEST_LOG_LENGTH", 3)
+    dongle, _ = make_dongle()
+    client = connect(dongle)
+    for value in range(5):
+        request(dongle, write(64, value), client)
+    assert list(dongle.requests) == [write(64, 2), write(64, 3), write(64, 4)]
+    assert dongle.requests[0] == write(64, 2)
 
 
 def test_garbage_and_replies_from_a_client_do_not_cost_the_connection():
@@ -399,9 +421,33 @@ def test_connections_requests_and_changes_are_logged_at_info():
     lines = [formatEvent(event) for event in events if event["log_level"].name == "info"]
     text = "\n".join(lines)
     assert "client 192.0.2.1" in text and "connected" in text
-    assert "request from 192.0.2.1" in text and "register=65 value=42" in text
+    # tests/test_e2e_process.py reads writes back from this line.
+    assert re.search(r"request from 192\.0\.2\.1:\d+: WriteSingleRequest register=65 value=42$",
+                     text, re.MULTILINE)
     assert "holding register 65 (discharge_power_percent) changed 100 -> 42" in text
     assert "disconnected" in text
+
+
+@pytest.mark.parametrize(
+    ("frame", "line"),
+    [
+        (write(65, 42), "WriteSingleRequest register=65 value=42"),
+        (read(READ_INPUT, 0, 40), "ReadRequest device_function=READ_INPUT register=0 count=40"),
+        (lxp.ReadReply(READ_INPUT, DATALOG, INVERTER, 0, (0,) * 40),
+         "ReadReply device_function=READ_INPUT register=0 values=<40 values>"),
+        (lxp.ReadReply(READ_HOLD, DATALOG, INVERTER, 65, (100,), protocol=1),
+         "ReadReply device_function=READ_HOLD register=65 values=[100]"),
+        (lxp.ExceptionReply(READ_HOLD, DATALOG, INVERTER, 240, 2),
+         "ExceptionReply device_function=READ_HOLD register=240 exception=ILLEGAL_ADDRESS"),
+        (lxp.WriteMultiRequest(DATALOG, INVERTER, 12, (1, 2, 3)),
+         "WriteMultiRequest register=12 values=[1, 2, 3]"),
+        (lxp.WriteParamRequest(DATALOG, 7, b"\x00\x01"), "WriteParamRequest register=7 value=0001"),
+        (lxp.Heartbeat(DATALOG), "Heartbeat trailer=00"),
+        (lxp.UnknownFrame(200, DATALOG, b"\x01"), "UnknownFrame tcp_function=200 payload=01"),
+    ],
+)
+def test_a_frame_is_logged_as_its_kind_and_fields_without_serials(frame, line):
+    assert summarise(frame) == line
 
 
 # -- fault injection --------------------------------------------------------------------
@@ -454,7 +500,7 @@ def test_mute_answers_nothing_but_keeps_broadcasting():
     assert dongle.plant.holding[65] == 100
     clock.advance(0)
     assert len(client.frames()) == 3
-    assert dongle.requests == [write(65, 1)]
+    assert list(dongle.requests) == [write(65, 1)]
 
 
 def test_silent_after_keeps_the_connection_open_but_sends_nothing():

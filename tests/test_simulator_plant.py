@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from octolux.lxp import holding
 from octolux.lxp.frames import ExceptionCode
-from octolux.lxp.inputs import decode_input_blocks
+from octolux.lxp.inputs import FIELDS_BY_KEY, decode_input_blocks
 from simulator.plant import (
     HOLDING_REGISTER_COUNT,
     INPUT_REGISTER_COUNT,
@@ -56,6 +56,29 @@ def test_input_registers_are_160_raw_u16_values():
 def test_input_registers_are_a_pure_function_of_the_state():
     plant = Plant(seed=1)
     assert plant.input_registers() == plant.input_registers()
+
+
+@pytest.mark.parametrize("hours", [0, 7, 13, 20])
+def test_input_registers_carry_the_named_values_at_the_registers_resolution(hours):
+    plant = Plant(start=MIDNIGHT, seed=2)
+    plant.advance(hours * 3600)
+    values = plant.input_values()
+    decoded = inputs(plant)
+    assert len(values) > 60
+    for key, value in values.items():
+        if isinstance(value, str):
+            assert decoded[key] == value
+        else:
+            # Rounded to the register's unit (0.1 V, 0.01 Hz, ...), never further off.
+            assert decoded[key] == pytest.approx(value, abs=0.5 / FIELDS_BY_KEY[key].divisor), key
+    # Energy counters show whole tenths of a kWh, as a meter does: never ahead of the truth.
+    assert decoded["e_chg_all"] <= plant.energy_all["chg"] / 1000 < decoded["e_chg_all"] + 0.1
+
+
+@pytest.mark.parametrize("serial", ["SHORT", "ELEVENCHARS", "SIMINV000\u20ac", 1234567890])
+def test_a_plant_needs_a_ten_character_serial(serial):
+    with pytest.raises(ValueError, match="inverter_serial must be 10 characters of 8-bit text"):
+        Plant(inverter_serial=serial)
 
 
 @pytest.mark.parametrize("hours", [0, 3, 9, 13, 19, 23, 30, 47])

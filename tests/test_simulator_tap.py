@@ -92,6 +92,12 @@ def test_bad_options_are_usage_errors(arguments):
         parse(*arguments)
 
 
+@pytest.mark.parametrize("option", ["--datalog", "--serial"])
+def test_a_bad_serial_is_named_in_the_usage_error(option):
+    with pytest.raises(usage.UsageError, match=f"{option} must be 10 characters of 8-bit text"):
+        parse(option, "SIMINV000\u20ac")
+
+
 def test_a_broken_state_file_is_a_usage_error(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")

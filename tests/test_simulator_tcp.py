@@ -124,7 +124,7 @@ async def test_start_simulator_serves_a_real_tcp_client():
         client = await connect(dongle.port)
         await check_the_dongle_conversation(client)
         assert dongle.plant.holding[65] == 42
-        assert dongle.requests == [
+        assert list(dongle.requests) == [
             lxp.WriteSingleRequest(DATALOG, INVERTER, 65, 42),
             lxp.ReadRequest(lxp.DeviceFunction.READ_HOLD, DATALOG, INVERTER, 65, 1),
         ]

@@ -30,6 +30,7 @@ from octolux.lxp.frames import (
     WriteSingleReply,
     WriteSingleRequest,
     build,
+    check_serial,
     parse,
 )
 
@@ -55,5 +56,6 @@ __all__ = [
     "WriteSingleReply",
     "WriteSingleRequest",
     "build",
+    "check_serial",
     "parse",
 ]

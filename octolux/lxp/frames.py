@@ -66,11 +66,18 @@ class FrameError(ValueError):
 # -- validators ---------------------------------------------------------------
 
 
-def _serial(instance, attribute, value):
+def check_serial(value, what: str = "serial") -> str:
+    """``value`` if it is a datalog or inverter serial: 10 characters of 8-bit text.
+
+    Else ValueError, naming ``what`` (a field, an option) and the value.
+    """
     if type(value) is not str or len(value) != SERIAL_LENGTH or max(value) > "\xff":
-        raise ValueError(
-            f"{attribute.name} must be {SERIAL_LENGTH} characters of 8-bit text: {value!r}"
-        )
+        raise ValueError(f"{what} must be {SERIAL_LENGTH} characters of 8-bit text: {value!r}")
+    return value
+
+
+def _serial(instance, attribute, value):
+    check_serial(value, attribute.name)
 
 
 def _u16(instance, attribute, value):

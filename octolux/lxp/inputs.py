@@ -1,9 +1,12 @@
-"""Input registers: raw register values -> named, scaled, signed values.
+"""Input registers: raw register values -> named, scaled, signed values, and back.
 
 Decoding goes by register number, not by frame shape, so three 40-register
 bursts and one 127-register frame give the same names and numbers. The keys
 of MQ.md are the user's contract; the table below is the one place they are
 written (the MQTT docs are generated from it).
+
+``encode_inputs`` is the inverse, for the simulator: named values -> raw
+registers, from the same table.
 
 Published blocks: ``inputs/1`` holds registers 0-39, ``/2`` 40-79, ``/3``
 80-119 and ``/4`` 120-159 (generator and split-phase data, some models only).
@@ -13,11 +16,13 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
 BLOCK_SIZE = 40
+REGISTER_COUNT = 160  # four blocks: 0-39, 40-79, 80-119, 120-159
 
 
 class Kind(enum.Enum):
@@ -211,8 +216,16 @@ def covered_blocks(register: int, count: int) -> tuple[int, ...]:
     )
 
 
-def _to_signed(value: int) -> int:
+def to_signed16(value: int) -> int:
+    """A raw register value (0-65535) read as two's complement: 0xFFFB is -5."""
     return (value ^ 0x8000) - 0x8000
+
+
+def from_signed16(value: int) -> int:
+    """The raw register value (0-65535) of a signed 16-bit ``value``: -5 is 0xFFFB."""
+    if not -0x8000 <= value <= 0x7FFF:
+        raise ValueError(f"{value!r} does not fit a signed 16-bit register (-32768 to 32767)")
+    return value & 0xFFFF
 
 
 def _power_factor(value: int) -> int:
@@ -234,7 +247,7 @@ def _expression(field: InputField, offsets: tuple[int, ...]) -> str:
     if kind is Kind.UNSIGNED:
         raw = f"v[{first}]"
     elif kind is Kind.SIGNED:
-        raw = f"_to_signed(v[{first}])"
+        raw = f"to_signed16(v[{first}])"
     elif kind is Kind.UNSIGNED_32:
         raw = f"(v[{first}] | v[{first + 1}] << 16)"
     elif kind is Kind.LOW_BYTE:
@@ -268,7 +281,7 @@ def _decoder(register: int, count: int) -> Callable[[Sequence[int]], dict]:
             offsets = tuple(r - register for r in field.registers)
             items.append(f"{field.key!r}: {_expression(field, offsets)}")
     source = "lambda v: {" + ", ".join(items) + "}"
-    namespace = {"_to_signed": _to_signed, "_power_factor": _power_factor, "_text": _text}
+    namespace = {"to_signed16": to_signed16, "_power_factor": _power_factor, "_text": _text}
     return eval(source, namespace)  # noqa: S307 - source built above from our own table
 
 
@@ -300,3 +313,108 @@ def decode_input_blocks(register: int, values: Sequence[int]) -> dict[int, dict]
 BLOCK_KEYS: dict[int, tuple[str, ...]] = {
     block: tuple(field.key for field in FIELDS if field.block == block) for block in BLOCKS
 }
+
+
+# -- encoding: named values -> raw registers (the simulator's side) -----------------
+
+# Kinds computed from other fields' registers: encoding sets their parts instead.
+DERIVED_KINDS = frozenset({Kind.SUM, Kind.SUM_32, Kind.DIFFERENCE})
+
+# The raw range of each primitive kind (after scaling by the divisor).
+_RAW_RANGES = {
+    Kind.UNSIGNED: (0, 0xFFFF),
+    Kind.SIGNED: (-0x8000, 0x7FFF),
+    Kind.UNSIGNED_32: (0, 0xFFFFFFFF),
+    Kind.LOW_BYTE: (0, 0xFF),
+    Kind.HIGH_BYTE: (0, 0xFF),
+    Kind.POWER_FACTOR: (-999, 0xFFFF),
+}
+
+
+def encode_text(text: str, count: int) -> tuple[int, ...]:
+    """``count`` registers holding ``text``: two characters a register, low byte first.
+
+    Shorter text is padded with NULs, which decoding strips again.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not text")
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{text!r} is not 8-bit text") from None
+    if len(raw) > 2 * count:
+        raise ValueError(f"{text!r} does not fit {count} registers ({2 * count} characters)")
+    raw = raw.ljust(2 * count, b"\x00")
+    return tuple(raw[i] | raw[i + 1] << 8 for i in range(0, len(raw), 2))
+
+
+def _raw_number(field: InputField, value) -> int:
+    """``value`` in the field's raw units (times the divisor, rounded), range-checked."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{field.key}: {value!r} is not a finite number")
+    raw = round(value * field.divisor)
+    low, high = _RAW_RANGES[field.kind]
+    # Power factors 1001-1999 stand for negative ones, so cannot be positive ones.
+    if not low <= raw <= high or (field.kind is Kind.POWER_FACTOR and 1000 < raw < 2000):
+        unit = f" {field.unit}" if field.unit else ""
+        raise ValueError(
+            f"{field.key}: {value!r}{unit} is out of range "
+            f"({low / field.divisor:g} to {high / field.divisor:g}{unit})"
+        )
+    return raw
+
+
+def encode_inputs(
+    named: Mapping[str, int | float | str],
+    count: int | None = None,
+    *,
+    base: Sequence[int] | None = None,
+) -> tuple[int, ...]:
+    """Raw input registers 0 .. ``count - 1`` carrying ``named``: the inverse of decode_inputs.
+
+    Keys are those of ``FIELDS``; each value is multiplied by its divisor, rounded
+    and packed as its kind says. Sums and differences are skipped: their parts
+    carry them. Registers no key sets keep their ``base`` value, or 0
+    (``count`` defaults to ``len(base)``, else 160). An unknown key, a value out
+    of its field's range or a field past ``count`` raises ValueError.
+    """
+    if base is None:
+        values = [0] * (REGISTER_COUNT if count is None else count)
+    else:
+        values = list(base)
+        if count is not None and count != len(values):
+            raise ValueError(f"a base of {len(values)} registers, but count {count}")
+    for key, value in named.items():
+        field = FIELDS_BY_KEY.get(key)
+        if field is None:
+            raise ValueError(f"not an input register key: {key!r}")
+        kind = field.kind
+        if kind in DERIVED_KINDS:
+            continue
+        span = field.span
+        if span.stop > len(values):
+            raise ValueError(
+                f"{key} is in registers {span.start}-{span.stop - 1}, "
+                f"past the {len(values)} encoded"
+            )
+        first = span.start
+        if kind is Kind.TEXT:
+            try:
+                values[first : span.stop] = encode_text(value, len(span))
+            except ValueError as error:
+                raise ValueError(f"{key}: {error}") from None
+            continue
+        raw = _raw_number(field, value)
+        if kind is Kind.UNSIGNED:
+            values[first] = raw
+        elif kind is Kind.SIGNED:
+            values[first] = from_signed16(raw)
+        elif kind is Kind.UNSIGNED_32:
+            values[first : first + 2] = raw & 0xFFFF, raw >> 16
+        elif kind is Kind.LOW_BYTE:
+            values[first] = values[first] & 0xFF00 | raw
+        elif kind is Kind.HIGH_BYTE:
+            values[first] = values[first] & 0x00FF | raw << 8
+        else:  # Kind.POWER_FACTOR: a negative one is stored as 1000 + |x|
+            values[first] = 1000 - raw if raw < 0 else raw
+    return tuple(values)

@@ -2,18 +2,27 @@
 
 import json
 import re
+import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from vectors import VECTORS, frame_bytes
 
 from octolux import lxp
 from octolux.lxp.inputs import (
     BLOCK_KEYS,
+    DERIVED_KINDS,
     FIELDS,
     FIELDS_BY_KEY,
+    REGISTER_COUNT,
+    Kind,
     covered_blocks,
     decode_input_blocks,
     decode_inputs,
+    encode_inputs,
+    from_signed16,
+    to_signed16,
 )
 
 # MQ.md's example payloads: every key shown must be present, with that name.
@@ -181,3 +190,140 @@ def test_field_table_keys_are_unique_and_snake_case():
     assert all(re.fullmatch(r"[a-z][a-z0-9_]*", key) for key in keys)
     assert set(FIELDS_BY_KEY) == set(keys)
     assert sum(len(block) for block in BLOCK_KEYS.values()) == len(keys)
+
+
+# -- encoding: the inverse, from the same table -------------------------------------
+
+PRIMITIVE_FIELDS = [field for field in FIELDS if field.kind not in DERIVED_KINDS]
+TEXT_FIELDS = [field for field in FIELDS if field.kind is Kind.TEXT]
+# Text as decoding gives it back: 8-bit, without the trailing NULs and spaces it strips.
+texts = st.text(st.characters(min_codepoint=1, max_codepoint=255), max_size=10).map(
+    lambda text: text.rstrip(" ")
+)
+
+
+@st.composite
+def raw_inputs(draw):
+    """160 raw registers; text registers hold NUL-padded text, as an inverter pads it."""
+    values = draw(st.lists(st.integers(0, 0xFFFF), min_size=160, max_size=160))
+    for field in TEXT_FIELDS:
+        raw = draw(texts).encode("latin-1").ljust(2 * len(field.span), b"\x00")
+        values[field.span.start : field.span.stop] = struct.unpack(f"<{len(field.span)}H", raw)
+    return tuple(values)
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw_inputs())
+def test_encoding_the_decoded_values_gives_back_the_raw_registers(raw):
+    named = decode_inputs(0, raw)
+    # From a base of the raw registers: every register, named or not, comes back.
+    assert encode_inputs(named, base=raw) == raw
+    # From zeros: every register a primitive field covers comes back, the rest stay 0.
+    encoded = encode_inputs(named)
+    covered = {r for field in PRIMITIVE_FIELDS for r in field.span}
+    assert len(encoded) == REGISTER_COUNT
+    for register in range(REGISTER_COUNT):
+        assert encoded[register] == (raw[register] if register in covered else 0), register
+
+
+@settings(max_examples=50, deadline=None)
+@given(raw_inputs(), st.sampled_from([0, 40, 80, 120]))
+def test_a_burst_encodes_back_to_its_own_registers(raw, register):
+    burst = raw[register : register + 40]
+    encoded = encode_inputs(decode_inputs(register, burst), base=(0,) * register + burst)
+    assert encoded[register:] == burst
+
+
+def _physical(field):
+    """Values a plant could report for ``field``, at the register's resolution."""
+    if field.kind is Kind.TEXT:
+        return texts
+    if field.kind is Kind.POWER_FACTOR:
+        return st.integers(-999, 1000).map(lambda n: n / 1000)
+    low, high = {
+        Kind.UNSIGNED: (0, 0xFFFF), Kind.SIGNED: (-0x8000, 0x7FFF),
+        Kind.UNSIGNED_32: (0, 0xFFFFFFFF), Kind.LOW_BYTE: (0, 0xFF), Kind.HIGH_BYTE: (0, 0xFF),
+    }[field.kind]
+    raw = st.integers(low, high)
+    return raw if field.divisor == 1 else raw.map(lambda n, d=field.divisor: n / d)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({}, optional={f.key: _physical(f) for f in PRIMITIVE_FIELDS}))
+def test_decoding_the_encoded_values_gives_back_the_named_values(named):
+    decoded = decode_inputs(0, encode_inputs(named))
+    assert {key: decoded[key] for key in named} == named
+
+
+def test_encoding_scales_signs_and_packs_as_the_table_says():
+    encoded = encode_inputs({
+        "f_ac": 50.04, "v_acr": 234.1, "soc": 53, "soh": 97, "pf": -0.1,
+        "bat_current": -18.0, "t_inner": -5, "runtime": 52820 + (1260 << 16),
+        "max_chg_curr": 105.0, "inverter_serial": "9292006063",
+    })
+    assert encoded[15] == 5004 and encoded[12] == 2341
+    assert encoded[5] == 97 << 8 | 53
+    assert encoded[19] == 1100
+    assert encoded[98] == 65356 and encoded[64] == 0xFFFB
+    assert encoded[69:71] == (52820, 1260)  # low word first
+    assert encoded[81] == 10500
+    assert decode_inputs(80, encoded[80:120])["inverter_serial"] == "9292006063"
+
+
+def test_values_the_floats_cannot_hold_exactly_round_to_the_nearest_unit():
+    encoded = encode_inputs({"v_bat": 53.26, "f_ac": 0.29}, count=40)
+    assert (encoded[4], encoded[15]) == (533, 29)  # 0.29 * 100 is 28.999999999999996
+
+
+def test_derived_values_are_left_to_their_parts():
+    assert encode_inputs({"p_pv": 999, "p_battery": -5, "e_pv_all": 1.0}) == (0,) * 160
+    assert encode_inputs({"p_pv_1": 100, "p_pv": 999})[7] == 100
+
+
+def test_unnamed_registers_keep_the_base():
+    base = tuple(0x0101 * n for n in range(40))
+    encoded = encode_inputs({"v_bat": 50.0, "soc": 20}, base=base)
+    assert encoded[4] == 500
+    assert encoded[5] == 0x0514  # soh, the other half of register 5, is kept
+    assert encoded[:4] == base[:4] and encoded[6:] == base[6:]
+    with pytest.raises(ValueError, match="count 41"):
+        encode_inputs({}, 41, base=base)
+
+
+@pytest.mark.parametrize(
+    ("named", "message"),
+    [
+        ({"soc": 256}, r"soc: 256 % is out of range \(0 to 255 %\)"),
+        ({"v_bat": -0.1}, "v_bat: -0.1 V is out of range"),
+        ({"bat_current": 3276.8}, "bat_current"),
+        ({"runtime": 2**32}, "runtime"),
+        ({"pf": 1.5}, "pf"),
+        ({"pf": -1.0}, "pf"),
+        ({"v_bat": float("nan")}, "v_bat: nan is not a finite number"),
+        ({"v_bat": "49.4"}, "v_bat: '49.4' is not a finite number"),
+        ({"status": True}, "status"),
+        ({"inverter_serial": "ELEVENCHARS"}, "inverter_serial: 'ELEVENCHARS' does not fit"),
+        ({"inverter_serial": "SIMINV000\u20ac"}, "inverter_serial: .* is not 8-bit text"),
+        ({"inverter_serial": 1234567890}, "inverter_serial: 1234567890 is not text"),
+        ({"v_batt": 49.4}, "not an input register key: 'v_batt'"),
+    ],
+)
+def test_values_that_do_not_fit_are_refused_with_the_key(named, message):
+    with pytest.raises(ValueError, match=message):
+        encode_inputs(named)
+
+
+def test_a_field_past_the_count_is_refused():
+    with pytest.raises(ValueError, match="v_gen is in registers 121-121, past the 120 encoded"):
+        encode_inputs({"v_gen": 230.0}, 120)
+    assert len(encode_inputs({"v_bat": 50.0}, 40)) == 40
+
+
+def test_signed_16_bit_helpers():
+    assert to_signed16(0xFFFB) == -5 and to_signed16(0x7FFF) == 32767
+    assert to_signed16(0x8000) == -32768
+    assert from_signed16(-5) == 0xFFFB and from_signed16(32767) == 0x7FFF
+    assert all(to_signed16(from_signed16(n)) == n for n in range(-0x8000, 0x8000, 7))
+    for outside in (-0x8001, 0x8000):
+        with pytest.raises(ValueError, match="signed 16-bit"):
+            from_signed16(outside)
