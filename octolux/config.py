@@ -16,8 +16,9 @@ import urllib.parse
 import attrs
 
 from octolux.commands import FALSE_WORDS, TRUE_WORDS
+from octolux.lxp import frames
 
-SERIAL_LENGTH = 10
+SERIAL_LENGTH = frames.SERIAL_LENGTH  # config.ini adds: letters and digits only
 LXP_PORT = 8000
 SERVER_HOST = "127.0.0.1"
 SERVER_PORT = 4346

@@ -174,12 +174,9 @@ class Inverter(service.Service):
         name: str = "inverter",
         address: str | None = None,  # "host:port", for log lines before any connection
     ):
-        for label, value in (("datalog", datalog), ("serial", serial)):
-            # Checked here: a wrong length would otherwise fail every request later.
-            if not isinstance(value, str) or len(value) != 10:
-                raise ValueError(f"{label} must be a 10-character string: {value!r}")
-        self.datalog = datalog
-        self.serial = serial
+        # Checked here: a bad serial would otherwise fail every request later.
+        self.datalog = lxp.check_serial(datalog, "datalog")
+        self.serial = lxp.check_serial(serial, "serial")
         self.name = name
         self.heartbeat_echo = heartbeat_echo
         self.command_timeout = command_timeout

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 
+from octolux.lxp.inputs import to_signed16
+
 # The registers this project reads or writes by name (PROTOCOL.md section 6).
 CLOCK = 12  # 12-14, written together with a multi write
 FUNCTION_BITS = 21
@@ -106,9 +108,7 @@ def register_name(register: int) -> str:
 
 def to_signed(register: int, value: int) -> int:
     """The value as the inverter means it: two's complement for the signed registers."""
-    if register in SIGNED and value & 0x8000:
-        return value - 0x10000
-    return value
+    return to_signed16(value) if register in SIGNED else value
 
 
 def decode_bits(register: int, value: int) -> dict[str, bool]:

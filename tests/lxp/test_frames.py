@@ -208,3 +208,14 @@ def _bytewise_crc(data):
 def test_crc_matches_the_textbook_definition_for_any_length(data):
     assert crc16_modbus(data) == _bytewise_crc(data)
     assert crc16_modbus(memoryview(data)) == _bytewise_crc(data)
+
+
+@pytest.mark.parametrize("value", ["short", "elevenchars", 1234567890, None, "\u20ac" * 10])
+def test_check_serial_refuses_what_no_frame_can_carry(value):
+    with pytest.raises(ValueError, match="datalog must be 10 characters"):
+        lxp.check_serial(value, "datalog")
+
+
+def test_check_serial_returns_a_good_serial():
+    assert lxp.check_serial("BA12345678") == "BA12345678"
+    assert lxp.check_serial("\xe9" * 10) == "\xe9" * 10  # any 8-bit text fits a frame
