@@ -168,3 +168,21 @@ async def test_stop_before_the_broker_was_ever_reached_is_clean(mosquitto):
         assert paho_threads(service) == []
     finally:
         await mosquitto.started(reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_broker_connection_does_not_wait_for_nagle(mosquitto):
+    # Without TCP_NODELAY a command's result waits ~40 ms behind its PUBACK.
+    import socket
+
+    base = prefix()
+    service, _ = await started(mosquitto, base)
+    probe = MqttProbe(mosquitto.host, mosquitto.port, [f"{base}/#"])
+    try:
+        await probe.ready(reactor)
+        await probe.until(reactor, lambda: service.connected, 15, "connected")
+        sock = service._client.socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        await service.stopService().addTimeout(10, reactor)
+        await probe.close(reactor)
