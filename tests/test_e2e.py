@@ -12,7 +12,7 @@ import json
 
 import pytest
 import pytest_twisted
-from test_e2e_support import MqttProbe, get
+from e2e_support import MqttProbe, get
 from twisted.internet import protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 

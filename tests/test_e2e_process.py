@@ -15,9 +15,9 @@ import subprocess
 from pathlib import Path
 
 import pytest_twisted
+from e2e_support import MqttProbe, get, poll_until
 from support import free_port, run_twistd, stop_process
 from test_e2e import MQ_MD_KEYS
-from test_e2e_support import MqttProbe, get, poll_until
 from twisted.internet import reactor
 
 DATALOG = "SIMDL00042"

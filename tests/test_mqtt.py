@@ -6,7 +6,7 @@ import itertools
 import threading
 
 import pytest_twisted
-from test_e2e_support import MqttProbe
+from e2e_support import MqttProbe
 from twisted.internet import reactor
 from twisted.logger import capturedLogs, formatEvent
 

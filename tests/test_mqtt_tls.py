@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 import pytest_twisted
+from e2e_support import MqttProbe, poll_until
 from support import e2e_required, free_port
-from test_e2e_support import MqttProbe, poll_until
 from twisted.internet import reactor, task
 from twisted.logger import capturedLogs, formatEvent
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import pytest_twisted
-from test_e2e_support import read_body
+from e2e_support import read_body
 from twisted.internet import reactor
 from twisted.web.client import Agent
 from twisted.web.test.requesthelper import DummyRequest
