@@ -23,17 +23,19 @@ _octolux_setup_env() (
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
     venv="$root/.venv"
 
-    # mosquitto: the demo and the end-to-end tests run a real broker.
-    if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
-        echo "setup-env: mosquitto not found; installing it with apt-get" >&2
+    # mosquitto: the demo and the end-to-end tests run a real broker; the
+    # mqtts test makes its certificates with openssl.
+    if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1 ||
+        ! command -v openssl >/dev/null 2>&1; then
+        echo "setup-env: mosquitto or openssl not found; installing them with apt-get" >&2
         sudo=""
         if [ "$(id -u)" -ne 0 ]; then
             sudo="sudo"
         fi
         if ! { $sudo apt-get update -q &&
-            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q mosquitto mosquitto-clients; }; then
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q mosquitto mosquitto-clients openssl; }; then
             echo "setup-env: ERROR: could not install mosquitto; install it by hand" \
-                "(apt-get install mosquitto mosquitto-clients) and re-run." >&2
+                "(apt-get install mosquitto mosquitto-clients openssl) and re-run." >&2
             exit 1
         fi
         # Debian may start the system broker on :1883; we never rely on it.

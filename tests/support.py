@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: free ports, the e2e policy, and running twistd."""
+"""Helpers shared by the tests: free ports and running twistd."""
 
 from __future__ import annotations
 
@@ -15,12 +15,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def e2e_required() -> bool:
-    """True when end-to-end tests must fail rather than skip (CI, or OCTOLUX_REQUIRE_E2E=1)."""
-    ci = os.environ.get("CI", "").lower() not in ("", "0", "false")
-    return ci or os.environ.get("OCTOLUX_REQUIRE_E2E") == "1"
 
 
 def twistd_command() -> list[str]:
