@@ -26,6 +26,8 @@ from octolux.lxp import FrameDecoder, frames  # noqa: E402
 from octolux.lxp.inputs import decode_inputs  # noqa: E402
 
 # -- the baseline: what one would write by hand for exactly these frames -------
+# Deliberately its own code, CRC table included: it is what octolux is measured
+# against, so it must not share octolux's implementation.
 
 
 def _table():

@@ -561,31 +561,29 @@ class Inverter(service.Service):
         return delay
 
     def _foreign_datalog(self, datalog: str) -> None:
-        if (
-            datalog in self._foreign_datalogs
-            or len(self._foreign_datalogs) >= _MAX_REMEMBERED_SERIALS
-        ):
-            return
-        self._foreign_datalogs.add(datalog)
-        self.log.warn(
-            "{name}: ignoring frames from datalog {seen!r}, expected {datalog!r}:"
-            " check the datalog serial in config.ini",
-            name=self.name,
-            seen=datalog,
-            datalog=self.datalog,
-        )
+        if self._first_sight(self._foreign_datalogs, datalog):
+            self.log.warn(
+                "{name}: ignoring frames from datalog {seen!r}, expected {datalog!r}:"
+                " check the datalog serial in config.ini",
+                name=self.name,
+                seen=datalog,
+                datalog=self.datalog,
+            )
 
     def _foreign_inverter(self, serial: str) -> None:
-        if (
-            serial in self._foreign_inverters
-            or len(self._foreign_inverters) >= _MAX_REMEMBERED_SERIALS
-        ):
-            return
-        self._foreign_inverters.add(serial)
-        self.log.warn(
-            "{name}: the inverter reports serial {seen!r}, configured {serial!r}:"
-            " requests go unanswered unless the inverter serial in config.ini is right",
-            name=self.name,
-            seen=serial,
-            serial=self.serial,
-        )
+        if self._first_sight(self._foreign_inverters, serial):
+            self.log.warn(
+                "{name}: the inverter reports serial {seen!r}, configured {serial!r}:"
+                " requests go unanswered unless the inverter serial in config.ini is right",
+                name=self.name,
+                seen=serial,
+                serial=self.serial,
+            )
+
+    @staticmethod
+    def _first_sight(seen: set[str], serial: str) -> bool:
+        """Remember ``serial``; True the first time (and while there is room to remember)."""
+        if serial in seen or len(seen) >= _MAX_REMEMBERED_SERIALS:
+            return False
+        seen.add(serial)
+        return True

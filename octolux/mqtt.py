@@ -175,24 +175,16 @@ class MqttService(service.Service):
         self.log.info("Connected to MQTT broker {address}", address=self.config.address)
 
     def _refused(self, reason: str) -> None:
-        if self._connect_failed_logged:
-            return
-        self._connect_failed_logged = True
-        self.log.error(
-            "MQTT broker {address} refused the connection: {reason}; retrying",
-            address=self.config.address,
-            reason=reason,
-        )
+        self._failed_once(self.log.error, "MQTT broker {address} refused the connection", reason)
 
     def _connect_failed(self, reason: str) -> None:
+        self._failed_once(self.log.warn, "Cannot reach MQTT broker {address}", reason)
+
+    def _failed_once(self, emit, what: str, reason: str) -> None:
         # Logged once per outage, not on every retry.
         if not self._connect_failed_logged:
             self._connect_failed_logged = True
-            self.log.warn(
-                "Cannot reach MQTT broker {address}: {reason}; retrying",
-                address=self.config.address,
-                reason=reason,
-            )
+            emit(what + ": {reason}; retrying", address=self.config.address, reason=reason)
 
     def _disconnected(self, reason: str) -> None:
         was_connected, self.connected = self.connected, False

@@ -9,6 +9,7 @@ connection; only silence does (``no_data_timeout``).
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol as Interface
 
 from twisted.internet import protocol
@@ -166,23 +167,12 @@ class LxpFactory(protocol.Factory):
 
     noisy = False  # "Starting factory" on every reconnect says nothing useful
 
-    def __init__(
-        self,
-        handler: FrameHandler,
-        clock: IReactorTime,
-        *,
-        no_data_timeout: float | None = None,
-        name: str = "lxp",
-    ):
-        self.handler = handler
-        self.clock = clock
-        self.no_data_timeout = no_data_timeout
-        self.name = name
+    def __init__(self, handler: FrameHandler, clock: IReactorTime, **options):
+        """``options``: LxpProtocol's keyword arguments (``no_data_timeout``, ``name``)."""
+        self._new_protocol = functools.partial(LxpProtocol, handler, clock, **options)
 
     def buildProtocol(self, addr) -> LxpProtocol:
         """A protocol for one connection."""
-        built = LxpProtocol(
-            self.handler, self.clock, no_data_timeout=self.no_data_timeout, name=self.name
-        )
+        built = self._new_protocol()
         built.factory = self
         return built
