@@ -599,7 +599,7 @@ class DongleFactory(protocol.Factory):
 
     def _answer_read_param(self, request):
         if request.register == 0:
-            value = max(1, min(0xFFFF, round(self.interval))).to_bytes(2, "little")
+            value = lxp.param_value(max(1, min(0xFFFF, round(self.interval))))
         else:
             # Other parameters are not simulated: an empty value says so without lying.
             self.log.info("dongle {datalog}: parameter {register} is not simulated",
@@ -608,7 +608,7 @@ class DongleFactory(protocol.Factory):
         return lxp.ReadParamReply(self.config.datalog, request.register, value)
 
     def _answer_write_param(self, request):
-        seconds = int.from_bytes(request.value, "little")
+        seconds = request.number
         if request.register != 0 or not 1 <= len(request.value) <= 2 or seconds == 0:
             self.log.info("dongle {datalog}: refusing write param {register} = {value}",
                           datalog=self.config.datalog, register=request.register,

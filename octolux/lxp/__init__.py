@@ -31,6 +31,7 @@ from octolux.lxp.frames import (
     WriteSingleRequest,
     build,
     check_serial,
+    param_value,
     parse,
 )
 
@@ -57,5 +58,6 @@ __all__ = [
     "WriteSingleRequest",
     "build",
     "check_serial",
+    "param_value",
     "parse",
 ]

@@ -20,7 +20,6 @@ PREFIX = b"\xa1\x1a"
 HEADER_LENGTH = 6  # prefix, protocol, frame length: what the length field does not count
 OUTER_HEADER_LENGTH = 18  # ... plus the 01 byte, tcp function and datalog serial
 SERIAL_LENGTH = 10
-MAX_FRAME_LENGTH = HEADER_LENGTH + 0xFFFF
 
 ADDRESS_CLIENT = 0
 ADDRESS_INVERTER = 1
@@ -61,6 +60,16 @@ class FrameError(ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+def param_value(number: int) -> bytes:
+    """A number as a dongle parameter carries it (param 0, the interval): u16, low byte first."""
+    return number.to_bytes(2, "little")
+
+
+def param_number(value: bytes) -> int:
+    """A dongle parameter's bytes read as a little-endian unsigned integer."""
+    return int.from_bytes(value, "little")
 
 
 # -- validators ---------------------------------------------------------------
@@ -282,7 +291,7 @@ class ReadParamReply:
     @property
     def number(self) -> int:
         """The value read as a little-endian unsigned integer."""
-        return int.from_bytes(self.value, "little")
+        return param_number(self.value)
 
 
 @attrs.frozen
@@ -295,6 +304,11 @@ class WriteParamRequest:
     protocol: int = attrs.field(default=2, validator=_u16)
 
     tcp_function = TcpFunction.WRITE_PARAM
+
+    @property
+    def number(self) -> int:
+        """The value read as a little-endian unsigned integer."""
+        return param_number(self.value)
 
 
 @attrs.frozen

@@ -219,3 +219,9 @@ def test_check_serial_refuses_what_no_frame_can_carry(value):
 def test_check_serial_returns_a_good_serial():
     assert lxp.check_serial("BA12345678") == "BA12345678"
     assert lxp.check_serial("\xe9" * 10) == "\xe9" * 10  # any 8-bit text fits a frame
+
+
+def test_param_values_are_u16_low_byte_first():
+    assert lxp.param_value(300) == b"\x2c\x01"
+    request = lxp.WriteParamRequest("2222222222", 0, lxp.param_value(60))
+    assert lxp.parse(lxp.build(request)).number == 60
