@@ -39,7 +39,7 @@ import attrs
 from octolux.lxp import holding
 from octolux.lxp.frames import ExceptionCode, check_serial
 from octolux.lxp.inputs import REGISTER_COUNT as INPUT_REGISTER_COUNT
-from octolux.lxp.inputs import encode_inputs, encode_text, from_signed16, to_signed16
+from octolux.lxp.inputs import encode_inputs, encode_text, from_signed16
 
 HOLDING_REGISTER_COUNT = 240  # newer units have holding registers 0-239
 
@@ -112,21 +112,27 @@ class Rule:
 
 
 ANY_VALUE = Rule("any 16-bit value", lambda value: True)
-PERCENT = Rule("a percentage, 0-100", lambda value: value <= 100)
 TIME_OF_DAY = Rule(
     "a time of day: low byte hour 0-23, high byte minute 0-59",
     lambda value: (value & 0xFF) <= 23 and (value >> 8) <= 59,
 )
 
 
-def signed_range(low: int, high: int) -> Rule:
-    """A rule for a two's complement register holding ``low`` .. ``high``."""
-    return Rule(f"a signed value, {low} to {high}", lambda value: low <= to_signed16(value) <= high)
+def within(register: int) -> Rule:
+    """The rule of a number register: its ``holding.LIMITS``, signed where the register is."""
+    low, high = holding.LIMITS[register]
+    return Rule(
+        f"a value {low} to {high}",
+        lambda value: low <= holding.to_signed(register, value) <= high,
+    )
 
 
 # The clock, byte by byte (PROTOCOL.md section 6); whole dates are checked by Plant.
 CLOCK_RULES = {
-    12: Rule("low byte year - 2000, high byte month 1-12", lambda v: 1 <= v >> 8 <= 12),
+    12: Rule(
+        "low byte year - 2000, 17-255, high byte month 1-12",
+        lambda v: v & 0xFF >= 17 and 1 <= v >> 8 <= 12,
+    ),
     13: Rule(
         "low byte day 1-31, high byte hour 0-23", lambda v: 1 <= v & 0xFF <= 31 and v >> 8 <= 23
     ),
@@ -135,22 +141,20 @@ CLOCK_RULES = {
     ),
 }
 
-# Every register a client may write, and what it accepts. Anything else is
-# refused with ILLEGAL_ADDRESS, as a real inverter refuses read-only registers.
+# Every register a client may write, and what it accepts. Anything else (the
+# model, serial and firmware registers 0-10 among them) is refused with
+# ILLEGAL_ADDRESS, as a real inverter refuses read-only registers.
 WRITABLE: dict[int, Rule] = {
     **CLOCK_RULES,
     holding.FUNCTION_BITS: ANY_VALUE,
-    **{register: PERCENT for register in holding.PERCENT},
+    **{register: within(register) for register in holding.LIMITS},
     **{
         register: TIME_OF_DAY
         for slots in holding.TIME_SLOTS.values()
         for pair in slots
         for register in pair
     },
-    # Lead-acid temperature limits, 0.1 degC.
-    **{register: signed_range(-400, 800) for register in (106, 107, 108, 109)},
     holding.SYSTEM_BITS: Rule("bits 0-6", lambda value: value < 0x80),
-    holding.CT_POWER_OFFSET: signed_range(-1000, 1000),
 }
 
 # The register 21 of a captured unit (PROTOCOL.md vectors: 0xF354): DRMS, anti

@@ -314,9 +314,35 @@ def test_a_refused_multi_write_changes_nothing():
     assert bank.read(64, 4) == (100, 100, 100, 100)
 
 
-def test_every_percent_register_is_writable_as_a_percentage():
+def test_every_number_register_takes_exactly_its_limits():
+    for register, (low, high) in holding.LIMITS.items():
+        rule = WRITABLE[register]
+        assert rule.accepts(low & 0xFFFF) and rule.accepts(high & 0xFFFF), register
+        assert not rule.accepts((high + 1) & 0xFFFF), register
+        if low > 0 or register in holding.SIGNED:
+            assert not rule.accepts((low - 1) & 0xFFFF), register
+
+
+def test_every_percent_register_has_percent_limits():
+    assert holding.LIMITS.keys() >= holding.PERCENT
     for register in holding.PERCENT:
-        assert WRITABLE[register].accepts(100) and not WRITABLE[register].accepts(101)
+        assert WRITABLE[register].accepts(90) and not WRITABLE[register].accepts(101)
+
+
+@pytest.mark.parametrize(
+    ("register", "refused", "accepted"),
+    [(holding.DISCHARGE_CUTOFF_SOC, (9, 91), (10, 90)),
+     (holding.EPS_DISCHARGE_CUTOFF_SOC, (91,), (0, 90)),
+     (holding.AC_CHARGE_START_SOC, (91,), (0, 90)),
+     (holding.AC_CHARGE_END_SOC, (101,), (0, 100))],
+)
+def test_soc_cutoffs_take_what_a_real_inverter_takes(register, refused, accepted):
+    bank = HoldingRegisters()
+    for value in refused:
+        with pytest.raises(ValueOutOfRange):
+            bank.write(register, value)
+    for value in accepted:
+        assert bank.write(register, value).new == value
 
 
 def test_the_clock_is_live_and_can_be_set_with_a_multi_write():

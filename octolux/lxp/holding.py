@@ -66,6 +66,20 @@ PERCENT: frozenset[int] = frozenset({
     EPS_DISCHARGE_CUTOFF_SOC, AC_CHARGE_START_SOC, AC_CHARGE_END_SOC,
 })
 
+# The values the inverter accepts in its settable number registers, inclusive, as
+# the inverter means them (signed registers in two's complement terms); it answers
+# a write outside them with exception 3 (illegal value). From Luxpower's Modbus
+# register document: the end-of-discharge SOC is 10-90 (an empty battery would
+# stop the inverter), the AC charge start SOC 0-90; every other percentage 0-100.
+LIMITS: dict[int, tuple[int, int]] = {
+    **dict.fromkeys(PERCENT, (0, 100)),
+    DISCHARGE_CUTOFF_SOC: (10, 90),
+    EPS_DISCHARGE_CUTOFF_SOC: (0, 90),
+    AC_CHARGE_START_SOC: (0, 90),
+    **dict.fromkeys((106, 107, 108, 109), (-400, 800)),  # 0.1 degC: -40.0 .. 80.0
+    CT_POWER_OFFSET: (-1000, 1000),  # W
+}
+
 # Time slots: (start register, end register) by schedule, slots 1-3.
 TIME_SLOTS: dict[str, tuple[tuple[int, int], ...]] = {
     "ac_charge": ((68, 69), (70, 71), (72, 73)),
