@@ -7,10 +7,11 @@ import re
 from pathlib import Path
 
 from twisted.application import service
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ServerEndpoint
 from twisted.python import usage
 
 from octolux.lxp import check_serial
+from simulator.dialer import DialingDongle
 from simulator.dongle import (
     DEFAULT_DATALOG_SERIAL,
     BroadcastFormat,
@@ -122,6 +123,12 @@ class Options(usage.Options):
         ["foreign-traffic", None, None, "Fault: every this many seconds send a frame the vendor "
          "cloud or app would cause (replies to others' requests, write param frames, unknown "
          "input blocks).", _positive],
+        ["connect", None, None, "Dial out to HOST:PORT like a real dongle dialling the vendor's "
+         "server (or a bridge in server mode), reconnecting with backoff, instead of "
+         "listening; with --count, N dongles dial the same address."],
+        ["unanswered-heartbeats", None, 3, "With --connect: stop broadcasting input data after "
+         "this many heartbeats in a row go unanswered (real dongles do), until one is.",
+         _number(int, 1)],
     ]
 
     def postOptions(self):
@@ -143,6 +150,11 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     f"--start is not an ISO 8601 time: {self['start']!r}"
                 ) from None
+        if self["connect"] is not None:
+            try:
+                self["connect"] = parse_address(self["connect"])
+            except ValueError as error:
+                raise usage.UsageError(f"--connect: {error}") from None
         count = self["count"]
         if self["port"] and self["port"] + count - 1 > 65535:
             raise usage.UsageError(f"--port {self['port']} + --count {count} passes port 65535")
@@ -193,18 +205,38 @@ class Options(usage.Options):
         return configs
 
 
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> (host, port); ValueError says what is wrong."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"not HOST:PORT with a port 1-65535: {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
 def makeService(options: Options, reactor=None) -> service.MultiService:
-    """One listening Dongle service per ``--count``, on consecutive ports."""
+    """One Dongle service per ``--count``: listening on consecutive ports, or dialling out."""
     if reactor is None:
         from twisted.internet import reactor
     set_verbose(bool(options["verbose"]))
     simulators = service.MultiService()
     for index, config in enumerate(options.configs):
-        port = options["port"] + index if options["port"] else 0
-        endpoint = TCP4ServerEndpoint(reactor, port, interface=options["interface"])
         try:
-            dongle = Dongle(reactor, endpoint, config)
+            dongle = _dongle(reactor, options, index, config)
         except StateFileError as error:
             raise usage.UsageError(str(error)) from None
         dongle.setServiceParent(simulators)
     return simulators
+
+
+def _dongle(reactor, options: Options, index: int, config: DongleConfig):
+    if options["connect"] is not None:
+        host, port = options["connect"]
+        return DialingDongle(
+            reactor, HostnameEndpoint(reactor, host, port), config, address=f"{host}:{port}",
+            unanswered_heartbeats=options["unanswered-heartbeats"],
+        )
+    port = options["port"] + index if options["port"] else 0
+    endpoint = TCP4ServerEndpoint(reactor, port, interface=options["interface"])
+    return Dongle(reactor, endpoint, config)
