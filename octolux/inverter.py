@@ -7,9 +7,11 @@ observers what the inverter reports, whoever asked for it.
 A dongle sends every reply and broadcast to every client (PROTOCOL.md section
 8), so a frame that arrives is first of all news about the inverter: it updates
 ``latest_inputs`` / ``registers`` and goes to the observers. It answers the one
-request on the wire only if it matches on function, register, serials and (for
-reads) count, so that a broadcast, another client's reply or an exception meant
-for someone else never answers the wrong request.
+request on the wire only if it matches on function, register, serials, count
+(for reads) and value (for writes), so that a broadcast, another client's reply,
+a late reply to an earlier request or an exception meant for someone else never
+answers the wrong request: that request keeps waiting for its own reply until
+its deadline.
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ from octolux.protocol import LxpFactory, LxpProtocol, failure_phrase
 READ_HOLD = lxp.DeviceFunction.READ_HOLD
 READ_INPUT = lxp.DeviceFunction.READ_INPUT
 
+# A queued request goes on the wire only while this much of its time is left
+# (or half the command timeout, if that is shorter): a dongle answers within
+# about a second (the inverter's serial bus, then WiFi), so with less left the
+# reply could not arrive in time, and a request failed as unanswered might
+# still be carried out by the inverter later.
+SEND_MARGIN = 2.0  # seconds
+
 # Foreign serials are remembered so that each is reported once; a cap keeps a
 # stream of corrupt heartbeats (they carry no CRC) from growing the set.
 _MAX_REMEMBERED_SERIALS = 16
@@ -46,8 +55,9 @@ class CommandFailed(Exception):
 
     Reasons (exact texts, ``T`` being the command timeout in seconds as ``%g``):
     ``no reply within T s``, ``not connected within T s``, ``still queued after T s``,
-    ``exception reply: ILLEGAL_VALUE`` (or another ``ExceptionCode`` name, or
-    ``code N``), ``echo mismatch: wrote V, inverter echoed E``, ``connection lost``
+    ``not sent: T2 s of T s left`` (its turn came with too little time left for
+    a reply, see ``SEND_MARGIN``; ``T2`` with one decimal), ``exception reply:
+    ILLEGAL_VALUE`` (or another ``ExceptionCode`` name, or ``code N``), ``connection lost``
     (it was on the wire when the connection dropped), ``stopping`` (the service
     stopped), ``not running`` (asked while the service was not running),
     ``invalid request: ...`` (a register, count, value or bit out of range).
@@ -105,24 +115,22 @@ def _answers(request: lxp.Frame, reply: lxp.Frame) -> bool:
         return False
     kind = type(reply)
     if kind is lxp.ReadReply:
-        # A broadcast of the very registers asked for (e.g. inputs 0-39, or a
-        # 127-register frame from 0) is the data asked for; fewer values is not.
+        # A broadcast of the very registers asked for (inputs 0-39) is the data
+        # asked for. Another count is someone else's read, or a late reply to an
+        # earlier one of ours: taking it would leave our own reply to be taken,
+        # later, as the answer to the next request.
         return (
             type(request) is lxp.ReadRequest
             and reply.function == request.function
-            and len(reply.values) >= request.count
+            and len(reply.values) == request.count
         )
     if kind is lxp.WriteSingleReply:
-        return type(request) is lxp.WriteSingleRequest
+        # An echo of another value is news (someone else's write, or the late
+        # echo of an earlier write of ours), not the answer to this write.
+        return type(request) is lxp.WriteSingleRequest and reply.value == request.value
     if kind is lxp.ExceptionReply:
         return reply.function == request.function
     return False
-
-
-def _checked_echo(written: int, echo: lxp.WriteSingleReply) -> int:
-    if echo.value != written:
-        raise CommandFailed(f"echo mismatch: wrote {written}, inverter echoed {echo.value}")
-    return echo.value
 
 
 @implementer(IStreamClientEndpoint)
@@ -180,6 +188,7 @@ class Inverter(service.Service):
         self.name = name
         self.heartbeat_echo = heartbeat_echo
         self.command_timeout = command_timeout
+        self._send_margin = min(SEND_MARGIN, command_timeout / 2)
         self._clock: IReactorTime = clock
         self._retry_policy = backoffPolicy() if retry_policy is None else retry_policy
 
@@ -259,7 +268,7 @@ class Inverter(service.Service):
         return self._submit(f"read_input({register}, {count})", self._read_input_steps(request))
 
     def write_single(self, register: int, value: int) -> Deferred[int]:
-        """Write one holding register; fires with the echoed value, which must match."""
+        """Write one holding register; fires with the value, once the inverter echoes it."""
         try:
             request = lxp.WriteSingleRequest(self.datalog, self.serial, register, value)
         except ValueError as error:
@@ -267,7 +276,7 @@ class Inverter(service.Service):
         return self._submit(f"write_single({register}, {value})", self._write_steps(request))
 
     def set_bit(self, register: int, bit: int, on: bool) -> Deferred[int]:
-        """Read ``register``, set or clear one bit, write it back and check the echo.
+        """Read ``register``, set or clear one bit, write it back and wait for its echo.
 
         Read and write run back to back: no other request comes between them.
         Fires with the new register value.
@@ -304,14 +313,14 @@ class Inverter(service.Service):
 
     @staticmethod
     def _write_steps(request: lxp.WriteSingleRequest):
-        echo = yield request
-        return _checked_echo(request.value, echo)
+        echo = yield request  # only the echo of this very value answers it
+        return echo.value
 
     def _set_bit_steps(self, read: lxp.ReadRequest, bit: int, on: bool):
         reply = yield read
         value = with_bit(reply.values[0], bit, on)
         echo = yield lxp.WriteSingleRequest(self.datalog, self.serial, read.register, value)
-        return _checked_echo(value, echo)
+        return echo.value
 
     # -- the queue ----------------------------------------------------------------
 
@@ -332,10 +341,11 @@ class Inverter(service.Service):
             command = self._queue.popleft()
             if command.done:
                 continue
-            if self._clock.seconds() >= command.deadline:
-                # Its timer is due in this very instant; never send a request
-                # whose time is up, even if it has not failed yet.
-                self._expire(command, send_next=False)
+            left = command.deadline - self._clock.seconds()
+            if left < self._send_margin:
+                # Its reply could not arrive in time (or its timer is due in
+                # this very instant): never send it.
+                self._finish(command, failure=self._too_late(command, left), send_next=False)
                 continue
             self._current = command
             self._advance(command, None)
@@ -351,6 +361,11 @@ class Inverter(service.Service):
         except Exception:
             self._finish(command, failure=Failure())
         else:
+            left = command.deadline - self._clock.seconds()
+            if reply is not None and left < self._send_margin:
+                # A later step (set_bit's write) whose turn came too late.
+                self._finish(command, failure=self._too_late(command, left))
+                return
             command.request = request
             self.log.debug(
                 "{name}: {command}: sending {request}",
@@ -360,7 +375,7 @@ class Inverter(service.Service):
             )
             self._protocol.send(request)
 
-    def _expire(self, command: _Command, *, send_next: bool = True) -> None:
+    def _expire(self, command: _Command) -> None:
         timeout = self.command_timeout
         if command is self._current:
             reason = f"no reply within {timeout:g} s"
@@ -369,7 +384,17 @@ class Inverter(service.Service):
             reason = f"not connected within {timeout:g} s"
         else:
             reason = f"still queued after {timeout:g} s"
-        self._finish(command, failure=CommandFailed(reason), send_next=send_next)
+        self._finish(command, failure=CommandFailed(reason))
+
+    def _too_late(self, command: _Command, left: float) -> CommandFailed:
+        """Why ``command``, whose turn came with ``left`` seconds to go, is not sent."""
+        timeout = self.command_timeout
+        if self._connected_at > command.deadline - self._send_margin:
+            # The connection itself came too late for it.
+            return CommandFailed(f"not connected within {timeout:g} s")
+        if left <= 0:
+            return CommandFailed(f"still queued after {timeout:g} s")
+        return CommandFailed(f"not sent: {left:.1f} s of {timeout:g} s left")
 
     def _cancel(self, command: _Command) -> None:
         # Deferred.cancel errbacks with CancelledError once we return.

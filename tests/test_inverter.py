@@ -24,8 +24,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from vectors import frame_bytes
 
 from octolux import lxp
-from octolux.inverter import CommandFailed, Inverter
+from octolux.bridge import InverterBridge
+from octolux.commands import Topics
+from octolux.inverter import SEND_MARGIN, CommandFailed, Inverter
 from octolux.lxp.inputs import BLOCK_KEYS
+from octolux.mqtt import Message
 
 DATALOG = "2222222222"  # the serials of the captured frames in tests/data
 SERIAL = "5555555555"
@@ -249,12 +252,53 @@ class _Calls(Recorder):
         self.order.append("registers")
 
 
-def test_write_single_echo_mismatch_fails(harness, link):
+def test_an_echo_of_another_value_is_news_and_the_write_waits_for_its_own(harness, link):
+    done = harness.inverter.write_single(65, 50)
+    link.receive(write_ack(65, 49))  # someone else's write, or a late echo of ours
+    no_result(done)
+    assert harness.inverter.registers[65] == 49
+    assert harness.observer.events == [("registers", {65: 49})]
+    link.receive(write_ack(65, 50))
+    assert result_of(done) == 50
+
+
+def test_a_write_whose_echo_never_comes_fails_at_its_deadline(harness, link):
     done = harness.inverter.write_single(65, 50)
     link.receive(write_ack(65, 49))
-    assert failure_reason(done) == "echo mismatch: wrote 50, inverter echoed 49"
-    # The inverter still told us what register 65 holds now.
-    assert harness.inverter.registers[65] == 49
+    harness.clock.advance(TIMEOUT)
+    assert failure_reason(done) == "no reply within 10 s"
+
+
+@attrs.define
+class _Publisher:
+    """Records (topic, payload) as the bridge publishes them."""
+
+    published: list
+
+    def publish(self, topic, payload, *, qos=0, retain=False):
+        self.published.append((topic, payload))
+
+
+def test_a_late_echo_does_not_answer_the_next_write(harness, link):
+    """Issue 8, defect 1: 52 times out, its echo comes while 53 is on the wire."""
+    published = []
+    topics = Topics()
+    bridge = InverterBridge(harness.inverter, _Publisher(published), topics)
+    harness.inverter.add_observer(bridge)
+    bridge.command_received(Message(topics.command("discharge_pct"), b"52", False))
+    harness.clock.advance(TIMEOUT)
+    bridge.command_received(Message(topics.command("discharge_pct"), b"53", False))
+    assert link.sent() == [write_request(65, 52), write_request(65, 53)]
+    harness.clock.advance(2)
+    link.receive(write_ack(65, 52))  # the late echo of 52
+    harness.clock.advance(1)
+    link.receive(write_ack(65, 53))
+    assert published == [
+        ("octolux/result/discharge_pct", "FAIL"),
+        ("octolux/hold/65", "52"),
+        ("octolux/result/discharge_pct", "OK"),
+        ("octolux/hold/65", "53"),
+    ]
 
 
 def test_requests_go_one_at_a_time_in_order(harness, link):
@@ -282,10 +326,26 @@ def test_input_broadcast_satisfies_a_pending_read_of_the_same_registers(harness,
     assert harness.observer.events == [("inputs", blocks)]
 
 
-def test_a_127_register_frame_satisfies_a_read_of_its_first_40(harness, link):
+def test_a_127_register_frame_is_news_but_not_the_answer_to_a_read_of_40(harness, link):
     done = harness.inverter.read_input(0, 40)
     link.receive(captured("read_input_all_reply_protocol5_127regs"))
-    assert set(result_of(done)) == {1, 2, 3}
+    no_result(done)
+    assert [set(blocks) for _, blocks in harness.observer.events] == [{1, 2, 3}]
+    link.receive(captured("read_input_reply_reg0"))
+    assert set(result_of(done)) == {1}
+
+
+def test_a_late_read_reply_of_another_count_does_not_answer_the_next_read(harness, link):
+    first = harness.inverter.read_hold(64, 3)
+    harness.clock.advance(TIMEOUT)
+    assert failure_reason(first) == "no reply within 10 s"
+    second = harness.inverter.read_hold(64, 1)
+    assert link.sent() == [read_hold_request(64, 3), read_hold_request(64, 1)]
+    link.receive(hold_reply(64, 100, 50, 80))  # the late reply to the first read
+    no_result(second)
+    assert harness.inverter.registers == {64: 100, 65: 50, 66: 80}
+    link.receive(hold_reply(64, 99))
+    assert result_of(second) == {64: 99}
 
 
 def test_input_broadcast_does_not_satisfy_a_pending_read_hold(harness, link):
@@ -427,6 +487,49 @@ def test_no_reply_fails_the_request_and_the_next_one_is_sent(harness, link):
     assert result_of(second) == {65: 100}
 
 
+def test_a_queued_command_with_too_little_time_left_is_never_sent(harness, link):
+    """Issue 8, defect 5: a mute dongle, 71 then 72 20 ms later."""
+    first = harness.inverter.write_single(65, 71)
+    harness.clock.advance(0.02)
+    second = harness.inverter.write_single(64, 72)
+    assert link.sent() == [write_request(65, 71)]
+    harness.clock.advance(TIMEOUT - 0.02)
+    assert failure_reason(first) == "no reply within 10 s"
+    assert failure_reason(second) == "not sent: 0.0 s of 10 s left"
+    assert link.transport.value() == b""  # no write frame left the bridge
+
+
+def test_a_queued_command_is_sent_while_enough_time_is_left(harness, link):
+    harness.inverter.write_single(65, 71)
+    harness.clock.advance(SEND_MARGIN)
+    second = harness.inverter.write_single(64, 72)
+    link.sent()
+    harness.clock.advance(TIMEOUT - SEND_MARGIN)  # exactly the margin left for the second
+    assert link.sent() == [write_request(64, 72)]
+    link.receive(write_ack(64, 72))
+    assert result_of(second) == 72
+
+
+def test_the_send_margin_is_at_most_half_a_short_command_timeout():
+    harness = make_harness(command_timeout=1.0)
+    link = harness.connect()
+    harness.inverter.read_hold(21)
+    harness.clock.advance(0.4)
+    second = harness.inverter.read_hold(22)
+    harness.clock.advance(0.6)  # 0.4 s (< 0.5 s) left for the second
+    assert link.sent() == [read_hold_request(21)]
+    assert failure_reason(second) == "not sent: 0.4 s of 1 s left"
+    result_of(harness.stop())
+
+
+def test_a_connection_that_comes_too_late_for_a_command_does_not_send_it(harness):
+    done = harness.inverter.write_single(65, 0)
+    harness.clock.advance(TIMEOUT - 1)
+    link = harness.connect()
+    assert failure_reason(done) == "not connected within 10 s"
+    assert link.sent() == []
+
+
 def test_a_request_queued_too_long_behind_others_fails(harness, link):
     harness.inverter.read_hold(21)
     harness.clock.advance(5)
@@ -552,11 +655,22 @@ def test_set_bit_can_clear_a_bit(harness, link):
     assert result_of(done) == 0x0081
 
 
-def test_set_bit_echo_mismatch_fails(harness, link):
+def test_set_bit_waits_for_the_echo_of_its_own_value(harness, link):
     done = harness.inverter.set_bit(21, 7, True)
     link.receive(hold_reply(21, 0x0001))
-    link.receive(write_ack(21, 0x0001))
-    assert failure_reason(done) == "echo mismatch: wrote 129, inverter echoed 1"
+    link.receive(write_ack(21, 0x0001))  # not our write's echo
+    no_result(done)
+    harness.clock.advance(TIMEOUT)
+    assert failure_reason(done) == "no reply within 10 s"
+
+
+def test_set_bit_does_not_write_when_its_read_is_answered_too_late(harness, link):
+    done = harness.inverter.set_bit(21, 7, True)
+    link.sent()
+    harness.clock.advance(TIMEOUT - 0.5)
+    link.receive(hold_reply(21, 0x0001))
+    assert failure_reason(done) == "not sent: 0.5 s of 10 s left"
+    assert link.sent() == []
 
 
 def test_set_bit_exception_on_the_read_fails_without_writing(harness, link):
