@@ -133,7 +133,11 @@ async def test_twistd_bridge_and_simulator_with_a_real_broker(tmp_path, mosquitt
 
         # The simulator process goes away and comes back on the same port.
         stop_process(procs.simulator)
+        broadcasts = len(probe.on(f"{prefix}/inputs/1"))
         procs.start_simulator()
+        # Reconnected (a command sent before could fail: it is not sent with
+        # less than half its 4 s left, and the reconnection takes about that).
+        await probe.next_on(reactor, f"{prefix}/inputs/1", after=broadcasts, timeout=20)
         assert await command(probe, prefix, "discharge_pct", b"70") == "OK"
         assert procs.simulator_writes()[-1] == (65, 70)
 
