@@ -202,6 +202,7 @@ class DongleConfig:
     speed: float = attrs.field(default=1.0, validator=_positive)
     seed: int | None = None
     start: datetime.datetime | None = None  # simulated start time; None: the wall clock at start
+    clock_offset: float = 0.0  # seconds the inverter's clock is ahead of the simulated time
     state_path: str | None = attrs.field(
         default=None, converter=attrs.converters.optional(os.fspath)
     )
@@ -386,7 +387,8 @@ class DongleFactory(protocol.Factory):
         self.config = config
         if plant is None:
             start = config.start or datetime.datetime.now().replace(microsecond=0)
-            plant = Plant(start=start, seed=config.seed, inverter_serial=config.inverter)
+            plant = Plant(start=start, seed=config.seed, inverter_serial=config.inverter,
+                          clock_offset=datetime.timedelta(seconds=config.clock_offset))
         self.plant = plant
         self.interval = config.interval
         self.requests: collections.deque = collections.deque(maxlen=REQUEST_LOG_LENGTH)

@@ -11,20 +11,31 @@ Power flows, in watts, and how the holding registers steer them:
 
 - PV follows a clear-sky day curve on the simulated clock, dimmed by drifting
   cloud; the house load follows a daily profile.
+- Register 21 bit 10 (forced discharge), inside a forced discharge slot
+  (84-89), discharges at ``MAX_POWER * min(reg 65, reg 82) %`` down to register
+  83 (never below the cut-off SOC, 105), exporting what the house does not use.
 - Register 21 bit 7 (AC charge) charges from the grid at
-  ``MAX_POWER * min(reg 64, reg 66) %`` until the SOC reaches register 67.
-- Register 21 bit 10 (forced discharge) discharges at
-  ``MAX_POWER * min(reg 65, reg 82) %`` down to register 83, exporting what the
-  house does not use.
-- Register 21 bit 11 (charge priority) charges from PV first, the house
-  importing, until register 75.
+  ``MAX_POWER * min(reg 64, reg 66) %``. How it starts and stops follows the AC
+  charge type in register 120 bits 1-3: by time (0, 1; and 2, 4, the battery
+  voltage types, which are not simulated), inside an AC charge slot (68-73)
+  until the SOC reaches register 67, then the battery rests (PV may still
+  charge it, the house runs from the grid) until the slot ends; by SOC (3),
+  whenever the SOC has fallen to register 160, until it reaches register 161;
+  by SOC and time (5), the same but only inside a slot.
+- Register 21 bit 11 (charge priority), inside a charge priority slot (76-81),
+  charges from PV first, the house importing, until register 75, at
+  ``MAX_POWER * min(reg 64, reg 74) %``.
 - Otherwise PV surplus charges the battery (capped by register 64) and the
   battery covers the house load (capped by register 65, 0 stops it) down to
   the cut-off SOC in register 105.
 
-The AC charge, charge priority and forced discharge time slots are stored and
-read back but not simulated: the enable bits alone switch the modes, so that a
-command has a visible effect whatever the simulated time of day.
+Time slots are read on the inverter's own clock (12-14), not the true time, as
+a real inverter does: a drifted clock shifts them. A slot whose start equals its
+end (``00:00-00:00``) is off; one whose end is before its start runs over
+midnight. When every slot of a mode is off, its enable bit alone switches it at
+any time of day (a real inverter would wait for a slot; the simulator keeps a
+bare ``ac_charge on`` visible, as before slots were simulated). The EPS cut-off
+(125) is stored but the grid never fails, so EPS is not simulated.
 """
 
 from __future__ import annotations
@@ -155,12 +166,20 @@ WRITABLE: dict[int, Rule] = {
         for register in pair
     },
     holding.SYSTEM_BITS: Rule("bits 0-6", lambda value: value < 0x80),
+    holding.SYSTEM_ENABLE: Rule(
+        "bits 0-8, AC charge type (bits 1-3) 0-5, discharge control (bits 4-5) 0-2",
+        lambda value: value < 0x200 and holding.ac_charge_type(value) <= 5 and value >> 4 & 3 < 3,
+    ),
 }
 
 # The register 21 of a captured unit (PROTOCOL.md vectors: 0xF354): DRMS, anti
 # island, soft start, seamless EPS, normal (not standby), ISO, GFCI, DCI and
 # feed-in enabled; AC charge, forced discharge and charge priority off.
 DEFAULT_FUNCTION_BITS = 0xF354
+
+# Register 120: AC charge by time (type 1, bits 1-3), discharge controlled by SOC
+# (1, bits 4-5), on-grid end of discharge by SOC (bit 6).
+DEFAULT_SYSTEM_ENABLE = 1 << 1 | 1 << 4 | 1 << 6
 
 
 def default_holding(inverter_serial: str = DEFAULT_INVERTER_SERIAL) -> list[int]:
@@ -183,6 +202,7 @@ def default_holding(inverter_serial: str = DEFAULT_INVERTER_SERIAL) -> list[int]
         holding.FORCED_DISCHARGE_SOC_LIMIT: 10,
         holding.DISCHARGE_CUTOFF_SOC: 10,
         106: 600, 107: from_signed16(-200), 108: 600, 109: from_signed16(-200),  # 60/-20 degC
+        holding.SYSTEM_ENABLE: DEFAULT_SYSTEM_ENABLE,
         holding.EPS_DISCHARGE_CUTOFF_SOC: 10,
         holding.AC_CHARGE_START_SOC: 10,
         holding.AC_CHARGE_END_SOC: 100,
@@ -337,6 +357,58 @@ def _clamp(value: float, low: float, high: float) -> float:
     return min(max(value, low), high)
 
 
+SECONDS_A_DAY = 86400
+
+
+def _slot_seconds(value: int) -> int:
+    """A time-slot register as seconds after midnight."""
+    time = holding.decode_time(value)
+    return time.hour * 3600 + time.minute * 60
+
+
+def slots_set(registers: Sequence[int], schedule: str) -> list[tuple[int, int]]:
+    """The slots of ``schedule`` that are on, as (start, end) seconds after midnight.
+
+    A slot whose start equals its end (``00:00-00:00``) is off.
+    """
+    slots = []
+    for start, end in holding.TIME_SLOTS[schedule]:
+        span = (_slot_seconds(registers[start]), _slot_seconds(registers[end]))
+        if span[0] != span[1]:
+            slots.append(span)
+    return slots
+
+
+def in_schedule(registers: Sequence[int], schedule: str, moment: datetime.datetime) -> bool:
+    """True if ``moment`` is inside one of ``schedule``'s slots, or the schedule has none.
+
+    A slot includes its start and excludes its end; one that ends before it
+    starts runs over midnight (``23:00-05:00``).
+    """
+    slots = slots_set(registers, schedule)
+    if not slots:
+        return True
+    second = moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
+    for start, end in slots:
+        if start < end and start <= second < end:
+            return True
+        if start > end and (second >= start or second < end):
+            return True
+    return False
+
+
+def seconds_to_next_slot_edge(registers: Sequence[int], moment: datetime.datetime) -> float:
+    """Seconds from ``moment`` to the next start or end of any slot that is on (inf if none)."""
+    second = moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
+    edges = [
+        edge
+        for schedule in holding.TIME_SLOTS
+        for slot in slots_set(registers, schedule)
+        for edge in slot
+    ]
+    return min(((edge - second) % SECONDS_A_DAY for edge in edges), default=math.inf)
+
+
 @attrs.define
 class Plant:
     """An inverter with its battery, PV strings, house and grid, on a simulated clock.
@@ -351,9 +423,12 @@ class Plant:
     inverter_serial: str = DEFAULT_INVERTER_SERIAL
     holding: HoldingRegisters = attrs.field(default=None)
     soc: float = attrs.field(default=None)  # percent, 0-100
+    # How far the inverter's clock is ahead of the true time (negative: behind).
+    clock_offset: datetime.timedelta = attrs.field(factory=datetime.timedelta)
 
     elapsed: float = attrs.field(init=False, default=0.0)  # simulated seconds since start
-    clock_offset: datetime.timedelta = attrs.field(init=False, factory=datetime.timedelta)
+    # AC charge by SOC (register 120): charging since the SOC fell to register 160.
+    ac_charge_latched: bool = attrs.field(init=False, default=False)
     runtime: float = attrs.field(init=False, default=INITIAL_RUNTIME)
     energy_day: dict[str, float] = attrs.field(init=False)  # Wh
     energy_all: dict[str, float] = attrs.field(init=False)  # Wh
@@ -404,9 +479,13 @@ class Plant:
                 clock.date() + datetime.timedelta(days=1), datetime.time()
             )
             to_midnight = (midnight - clock).total_seconds()
-            # Stop at midnight so that each day's counters get that day's energy.
+            # Stop at midnight so that each day's counters get that day's energy,
+            # and where a time slot starts or ends, so that it acts to the second.
             if to_midnight > 1e-3:
                 step = min(step, to_midnight)
+            to_edge = seconds_to_next_slot_edge(self.holding.values, clock)
+            if to_edge > 1e-3:
+                step = min(step, to_edge)
             self._step(step)
             remaining -= step
         self._refresh_clock_registers()
@@ -419,6 +498,7 @@ class Plant:
 
     def _step(self, dt: float) -> None:
         self._drift(dt)
+        self._update_ac_charge_latch()
         flows = self._flows(dt)
         hours = dt / 3600.0
         if flows.battery >= 0:
@@ -459,6 +539,33 @@ class Plant:
         )
         self.f_grid = _clamp(50.0 + gauss(0.0, 0.02), 49.92, 50.08)
 
+    def _ac_charge_by_soc(self) -> bool:
+        """True if the AC charge type in register 120 starts and stops on SOC (160, 161)."""
+        return holding.ac_charge_type(self.holding.values[holding.SYSTEM_ENABLE]) in (3, 5)
+
+    def _update_ac_charge_latch(self) -> None:
+        """AC charge by SOC starts when the SOC falls to register 160, stops at register 161."""
+        registers = self.holding.values
+        enabled = registers[holding.FUNCTION_BITS] >> holding.BITS[21]["ac_charge"] & 1
+        if not enabled or not self._ac_charge_by_soc():
+            self.ac_charge_latched = False
+        elif self.soc <= registers[holding.AC_CHARGE_START_SOC]:
+            self.ac_charge_latched = True
+        elif self.soc >= registers[holding.AC_CHARGE_END_SOC]:
+            self.ac_charge_latched = False
+
+    def _ac_charge_target(self) -> float | None:
+        """The SOC AC charging heads for now (reached or not), or None outside AC charging."""
+        registers = self.holding.values
+        if not registers[holding.FUNCTION_BITS] >> holding.BITS[21]["ac_charge"] & 1:
+            return None
+        charge_type = holding.ac_charge_type(registers[holding.SYSTEM_ENABLE])
+        if charge_type != 3 and not in_schedule(registers, "ac_charge", self.clock):
+            return None
+        if self._ac_charge_by_soc():
+            return registers[holding.AC_CHARGE_END_SOC] if self.ac_charge_latched else None
+        return registers[holding.AC_CHARGE_SOC_LIMIT]
+
     def _flows(self, dt: float) -> Flows:
         """The power flows for the next ``dt`` seconds, from the weather and the registers."""
         registers = self.holding.values
@@ -480,21 +587,32 @@ class Plant:
             return MAX_POWER * min(registers[r] for r in registers_) / 100.0
 
         solar_total = sum(pv)
-        if bits >> holding.BITS[21]["forced_discharge"] & 1:
-            floor = registers[holding.FORCED_DISCHARGE_SOC_LIMIT]
+        clock = self.clock
+        ac_charge_target = self._ac_charge_target()
+        if bits >> holding.BITS[21]["forced_discharge"] & 1 and in_schedule(
+            registers, "forced_discharge", clock
+        ):
+            floor = max(
+                registers[holding.FORCED_DISCHARGE_SOC_LIMIT],
+                registers[holding.DISCHARGE_CUTOFF_SOC],
+            )
             battery = -min(
                 percent(holding.DISCHARGE_POWER_PERCENT, holding.FORCED_DISCHARGE_POWER_PERCENT),
                 power_to(floor, charging=False),
             )
-        elif bits >> holding.BITS[21]["ac_charge"] & 1 and (
-            self.soc < registers[holding.AC_CHARGE_SOC_LIMIT]
-        ):
+        elif ac_charge_target is not None and self.soc < ac_charge_target:
             battery = min(
                 percent(holding.CHARGE_POWER_PERCENT, holding.AC_CHARGE_POWER_PERCENT),
-                power_to(registers[holding.AC_CHARGE_SOC_LIMIT], charging=True),
+                power_to(ac_charge_target, charging=True),
             )
-        elif bits >> holding.BITS[21]["charge_priority"] & 1 and (
-            self.soc < registers[holding.CHARGE_PRIORITY_SOC_LIMIT]
+        elif ac_charge_target is not None and solar_total < load:
+            # Full to the limit inside its AC charge time: the battery is kept for
+            # later, the house runs from the grid (no charge-discharge see-saw).
+            battery = 0.0
+        elif (
+            bits >> holding.BITS[21]["charge_priority"] & 1
+            and in_schedule(registers, "charge_priority", clock)
+            and self.soc < registers[holding.CHARGE_PRIORITY_SOC_LIMIT]
         ):
             battery = min(
                 solar_total,
@@ -577,6 +695,7 @@ class Plant:
         if new_clock is not None:
             self.clock_offset = new_clock - self.now
             self._check_day()
+        self._update_ac_charge_latch()
         self.flows = self._flows(STEP)  # a command takes effect at once
         return changes
 

@@ -101,6 +101,9 @@ class Options(usage.Options):
         ["seed", None, None, "Random seed, for repeatable numbers.", int],
         ["start", None, None, "Simulated start time, ISO 8601 local time (default: now), e.g. "
          "2024-06-21T06:00."],
+        ["clock-offset", None, 0.0, "Seconds the inverter's clock starts ahead of the simulated "
+         "time (negative: behind), e.g. -300 for a clock 5 minutes slow; a client sets it with "
+         "a write to registers 12-14.", float],
         ["state", None, None, "JSON file keeping the holding registers across restarts "
          "(with --count, one file per dongle: NAME-<index>.EXT)."],
         ["count", None, 1, "Serve N independent dongles on ports port .. port+N-1, serials "
@@ -199,6 +202,7 @@ class Options(usage.Options):
                 speed=self["speed"],
                 seed=None if seed is None else seed + index,
                 start=self["start"],
+                clock_offset=self["clock-offset"],
                 state_path=state,
                 faults=faults,
             ))

@@ -6,11 +6,20 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from test_simulator_dongle import DATALOG, INVERTER, NOON, READ_HOLD, make_dongle, read, request
+from test_simulator_dongle import (
+    DATALOG,
+    INVERTER,
+    NOON,
+    READ_HOLD,
+    READ_INPUT,
+    make_dongle,
+    read,
+    request,
+)
 
 from octolux import lxp
 from octolux.lxp import holding
-from octolux.lxp.inputs import encode_text
+from octolux.lxp.inputs import decode_input_blocks, encode_text
 from simulator.plant import HOLDING_REGISTER_COUNT
 
 WRITE_SINGLE = lxp.DeviceFunction.WRITE_SINGLE
@@ -164,3 +173,31 @@ def test_the_clock_is_set_by_a_multi_write_at_12_and_runs_on_from_there():
     (reply,) = request(dongle, read(READ_HOLD, 12, 3))
     assert holding.decode_clock(*reply.values) == moment + datetime.timedelta(minutes=1)
     assert dongle.plant.now == NOON + datetime.timedelta(minutes=1)  # the sun did not jump
+
+
+def test_clock_offset_starts_the_inverter_clock_drifted():
+    dongle, _ = make_dongle(clock_offset=-300)
+    (reply,) = request(dongle, read(READ_HOLD, 12, 3))
+    assert holding.decode_clock(*reply.values) == NOON - datetime.timedelta(minutes=5)
+    assert dongle.plant.now == NOON
+
+
+def test_an_ac_charge_slot_written_over_the_wire_gates_charging_on_the_running_clock():
+    dongle, clock = make_dongle(speed=60, start=datetime.datetime(2024, 6, 21, 0, 30))
+
+    def charging_from_grid() -> bool:
+        (reply,) = request(dongle, read(READ_INPUT, 0, 40))
+        named = decode_input_blocks(0, reply.values)[1]
+        return named["status"] == 32 and named["p_rec"] > 0
+
+    slot = [holding.encode_time(datetime.time(1, 0)), holding.encode_time(datetime.time(2, 0))]
+    assert request(dongle, multi(68, slot)) == [lxp.WriteMultiReply(DATALOG, INVERTER, 68, 2)]
+    ac_charge_on = holding.with_bit(dongle.plant.holding[21], holding.BITS[21]["ac_charge"], True)
+    request(dongle, single(21, ac_charge_on))
+    assert not charging_from_grid()
+    clock.advance(29)  # 00:59 simulated
+    assert not charging_from_grid()
+    clock.advance(2)  # 01:01
+    assert charging_from_grid()
+    clock.advance(60)  # 02:01
+    assert not charging_from_grid()

@@ -17,7 +17,7 @@ from simulator.dongle import BroadcastFormat, Dongle, Faults
 
 OPTIONS = [
     "port", "interface", "datalog", "serial", "interval", "burst-gap", "first-burst-delay",
-    "heartbeat", "format", "speed", "seed", "start", "state", "count", "drop-every",
+    "heartbeat", "format", "speed", "seed", "start", "clock-offset", "state", "count", "drop-every",
     "garbage", "corrupt-crc", "split", "reply-delay", "mute", "silent-after",
     "exception-rate", "max-clients", "foreign-traffic", "verbose",
 ]
@@ -51,6 +51,7 @@ def test_every_option_reaches_the_config():
         "--datalog", "AB12345678", "--serial", "CD12345678", "--interval", "20",
         "--burst-gap", "0.5", "--first-burst-delay", "3", "--heartbeat", "30",
         "--format", "all127", "--speed", "60", "--seed", "7", "--start", "2024-12-21T06:30",
+        "--clock-offset", "-300",
         "--drop-every", "300", "--garbage", "0.1", "--corrupt-crc", "0.2", "--split", "8",
         "--reply-delay", "0.5", "--mute", "--silent-after", "600", "--exception-rate", "0.3",
         "--max-clients", "1", "--foreign-traffic", "45",
@@ -61,6 +62,7 @@ def test_every_option_reaches_the_config():
     assert config.heartbeat == 30 and config.format is BroadcastFormat.ALL127
     assert (config.speed, config.seed) == (60, 7)
     assert config.start == datetime.datetime(2024, 12, 21, 6, 30)
+    assert config.clock_offset == -300
     assert config.faults == Faults(
         drop_every=300, garbage=0.1, corrupt_crc=0.2, split=8, reply_delay=0.5, mute=True,
         silent_after=600, exception_rate=0.3, max_clients=1, foreign_traffic=45,
@@ -81,6 +83,7 @@ def test_every_option_reaches_the_config():
         ["--port", "65535", "--count", "2"],
         ["--port", "70000"],
         ["--start", "yesterday"],
+        ["--clock-offset", "5min"],
         ["--max-clients", "0"],
         ["--split", "-1"],
         ["--datalog", "NODIGITSXX", "--count", "2"],

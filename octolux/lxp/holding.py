@@ -19,6 +19,7 @@ FORCED_DISCHARGE_POWER_PERCENT = 82
 FORCED_DISCHARGE_SOC_LIMIT = 83
 DISCHARGE_CUTOFF_SOC = 105
 SYSTEM_BITS = 110
+SYSTEM_ENABLE = 120  # bit 0 half-hour AC charge, bits 1-3 AC charge type, 4-5 discharge control
 CT_POWER_OFFSET = 119
 EPS_DISCHARGE_CUTOFF_SOC = 125
 AC_CHARGE_START_SOC = 160
@@ -135,6 +136,22 @@ def with_bit(value: int, bit: int, on: bool) -> int:
     if not 0 <= bit <= 15:
         raise ValueError(f"bit must be 0-15: {bit}")
     return value | (1 << bit) if on else value & ~(1 << bit) & 0xFFFF
+
+
+# Register 120 bits 1-3: what starts and stops AC charging.
+AC_CHARGE_TYPES: dict[int, str] = {
+    0: "disabled",  # older firmware has no register 120 and charges by time
+    1: "time",
+    2: "battery_voltage",
+    3: "soc",
+    4: "battery_voltage_and_time",
+    5: "soc_and_time",
+}
+
+
+def ac_charge_type(system_enable: int) -> int:
+    """The AC charge type (a key of ``AC_CHARGE_TYPES``) in a register 120 value."""
+    return system_enable >> 1 & 0b111
 
 
 def decode_time(value: int) -> datetime.time:
