@@ -9,6 +9,7 @@ use are listed in ``Config.ignored`` for the caller to log. Every error is a
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import os
 import re
 import urllib.parse
@@ -35,12 +36,18 @@ DEFAULT_INVERTER_NAME = "inverter"
 _KNOWN_KEYS = {
     "lxp": {"host", "port", "serial", "datalog", "name",
             "heartbeat_echo", "no_data_timeout", "command_timeout"},
-    "server": {"listen_host", "host", "port"},
+    "server": {"listen_host", "host", "port", "control"},
     "mqtt": {"uri", "prefix", "ca_file", "client_id"},
     "log": {"level"},
+    "history": {"enabled", "path", "uri", "retention", "max_size"},
 }
 _NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
-_RESERVED_NAMES = frozenset({"inputs", "registers"})
+_RESERVED_NAMES = frozenset({"inputs", "registers", "history", "state", "events", "command"})
+HISTORY_PATH = "octolux-history.sqlite"
+HISTORY_RETENTION_DAYS = 365.0
+HISTORY_MAX_SIZE = 1 << 30  # bytes
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class ConfigError(Exception):
@@ -63,10 +70,21 @@ class InverterConfig:
 
 @attrs.frozen
 class ServerConfig:
-    """Where the HTTP API listens (port 0: any free port)."""
+    """Where the HTTP API and the page listen (port 0: any free port); can the page command?"""
 
     listen_host: str = SERVER_HOST
     port: int = SERVER_PORT
+    control: bool = False
+
+
+@attrs.frozen
+class HistoryConfig:
+    """Where the history goes: an SQLite file (``path``), PostgreSQL (``uri``), or both."""
+
+    path: str | None = HISTORY_PATH
+    uri: str | None = attrs.field(default=None, repr=False)  # may hold a password
+    retention: float = HISTORY_RETENTION_DAYS * 86400  # seconds; 0 keeps everything
+    max_size: int = HISTORY_MAX_SIZE  # bytes of the SQLite file; 0: no limit
 
 
 @attrs.frozen
@@ -96,6 +114,7 @@ class Config:
     inverters: tuple[InverterConfig, ...]
     server: ServerConfig = ServerConfig()
     mqtt: MqttConfig | None = None
+    history: HistoryConfig | None = None  # None: no history (no [history] section)
     log_level: str = LOG_LEVEL
     # One line per section or key that was read but is not used, for the log.
     ignored: tuple[str, ...] = ()
@@ -152,6 +171,7 @@ class _Reader:
         inverters = self.inverters()
         server = self.server()
         mqtt = self.mqtt()
+        history = self.history()
         log_level = self.log_level()
         for section in self.parser.sections():
             if section not in _KNOWN_KEYS and _lxp_name(section) is None:
@@ -160,6 +180,7 @@ class _Reader:
             inverters=inverters,
             server=server,
             mqtt=mqtt,
+            history=history,
             log_level=log_level,
             ignored=tuple(self.ignored),
         )
@@ -202,6 +223,7 @@ class _Reader:
         return ServerConfig(
             listen_host=host,
             port=self.port("server", "port", SERVER_PORT, allow_zero=True),
+            control=self.boolean("server", "control", False),
         )
 
     def mqtt(self) -> MqttConfig | None:
@@ -228,6 +250,48 @@ class _Reader:
                 raise self.error("mqtt", "ca_file", "no such file", ca_file)
         return attrs.evolve(
             mqtt, prefix=prefix, ca_file=ca_file, client_id=self.get("mqtt", "client_id", "")
+        )
+
+    def history(self) -> HistoryConfig | None:
+        # A config.ini of the original tool has no [history]: it records nothing.
+        if not self.parser.has_section("history"):
+            return None
+        self.check_keys("history", _KNOWN_KEYS["history"])
+        if not self.boolean("history", "enabled", True):
+            return None
+        uri = self.get("history", "uri") or None
+        if uri is not None:
+            self.check_postgres_uri(uri)
+        path = self.get("history", "path")
+        if path is None:
+            # No path: SQLite only when there is no PostgreSQL to write to.
+            path = None if uri is not None else HISTORY_PATH
+        elif not path:
+            path = None  # "path =": explicitly no SQLite file
+        if path is not None:
+            # Relative to the configuration file, so a service finds the same file
+            # whatever its working directory.
+            path = os.path.join(os.path.dirname(self.filename), os.path.expanduser(path))
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                raise self.error("history", "path", "its directory does not exist", path)
+        if path is None and uri is None:
+            raise ConfigError(f"{self.filename}: [history] path: empty, and no uri either")
+        retention = self.get("history", "retention")
+        days = HISTORY_RETENTION_DAYS
+        if retention:
+            try:
+                days = float(retention)
+            except ValueError:
+                days = -1.0
+            if not 0 <= days < float("inf"):
+                raise self.error("history", "retention", "not a number of days (0: keep all)",
+                                 retention)
+        return HistoryConfig(
+            path=path,
+            uri=uri,
+            retention=days * 86400,
+            max_size=self.size("history", "max_size", HISTORY_MAX_SIZE),
         )
 
     def log_level(self) -> str:
@@ -296,6 +360,31 @@ class _Reader:
             return False
         raise self.error(section, key, "not yes/no", value)
 
+    def size(self, section: str, key: str, default: int) -> int:
+        """Bytes: ``500M``, ``2G``, ``1048576`` (K, M, G, T are powers of 1024)."""
+        value = self.get(section, key)
+        if not value:
+            return default
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", value.strip().lower())
+        if match is None:
+            raise self.error(section, key, "not a size (like 500M or 2G)", value)
+        return int(float(match[1]) * _SIZE_UNITS[match[2]])
+
+    def check_postgres_uri(self, uri: str) -> None:
+        shown = mask_postgres_uri(uri)
+        try:
+            parts = urllib.parse.urlsplit(uri)
+            parts.port  # noqa: B018 -- raises ValueError for a bad port
+        except ValueError:
+            raise self.error("history", "uri", "not a valid URI", shown) from None
+        if parts.scheme not in POSTGRES_SCHEMES:
+            raise self.error("history", "uri", "scheme must be postgresql://", shown)
+        if importlib.util.find_spec("psycopg") is None:
+            raise self.error(
+                "history", "uri",
+                "PostgreSQL needs psycopg: pip install 'octolux[postgresql]'", shown,
+            )
+
     def serial(self, section: str, key: str) -> str:
         value = self.required(section, key)
         if len(value) != SERIAL_LENGTH or not value.isascii() or not value.isalnum():
@@ -304,7 +393,7 @@ class _Reader:
 
     def parse_uri(self, uri: str) -> MqttConfig:
         # Messages quote the URI with its password masked: errors end up in logs.
-        shown = _mask_password(uri)
+        shown = mask_password(uri)
         try:
             parts = urllib.parse.urlsplit(uri)
             port = parts.port
@@ -347,7 +436,7 @@ def _lxp_name(section: str) -> str | None:
     return None
 
 
-def _mask_password(uri: str) -> str:
+def mask_password(uri: str) -> str:
     """``uri`` with everything before the host replaced by ``***``.
 
     Malformed URIs are exactly the ones that end up in error messages, so this
@@ -359,3 +448,8 @@ def _mask_password(uri: str) -> str:
         return uri
     scheme = userinfo.split("://", 1)[0] + "://" if "://" in userinfo else ""
     return f"{scheme}***@{host}"
+
+
+def mask_postgres_uri(uri: str) -> str:
+    """A PostgreSQL URI for the log: the password masked, also as a ``password=`` parameter."""
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", mask_password(uri))

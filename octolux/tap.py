@@ -14,6 +14,7 @@ from octolux import logging
 from octolux.bridge import InverterBridge
 from octolux.commands import Topics
 from octolux.config import LOG_LEVELS, Config, ConfigError, InverterConfig, load_config
+from octolux.history import HistoryService, open_stores
 from octolux.inverter import Inverter
 from octolux.mqtt import MqttService
 from octolux.web import ApiService, api_root
@@ -58,15 +59,17 @@ class Options(usage.Options):
 
 
 class OctoluxService(service.MultiService):
-    """The bridge's services, stopped in order: the inverters first, MQTT last.
+    """The bridge's services, stopped in order: the inverters first, MQTT and the history last.
 
     MQTT goes last so that whatever the inverters report while closing is still
-    published, and ``offline`` is the final word.
+    published, and ``offline`` is the final word; the history likewise records
+    the last of it.
     """
 
-    def __init__(self, mqtt: MqttService | None):
+    def __init__(self, mqtt: MqttService | None, history: HistoryService | None = None):
         super().__init__()
         self.mqtt = mqtt
+        self.history = history
 
     def startService(self) -> None:
         """Start the children in order; a port the API cannot have ends the process."""
@@ -78,15 +81,19 @@ class OctoluxService(service.MultiService):
             raise SystemExit(1) from None
 
     def stopService(self) -> defer.Deferred:
-        """Stop every other child (concurrently), then MQTT."""
+        """Stop every other child (concurrently), then MQTT and the history."""
         service.Service.stopService(self)
-        others = [child for child in reversed(list(self)) if child is not self.mqtt]
+        last = [child for child in (self.mqtt, self.history) if child is not None]
+        others = [child for child in reversed(list(self)) if child not in last]
         stopping = defer.DeferredList(
             [defer.maybeDeferred(child.stopService) for child in others], consumeErrors=True
         )
         stopping.addCallback(_log_stop_failures)
-        if self.mqtt is not None:
-            stopping.addCallback(lambda _: self.mqtt.stopService())
+        if last:
+            stopping.addCallback(lambda _: defer.DeferredList(
+                [defer.maybeDeferred(child.stopService) for child in last], consumeErrors=True
+            ))
+            stopping.addCallback(_log_stop_failures)
         return stopping
 
 
@@ -107,16 +114,24 @@ def build_service(config: Config, reactor) -> OctoluxService:
         mqtt = MqttService(
             config.mqtt, reactor=reactor, status_topic=Topics(config.mqtt.prefix).status
         )
+    history = None
+    if config.history is not None:
+        history = HistoryService(reactor, open_stores(config.history))
     inverters = [_inverter(reactor, inverter_config) for inverter_config in config.inverters]
-    top = OctoluxService(mqtt)
+    top = OctoluxService(mqtt, history)
     # Started in this order. The API first: if its port is taken, start-up
-    # stops before anything connects. MQTT before the inverters, so the first
-    # inputs find the broker connection under way.
-    ApiService(reactor, config.server, api_root(inverters)).setServiceParent(top)
+    # stops before anything connects. The history and MQTT before the
+    # inverters, so the first inputs find them under way.
+    root = api_root(inverters, history=history, now=reactor.seconds)
+    ApiService(reactor, config.server, root).setServiceParent(top)
+    if history is not None:
+        history.setServiceParent(top)
     if mqtt is not None:
         mqtt.setServiceParent(top)
     for inverter in inverters:
         inverter.setServiceParent(top)
+        if history is not None:
+            inverter.add_observer(history.recorder(inverter.name))
         if mqtt is not None:
             name = inverter.name if config.named_topics else None
             topics = Topics(config.mqtt.prefix, name)

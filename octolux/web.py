@@ -1,13 +1,16 @@
-"""The HTTP API of the original server: the latest inputs and holding registers as JSON.
+"""The HTTP API: the original server's latest inputs and holding registers, and the history.
 
 ``GET /api/inputs`` and ``GET /api/registers`` answer for the first inverter
 (the only one, usually); with several, ``/api/<name>/inputs`` and
-``/api/<name>/registers`` answer for each.
+``/api/<name>/registers`` answer for each. ``GET /api/history`` (and
+``/api/<name>/history``) answers from the history database, off the reactor
+thread (see ``HistoryResource``).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +23,7 @@ from twisted.python.failure import Failure
 from twisted.web import pages, resource, server
 
 from octolux.config import ServerConfig
+from octolux.history import QueryError, query_from_arguments
 
 
 class _Node(resource.Resource):
@@ -48,8 +52,84 @@ class JsonResource(resource.Resource):
         return json.dumps(self._produce(), separators=(",", ":")).encode()
 
 
-def inverter_resource(inverter) -> resource.Resource:
-    """``inputs`` and ``registers`` of one inverter."""
+def write_json(request, value: Any, code: int = 200) -> None:
+    """Answer ``request`` (still open) with ``value`` as JSON."""
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    request.write(json.dumps(value, separators=(",", ":")).encode())
+    request.finish()
+
+
+class HistoryResource(resource.Resource):
+    """``GET .../history?key=soc&key=p_pv&since=...&until=...&step=...&aggregate=avg``.
+
+    Answers ``{"inverter", "since", "until", "step", "aggregate",
+    "series": {key: [[time, value], ...]}}``, times in seconds since the epoch,
+    each value the aggregate of its step (computed by the database). 400 for
+    a bad query, 503 while the database is unavailable, 404 without a history.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, history, inverter_name: str, now: Callable[[], float]):
+        super().__init__()
+        self._history = history
+        self._inverter_name = inverter_name
+        self._now = now
+
+    def render_GET(self, request):
+        """Start the query; the answer is written when the database has answered."""
+        if request.postpath and request.postpath != [b""]:
+            return pages.notFound().render(request)
+        if self._history is None:
+            write_json(request, {"error": "no history: add a [history] section to config.ini"}, 404)
+            return server.NOT_DONE_YET
+        arguments = {
+            name.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in values]
+            for name, values in request.args.items()
+        }
+        try:
+            query = query_from_arguments(self._inverter_name, arguments, self._now())
+        except QueryError as error:
+            write_json(request, {"error": str(error)}, 400)
+            return server.NOT_DONE_YET
+        gone: list = []
+        request.notifyFinish().addErrback(gone.append)  # the client went away
+        answering = self._history.query(query)
+        answering.addCallbacks(
+            lambda series: self._answer(request, gone, query, series),
+            lambda failure: self._failed(request, gone, failure),
+        )
+        return server.NOT_DONE_YET
+
+    @staticmethod
+    def _answer(request, gone, query, series) -> None:
+        if not gone:
+            write_json(request, {
+                "inverter": query.inverter,
+                "since": query.since,
+                "until": query.until,
+                "step": query.step,
+                "aggregate": query.aggregate,
+                "series": series,
+            })
+
+    def _failed(self, request, gone, failure: Failure) -> None:
+        if failure.check(*self._history.query_errors):
+            why = " ".join(failure.getErrorMessage().split())
+            self.log.info("history query failed: {why}", why=why)
+            answer, code = {"error": f"history unavailable: {why}"}, 503
+        else:
+            self.log.failure("history query failed", failure)
+            answer, code = {"error": "unexpected error"}, 500
+        if not gone:
+            write_json(request, answer, code)
+
+
+def inverter_resource(inverter, history=None, now=time.time) -> resource.Resource:
+    """``inputs``, ``registers`` and ``history`` of one inverter."""
     node = _Node()
     node.putChild(b"inputs", JsonResource(lambda: inverter.latest_inputs))
     node.putChild(
@@ -57,15 +137,22 @@ def inverter_resource(inverter) -> resource.Resource:
         # JSON keys are strings; sorted, so the answer reads in register order.
         JsonResource(lambda: {str(r): v for r, v in sorted(inverter.registers.items())}),
     )
+    node.putChild(b"history", HistoryResource(history, inverter.name, now))
     return node
 
 
-def api_root(inverters: Sequence) -> resource.Resource:
-    """The resource tree: ``/api/...`` for the first inverter, ``/api/<name>/...`` for each."""
-    api = inverter_resource(inverters[0])
+def api_root(
+    inverters: Sequence, *, history=None, now: Callable[[], float] = time.time
+) -> resource.Resource:
+    """The resource tree: ``/api/...`` for the first inverter, ``/api/<name>/...`` for each.
+
+    ``history`` is the ``HistoryService`` (None: no history); ``now`` gives
+    the default ``until`` of history queries.
+    """
+    api = inverter_resource(inverters[0], history, now)
     if len(inverters) > 1:
         for inverter in inverters:
-            api.putChild(inverter.name.encode(), inverter_resource(inverter))
+            api.putChild(inverter.name.encode(), inverter_resource(inverter, history, now))
     root = _Node()
     root.putChild(b"api", api)
     return root
