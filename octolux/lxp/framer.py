@@ -4,7 +4,9 @@ Modelled on Twisted's ``IntNStringReceiver``: one buffer, one loop taking whole
 frames while they are there. What a real dongle does wrong (PROTOCOL.md
 section 8) shapes it: garbage is skipped by resynchronising on the next
 ``A1 1A``, and a bad frame is reported and skipped, never raised, so one bad
-frame costs only itself.
+frame costs only itself. Only translated-data frames carry a CRC; the others
+must fit their kind's layout, and lose to a valid frame starting inside them,
+so that a corrupt one cannot swallow the frames after it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from octolux.lxp.frames import (
     Frame,
     FrameError,
     TcpFunction,
+    length_misfit,
     parse,
 )
 
@@ -32,10 +35,12 @@ _LENGTH = struct.Struct("<H")
 # The known tcp functions are C1-C4; the rest of the Cx row is let through,
 # so that a function new firmware adds arrives as an UnknownFrame, not as garbage.
 _TCP_FUNCTIONS = range(0xC0, 0xD0)
+_KNOWN_FUNCTIONS = frozenset(TcpFunction)
 _TRANSLATED_DATA = TcpFunction.TRANSLATED_DATA
 # Bytes of a frame needed to tell a real header from an A1 1A in garbage.
 _HEADER_CHECKED = 8  # prefix, protocol, length, the 01 byte, tcp function
-_DATA_LENGTH_CHECKED = 20  # ... and a translated-data frame's data length
+_SHORTEST_FRAME = OUTER_HEADER_LENGTH + 1
+_WAIT = object()  # "cannot tell until more bytes arrive"
 
 
 @attrs.frozen
@@ -86,21 +91,30 @@ class FrameDecoder:
             if available < _HEADER_CHECKED:
                 break
             total = _LENGTH.unpack_from(buffer, offset + 4)[0] + HEADER_LENGTH
-            if total < OUTER_HEADER_LENGTH + 1 or total > self.max_frame_length:
+            if total < _SHORTEST_FRAME or total > self.max_frame_length:
                 offset = self._skip(results, "impossible length", buffer, offset, end)
                 continue
             # An A1 1A inside garbage would otherwise be trusted with its
             # "length" and hold back the good frames after it until that many
             # bytes arrived: minutes, at a dongle's pace. So the header must
-            # look like one before the framer waits for the rest.
+            # look like one, and its length fit its kind, before the framer
+            # waits for the rest.
             function = buffer[offset + 7]
             if buffer[offset + 6] != 1 or function not in _TCP_FUNCTIONS:
                 offset = self._skip(results, "not a frame header", buffer, offset, end)
                 continue
-            if function == _TRANSLATED_DATA and available >= _DATA_LENGTH_CHECKED:
-                data_length = _LENGTH.unpack_from(buffer, offset + OUTER_HEADER_LENGTH)[0]
-                if data_length != total - OUTER_HEADER_LENGTH - 2:
-                    offset = self._skip(results, "not a frame header", buffer, offset, end)
+            misfit = length_misfit(buffer, offset, end)
+            if misfit is not None:
+                offset = self._skip(results, misfit, buffer, offset, end)
+                continue
+            if function != _TRANSLATED_DATA:
+                inner = self._checked_frame_inside(buffer, offset, total, end)
+                if inner is _WAIT:
+                    break
+                if inner is not None:
+                    results.append(self._reject("cut short by the next frame",
+                                                buffer[offset:inner]))
+                    offset = inner
                     continue
             if available < total:
                 break
@@ -115,6 +129,55 @@ class FrameDecoder:
             offset += total
         self._buffer = buffer[offset:]
         return results
+
+    def _checked_frame_inside(self, buffer: bytes, offset: int, total: int, end: int):
+        """Where a valid frame of known kind starts inside the CRC-less frame at ``offset``.
+
+        A frame without a CRC (heartbeat, param, unknown function) cannot
+        prove its length: one cut short, or with a corrupt length that still
+        fits its kind, runs into the frames after it. A valid frame of known
+        kind starting inside its span wins over it (a translated-data frame
+        proves itself with its CRC). Returns that offset, None if there is
+        none, or ``_WAIT`` until the bytes that decide it have arrived.
+        """
+        span_end = offset + total
+        # A prefix whose A1 is the span's last byte counts too (a frame one
+        # byte short), so the search runs one byte past the span.
+        search_end = min(span_end + 1, end)
+        # Waiting for a frame that ends further than the longest frame from
+        # here could hold the buffer above its bound.
+        limit = offset + self.max_frame_length
+        start = buffer.find(PREFIX, offset + 2, search_end)
+        while start >= 0:
+            verdict = self._valid_frame_at(buffer, start, end, limit)
+            if verdict is not None:
+                return verdict
+            start = buffer.find(PREFIX, start + 2, search_end)
+        if span_end > end or (span_end == end and buffer[end - 1] == PREFIX[0]):
+            return _WAIT  # the rest of the span may hold one
+        return None
+
+    def _valid_frame_at(self, buffer: bytes, start: int, end: int, limit: int):
+        """``start`` if a valid frame of known kind, ending by ``limit``, is there;
+        None if not, or ``_WAIT``."""
+        if end - start < _HEADER_CHECKED:
+            return _WAIT
+        total = _LENGTH.unpack_from(buffer, start + 4)[0] + HEADER_LENGTH
+        if (
+            buffer[start + 6] != 1
+            or buffer[start + 7] not in _KNOWN_FUNCTIONS
+            or total < _SHORTEST_FRAME
+            or start + total > limit
+            or length_misfit(buffer, start, end) is not None
+        ):
+            return None
+        if end - start < total:
+            return _WAIT
+        try:
+            parse(buffer[start : start + total])
+        except FrameError:
+            return None
+        return start
 
     def _skip(self, results, reason: str, buffer: bytes, offset: int, limit: int) -> int:
         """Drop a bad frame starting at ``offset``; return where to look next.

@@ -128,6 +128,11 @@ def _read_function(instance, attribute, value):
 _bytes = attrs.validators.instance_of(bytes)
 
 
+def _one_byte(instance, attribute, value):
+    if type(value) is not bytes or len(value) != 1:
+        raise ValueError(f"{attribute.name} must be one byte: {value!r}")
+
+
 _DEVICE_FUNCTIONS = DeviceFunction._value2member_map_
 
 
@@ -148,7 +153,9 @@ class Heartbeat:
 
     datalog: str = attrs.field(validator=_serial)
     protocol: int = attrs.field(default=2, validator=_u16)
-    trailer: bytes = attrs.field(default=b"\x00", validator=_bytes)
+    # One byte, 00 on every captured heartbeat: a heartbeat has no CRC, so its
+    # fixed length is all that tells a real one from a corrupt one.
+    trailer: bytes = attrs.field(default=b"\x00", validator=_one_byte)
 
     tcp_function = TcpFunction.HEARTBEAT
 
@@ -443,6 +450,56 @@ _TRANSLATED_HEAD = struct.Struct("<HBB10sH")  # data length, address, function, 
 _U16 = struct.Struct("<H")
 
 
+# Frames without a CRC (heartbeats, params) can prove their length only by
+# fitting their kind's layout: a heartbeat is 19 bytes; a read-param request
+# 20, a write-param reply 21, and the others carry a value length that must
+# account for the rest of the frame.
+HEARTBEAT_LENGTH = OUTER_HEADER_LENGTH + 1
+_SHORTEST_TRANSLATED = OUTER_HEADER_LENGTH + 18  # data length, address .. register, CRC
+_FIXED_PARAM_LENGTHS = {
+    TcpFunction.READ_PARAM: OUTER_HEADER_LENGTH + 2,  # request: register
+    TcpFunction.WRITE_PARAM: OUTER_HEADER_LENGTH + 3,  # reply: register, status
+}
+_PARAM_VALUE_OFFSET = OUTER_HEADER_LENGTH + 4  # register, value length, then the value
+
+
+def length_misfit(data, offset: int = 0, end: int | None = None) -> str | None:
+    """Why the frame at ``data[offset:]`` cannot be as long as its length field says, or None.
+
+    Only bytes before ``end`` are read, and at least the 8-byte header must be
+    there: a stream framer asks before the rest has arrived. A reason, once
+    given, stands whatever bytes follow. Frames of unknown function always fit.
+    """
+    if end is None:
+        end = len(data)
+    total = _U16.unpack_from(data, offset + 4)[0] + HEADER_LENGTH
+    function = data[offset + 7]
+    if function == TcpFunction.TRANSLATED_DATA:
+        if total < _SHORTEST_TRANSLATED:
+            return "translated data frame too short"
+        if (
+            end - offset >= OUTER_HEADER_LENGTH + 2
+            and _U16.unpack_from(data, offset + OUTER_HEADER_LENGTH)[0]
+            != total - OUTER_HEADER_LENGTH - 2
+        ):
+            return "data length field does not match the frame"
+    elif function == TcpFunction.HEARTBEAT:
+        if total != HEARTBEAT_LENGTH:
+            return f"heartbeat not {HEARTBEAT_LENGTH} bytes"
+    elif function == TcpFunction.READ_PARAM or function == TcpFunction.WRITE_PARAM:
+        if total == _FIXED_PARAM_LENGTHS[function]:
+            return None
+        if total < _PARAM_VALUE_OFFSET:
+            return "param frame fits no param layout"
+        if (
+            end - offset >= _PARAM_VALUE_OFFSET
+            and _U16.unpack_from(data, offset + OUTER_HEADER_LENGTH + 2)[0]
+            != total - _PARAM_VALUE_OFFSET
+        ):
+            return "param value length does not match the frame"
+    return None
+
+
 def parse(data: bytes) -> Frame:
     """Decode one whole frame; raise ``FrameError`` with the reason if it is not valid."""
     if len(data) < OUTER_HEADER_LENGTH:
@@ -452,6 +509,9 @@ def parse(data: bytes) -> Frame:
         raise FrameError("no A1 1A prefix")
     if length + HEADER_LENGTH != len(data):
         raise FrameError("frame length field does not match the frame")
+    misfit = length_misfit(data)
+    if misfit is not None:
+        raise FrameError(misfit)
     datalog = datalog_bytes.decode("latin-1")
     if tcp_function == TcpFunction.TRANSLATED_DATA:
         return _parse_translated(data, protocol, datalog)
@@ -461,27 +521,13 @@ def parse(data: bytes) -> Frame:
     if tcp_function == TcpFunction.READ_PARAM:
         if len(payload) == 2:
             return ReadParamRequest(datalog, _U16.unpack(payload)[0], protocol)
-        value = _param_value(payload)
-        if value is not None:
-            return ReadParamReply(datalog, _U16.unpack_from(payload)[0], value, protocol)
-    elif tcp_function == TcpFunction.WRITE_PARAM:
+        return ReadParamReply(datalog, _U16.unpack_from(payload)[0], payload[4:], protocol)
+    if tcp_function == TcpFunction.WRITE_PARAM:
         if len(payload) == 3:
             register, status = struct.unpack("<HB", payload)
             return WriteParamReply(datalog, register, status, protocol)
-        value = _param_value(payload)
-        if value is not None:
-            return WriteParamRequest(datalog, _U16.unpack_from(payload)[0], value, protocol)
+        return WriteParamRequest(datalog, _U16.unpack_from(payload)[0], payload[4:], protocol)
     return UnknownFrame(tcp_function, datalog, payload, protocol)
-
-
-def _param_value(payload: bytes) -> bytes | None:
-    """The value of a ``register, length, value`` param payload, or None if it does not fit."""
-    if len(payload) < 4:
-        return None
-    value_length = _U16.unpack_from(payload, 2)[0]
-    if len(payload) != 4 + value_length:
-        return None
-    return payload[4:]
 
 
 def _parse_translated(data: bytes, protocol: int, datalog: str) -> Frame:
@@ -496,14 +542,10 @@ def _parse_translated(data: bytes, protocol: int, datalog: str) -> Frame:
 
 
 def _parse_translated_unguarded(data: bytes, protocol: int, datalog: str) -> Frame:
-    # data length (2) + address, function, serial, register (14) + CRC (2)
-    if len(data) < OUTER_HEADER_LENGTH + 18:
-        raise FrameError("translated data frame too short")
-    data_length, address, function, inverter_bytes, register = _TRANSLATED_HEAD.unpack_from(
+    # length_misfit has checked both length fields.
+    _, address, function, inverter_bytes, register = _TRANSLATED_HEAD.unpack_from(
         data, OUTER_HEADER_LENGTH
     )
-    if data_length != len(data) - OUTER_HEADER_LENGTH - 2:
-        raise FrameError("data length field does not match the frame")
     (crc,) = _U16.unpack_from(data, len(data) - 2)
     if crc16_modbus(memoryview(data)[OUTER_HEADER_LENGTH + 2 : -2]) != crc:
         raise FrameError("bad CRC")

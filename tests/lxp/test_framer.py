@@ -1,5 +1,6 @@
 """The stream framer: whole frames out of a TCP byte stream, whatever it carries."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from vectors import VECTORS, frame_bytes
@@ -100,6 +101,71 @@ def test_a_split_prefix_is_not_lost():
     assert decoder.feed(data[1:]) == [lxp.parse(data)]
 
 
+def _with_length_field(data: bytes, total: int) -> bytes:
+    return data[:4] + (total - 6).to_bytes(2, "little") + data[6:]
+
+
+def test_a_heartbeat_with_a_corrupt_length_costs_only_itself():
+    # 200 instead of 13: trusted, it would swallow the burst after it.
+    corrupt = _with_length_field(frame_bytes("heartbeat"), 206)
+    burst = [frame_bytes(f"read_input_reply_reg{register}") for register in (0, 40, 80)]
+    decoder = FrameDecoder()
+    results = decoder.feed(corrupt + b"".join(burst))
+    assert frames_of(results) == [lxp.parse(frame) for frame in burst]
+    assert decoder.rejected == {"heartbeat not 19 bytes": 1}
+
+
+def test_a_param_frame_whose_value_length_does_not_fit_costs_only_itself():
+    reply = frame_bytes("read_param_reply_param0_300s")
+    corrupt = _with_length_field(reply, 60)  # its value length still says 2
+    good = frame_bytes("write_single_ack_reg66_100")
+    decoder = FrameDecoder()
+    results = decoder.feed(corrupt + good + reply)
+    assert frames_of(results) == [lxp.parse(good), lxp.parse(reply)]
+    assert decoder.rejected == {"param value length does not match the frame": 1}
+
+
+@pytest.mark.parametrize("cut", [1, 2, 5, 10])
+def test_a_checksummed_frame_inside_a_cut_heartbeat_wins(cut):
+    # The heartbeat's length fits, but it lost its last bytes: its span runs
+    # into the next frame, whose CRC proves that it is the real one.
+    cut_heartbeat = frame_bytes("heartbeat")[:-cut]
+    good = frame_bytes("write_single_ack_reg66_100")
+    results = FrameDecoder().feed(cut_heartbeat + good)
+    assert frames_of(results) == [lxp.parse(good)]
+    assert [bad.reason for bad in bad_of(results)] == ["cut short by the next frame"]
+    assert frames_of(feed_bytewise(FrameDecoder(), cut_heartbeat + good)) == [lxp.parse(good)]
+
+
+def test_a_heartbeat_one_byte_short_does_not_take_the_next_heartbeat_with_it():
+    heartbeat = frame_bytes("heartbeat")
+    results = FrameDecoder().feed(heartbeat[:-1] + heartbeat)
+    assert frames_of(results) == [lxp.parse(heartbeat)]
+
+
+def test_frames_inside_an_unknown_frame_with_a_corrupt_length_are_recovered():
+    # Nothing bounds an unknown function's length but the maximum; the valid
+    # frames it would swallow come out, and without waiting for its end.
+    odd = lxp.build(lxp.UnknownFrame(0xC7, "2222222222", b"\x01\x02"))
+    swallowing = _with_length_field(odd, 1000)
+    burst = [frame_bytes("read_input_reply_reg0"), frame_bytes("heartbeat")]
+    decoder = FrameDecoder()
+    results = decoder.feed(swallowing + b"".join(burst))
+    assert frames_of(results) == [lxp.parse(frame) for frame in burst]
+    assert decoder.buffered == 0
+
+
+def test_a_crc_less_frame_waits_only_for_a_trailing_a1():
+    # Its last byte might start the next frame's prefix; any other last byte
+    # lets it out at once.
+    ends_in_a1 = lxp.build(lxp.WriteParamRequest("2222222222", 7, b"\x00\xa1"))
+    decoder = FrameDecoder()
+    assert decoder.feed(ends_in_a1) == []
+    assert decoder.feed(b"\x00") == [lxp.parse(ends_in_a1), BadFrame("garbage", b"\x00")]
+    heartbeat = frame_bytes("heartbeat")
+    assert FrameDecoder().feed(heartbeat) == [lxp.parse(heartbeat)]
+
+
 # -- property tests ------------------------------------------------------------
 
 
@@ -195,3 +261,100 @@ def test_a_false_prefix_in_garbage_does_not_delay_the_next_frame():
         assert frames_of(feed_bytewise(FrameDecoder(), garbage + b"\x00" * 12 + good)) == [
             lxp.parse(good)
         ]
+
+
+# -- valid frames among damaged ones ---------------------------------------------
+# What a faulty link does to a stream: frames cut short, length fields
+# corrupted, bytes flipped, garbage (some of it shaped like a frame header).
+# Every valid frame carries its own datalog serial, which lies outside the
+# CRC, so that each one can be found in the output, and none can be confused
+# with a damaged frame that happens to parse.
+
+DAMAGED_DATALOG = b"XXXXXXXXXX"
+_LENGTH_FIELDS = (4, 18, 20)  # frame length; data length (194) or param value length
+
+
+def stamped(frame: bytes, datalog: bytes) -> bytes:
+    """``frame`` with another datalog serial: still valid, the serial is outside the CRC."""
+    return frame[:8] + datalog + frame[18:]
+
+
+def damaged(rng) -> bytes:
+    """One piece of damage: a captured frame mangled one to three ways, or garbage."""
+    kind = rng.choice(["frame", "frame", "frame", "garbage", "fake header"])
+    if kind == "garbage":
+        junk = bytearray(rng.randbytes(rng.randint(1, 60)))
+        for _ in range(rng.randint(0, 2)):  # dense garbage has A1 1A in it too
+            position = rng.randrange(len(junk))
+            junk[position : position + 2] = lxp.frames.PREFIX
+        return bytes(junk)
+    if kind == "fake header":
+        return (
+            lxp.frames.PREFIX
+            + rng.choice([1, 2, 5]).to_bytes(2, "little")
+            + rng.randint(0, 1100).to_bytes(2, "little")
+            + bytes([1, rng.randint(0xC0, 0xCF)])
+            + rng.randbytes(rng.randint(0, 40))
+        )
+    frame = bytearray(stamped(rng.choice(ALL_FRAMES), DAMAGED_DATALOG))
+    for _ in range(rng.randint(1, 3)):
+        operation = rng.choice(["length", "truncate", "flip"])
+        if operation == "truncate" and len(frame) > 1:
+            del frame[rng.randint(1, len(frame) - 1) :]
+        elif operation == "length":
+            offset = rng.choice(_LENGTH_FIELDS)
+            if offset + 2 <= len(frame):
+                old = int.from_bytes(frame[offset : offset + 2], "little")
+                new = rng.choice([rng.randint(0, 0xFFFF), (old + rng.randint(-8, 8)) % 0x10000])
+                frame[offset : offset + 2] = new.to_bytes(2, "little")
+        else:
+            for _ in range(rng.randint(1, 4)):
+                frame[rng.randrange(len(frame))] = rng.randrange(256)
+    return bytes(frame)
+
+
+def damaged_stream(rng, count: int) -> tuple[bytes, list]:
+    """``count`` valid frames, each after a piece of damage; the stream and the frames."""
+    pieces = []
+    valid = []
+    for index in range(count):
+        frame = stamped(rng.choice(ALL_FRAMES), b"V%09d" % index)
+        pieces += [damaged(rng), frame]
+        valid.append(lxp.parse(frame))
+    return b"".join(pieces), valid
+
+
+def recovered(valid, results) -> int:
+    """How many of the ``valid`` frames came out of the framer."""
+    decoded = set(frames_of(results))
+    return sum(frame in decoded for frame in valid)
+
+
+@settings(max_examples=300)
+@given(st.randoms(use_true_random=False), st.integers(1, 12), st.data())
+def test_damaged_streams_never_raise_and_chunking_does_not_matter(rng, count, data):
+    stream, valid = damaged_stream(rng, count)
+    whole = frames_of(FrameDecoder().feed(stream))
+    assert frames_of(feed_bytewise(FrameDecoder(), stream)) == whole
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    decoder = FrameDecoder()
+    chunked = []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        chunked.extend(decoder.feed(stream[start:end]))
+    assert frames_of(chunked) == whole
+
+
+RECOVERY_SAMPLE = 2000  # valid frames per example
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.randoms(use_true_random=True))
+def test_at_least_99_percent_of_valid_frames_survive_damaged_neighbours(rng):
+    # A CRC-less frame (heartbeat, param, unknown function) cannot prove its
+    # own length: unchecked, a corrupt one swallows the frames after it.
+    stream, valid = damaged_stream(rng, RECOVERY_SAMPLE)
+    decoder = FrameDecoder()
+    # The link goes on (idle bytes here), so that nothing still waits for its end.
+    results = decoder.feed(stream) + decoder.feed(bytes(decoder.max_frame_length))
+    ratio = recovered(valid, results) / len(valid)
+    assert ratio >= 0.99

@@ -126,6 +126,36 @@ def test_invalid_frames_raise_frame_error_with_the_reason(mutate, reason):
     assert caught.value.reason == reason
 
 
+def _with_length_field(data: bytes, total: int) -> bytes:
+    return data[:4] + (total - 6).to_bytes(2, "little") + data[6:]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        # Frames without a CRC must fit their kind's layout.
+        (frame_bytes("heartbeat") + b"\x00", "heartbeat not 19 bytes"),
+        (frame_bytes("heartbeat")[:-1], "heartbeat not 19 bytes"),
+        (frame_bytes("read_param_reply_param0_300s") + b"\x00", "param value length does not "
+         "match the frame"),
+        (frame_bytes("read_param_request_param7") + b"\x00", "param frame fits no param layout"),
+        (frame_bytes("write_param_reply")[:-1], "param frame fits no param layout"),
+    ],
+    ids=["long heartbeat", "short heartbeat", "param value too short", "read param 21 bytes",
+         "write param 20 bytes"],
+)
+def test_crc_less_frames_that_do_not_fit_their_kind_are_refused(data, reason):
+    with pytest.raises(FrameError) as caught:
+        lxp.parse(_with_length_field(data, len(data)))
+    assert caught.value.reason == reason
+
+
+def test_heartbeats_are_one_fixed_size():
+    assert len(lxp.build(lxp.Heartbeat("2222222222", 5, b"\x07"))) == 19
+    with pytest.raises(ValueError, match="trailer must be one byte"):
+        lxp.Heartbeat("2222222222", 2, b"\x00\x00")
+
+
 def test_unknown_tcp_function_is_kept_whole():
     frame = lxp.UnknownFrame(0xC7, "2222222222", b"\x01\x02\x03")
     data = lxp.build(frame)
@@ -151,7 +181,7 @@ protocols = st.sampled_from([1, 2, 5])
 register_values = st.lists(u16, min_size=1, max_size=127).map(tuple)
 
 frames = st.one_of(
-    st.builds(lxp.Heartbeat, serials, st.sampled_from([2, 5]), st.binary(max_size=4)),
+    st.builds(lxp.Heartbeat, serials, st.sampled_from([2, 5]), st.binary(min_size=1, max_size=1)),
     st.builds(lxp.ReadRequest, read_functions, serials, serials, u16, u16, protocols),
     st.builds(lxp.ReadReply, read_functions, serials, serials, u16, register_values,
               st.sampled_from([2, 5])),
