@@ -54,7 +54,7 @@ from simulator.plant import (
     UnknownRegister,
     ValueOutOfRange,
 )
-from simulator.state import StateFileError, read_state, write_state
+from simulator.state import StateFileError, read_saved, write_state
 
 DEFAULT_DATALOG_SERIAL = "SIMDL00001"
 
@@ -637,23 +637,28 @@ class DongleFactory(protocol.Factory):
         path = self.config.state_path
         try:
             write_state(path, self.plant.holding.writable(), self.config.datalog,
-                        self.config.inverter)
+                        self.config.inverter, self.plant.clock_offset.total_seconds())
         except OSError as error:
             self.log.error("dongle {datalog}: cannot save state to {path}: {error}",
                            datalog=self.config.datalog, path=path, error=str(error))
 
     def _restore_state(self, path: str) -> None:
-        saved = read_state(path)
+        saved = read_saved(path)
         if saved is None:
             self.log.info("dongle {datalog}: no state file {path} yet: starting from defaults",
                           datalog=self.config.datalog, path=path)
             return
         try:
-            changes = self.plant.holding.load(saved)
+            changes = self.plant.holding.load(saved.holding)
         except RegisterError as error:
             raise StateFileError(f"state file {path!r}: {error}") from None
-        self.log.info("dongle {datalog}: restored {count} holding registers from {path}",
-                      datalog=self.config.datalog, count=len(changes), path=path)
+        if saved.clock_offset is not None:
+            # The saved clock wins over --clock-offset: it is where the inverter's clock is.
+            self.plant.set_clock_offset(datetime.timedelta(seconds=saved.clock_offset))
+        self.log.info("dongle {datalog}: restored {count} holding registers and the clock "
+                      "({offset:+.0f} s) from {path}", datalog=self.config.datalog,
+                      count=len(changes), offset=self.plant.clock_offset.total_seconds(),
+                      path=path)
 
     # -- broadcasts -----------------------------------------------------------------
 

@@ -693,11 +693,18 @@ class Plant:
                 raise ValueOutOfRange(register, f"not a valid date and time: {error}") from None
         changes = self.holding.write_many(register, values)
         if new_clock is not None:
-            self.clock_offset = new_clock - self.now
-            self._check_day()
+            self.set_clock_offset(new_clock - self.now)
         self._update_ac_charge_latch()
         self.flows = self._flows(STEP)  # a command takes effect at once
         return changes
+
+    def set_clock_offset(self, offset: datetime.timedelta) -> None:
+        """Put the inverter's clock ``offset`` ahead of the true time (a clock set or restored)."""
+        self.clock_offset = offset
+        self._check_day()
+        self._refresh_clock_registers()
+        self._update_ac_charge_latch()
+        self.flows = self._flows(STEP)
 
     # -- input registers --------------------------------------------------------
 

@@ -1,5 +1,9 @@
 """Holding registers kept across restarts (``--state FILE``): a small JSON document.
 
+Besides the writable holding registers it keeps the inverter's clock, as its
+offset in seconds from the simulated time: a clock a bridge has set stays set
+across a restart, as a real inverter's battery-backed clock does.
+
 Written atomically (a temporary file in the same directory, then
 ``os.replace``), so that a crash mid-write leaves the old file, never half a
 new one.
@@ -8,10 +12,13 @@ new one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+import attrs
 
 FORMAT_VERSION = 1
 
@@ -20,8 +27,22 @@ class StateFileError(ValueError):
     """A state file that cannot be read back: not JSON, or not holding registers."""
 
 
+@attrs.frozen
+class SavedState:
+    """What a state file holds: writable holding registers and the clock's offset (or None)."""
+
+    holding: dict[int, int]
+    clock_offset: float | None = None  # seconds the inverter's clock is ahead
+
+
 def read_state(path: str | os.PathLike) -> dict[int, int] | None:
     """The saved holding registers, or None if there is no file yet."""
+    saved = read_saved(path)
+    return None if saved is None else saved.holding
+
+
+def read_saved(path: str | os.PathLike) -> SavedState | None:
+    """Everything saved in ``path``, or None if there is no file yet."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -32,7 +53,13 @@ def read_state(path: str | os.PathLike) -> dict[int, int] | None:
     try:
         document = json.loads(text)
         registers = document["holding"]
-        return {int(register): int(value) for register, value in registers.items()}
+        holding = {int(register): int(value) for register, value in registers.items()}
+        clock_offset = document.get("clock_offset")
+        if clock_offset is not None:
+            clock_offset = float(clock_offset)
+            if not math.isfinite(clock_offset):
+                raise ValueError(f"clock_offset is not a number of seconds: {clock_offset}")
+        return SavedState(holding, clock_offset)
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise StateFileError(
             f"state file {str(path)!r} does not hold holding registers: {error}"
@@ -40,9 +67,13 @@ def read_state(path: str | os.PathLike) -> dict[int, int] | None:
 
 
 def write_state(
-    path: str | os.PathLike, registers: Mapping[int, int], datalog: str, inverter: str
+    path: str | os.PathLike,
+    registers: Mapping[int, int],
+    datalog: str,
+    inverter: str,
+    clock_offset: float | None = None,
 ) -> None:
-    """Save ``registers`` to ``path`` atomically."""
+    """Save ``registers`` (and the clock's offset, if given) to ``path`` atomically."""
     path = Path(path)
     document = {
         "version": FORMAT_VERSION,
@@ -50,6 +81,8 @@ def write_state(
         "inverter": inverter,
         "holding": {str(register): value for register, value in sorted(registers.items())},
     }
+    if clock_offset is not None:
+        document["clock_offset"] = clock_offset
     descriptor, temporary = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
     )

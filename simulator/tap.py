@@ -104,8 +104,8 @@ class Options(usage.Options):
         ["clock-offset", None, 0.0, "Seconds the inverter's clock starts ahead of the simulated "
          "time (negative: behind), e.g. -300 for a clock 5 minutes slow; a client sets it with "
          "a write to registers 12-14.", float],
-        ["state", None, None, "JSON file keeping the holding registers across restarts "
-         "(with --count, one file per dongle: NAME-<index>.EXT)."],
+        ["state", None, None, "JSON file keeping the holding registers and the inverter "
+         "clock across restarts (with --count, one file per dongle: NAME-<index>.EXT)."],
         ["count", None, 1, "Serve N independent dongles on ports port .. port+N-1, serials "
          "numbered on from --datalog and --serial.", _number(int, 1)],
         ["drop-every", None, None, "Fault: close each connection this many seconds after it "

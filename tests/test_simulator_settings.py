@@ -21,6 +21,7 @@ from octolux import lxp
 from octolux.lxp import holding
 from octolux.lxp.inputs import decode_input_blocks, encode_text
 from simulator.plant import HOLDING_REGISTER_COUNT
+from simulator.state import StateFileError
 
 WRITE_SINGLE = lxp.DeviceFunction.WRITE_SINGLE
 WRITE_MULTI = lxp.DeviceFunction.WRITE_MULTI
@@ -201,3 +202,31 @@ def test_an_ac_charge_slot_written_over_the_wire_gates_charging_on_the_running_c
     assert charging_from_grid()
     clock.advance(60)  # 02:01
     assert not charging_from_grid()
+
+
+def test_state_keeps_the_settings_and_the_clock_across_a_restart(tmp_path):
+    path = tmp_path / "state.json"
+    dongle, clock = make_dongle(state_path=path, speed=60)
+    slot = [holding.encode_time(datetime.time(23, 30)), holding.encode_time(datetime.time(5, 0))]
+    request(dongle, multi(72, slot))
+    request(dongle, single(holding.SYSTEM_ENABLE, 5 << 1 | 1 << 4))
+    request(dongle, single(holding.DISCHARGE_CUTOFF_SOC, 25))
+    set_to = datetime.datetime(2024, 6, 21, 11, 0)  # an hour slow
+    request(dongle, multi(12, holding.encode_clock(set_to)))
+    clock.advance(60)  # an hour of simulated time: the clock runs on
+
+    restarted, _ = make_dongle(state_path=path, start=NOON + datetime.timedelta(hours=1))
+    values = all_holding(restarted)
+    assert values[72:74] == tuple(slot)
+    assert values[holding.SYSTEM_ENABLE] == 5 << 1 | 1 << 4
+    assert values[holding.DISCHARGE_CUTOFF_SOC] == 25
+    # Still an hour slow, whatever the time the simulator restarts at.
+    assert holding.decode_clock(*values[12:15]) == set_to + datetime.timedelta(hours=1)
+
+
+@pytest.mark.parametrize("offset", ['"soon"', "NaN", "[1]"])
+def test_a_state_file_with_a_bad_clock_is_refused(tmp_path, offset):
+    path = tmp_path / "state.json"
+    path.write_text(f'{{"holding": {{"65": 50}}, "clock_offset": {offset}}}')
+    with pytest.raises(StateFileError, match="state.json"):
+        make_dongle(state_path=path)
