@@ -21,6 +21,9 @@ from octolux.lxp import frames
 
 SERIAL_LENGTH = frames.SERIAL_LENGTH  # config.ini adds: letters and digits only
 LXP_PORT = 8000
+VENDOR_PORT = 4346  # where dongles dial the vendor's server: server mode's default
+MAX_CONNECTIONS = 64
+IDENTIFY_TIMEOUT = 90.0
 SERVER_HOST = "127.0.0.1"
 SERVER_PORT = 4346
 MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -34,12 +37,13 @@ DEFAULT_INVERTER_NAME = "inverter"
 
 # The keys this project reads, by section; any other key is logged as ignored.
 _KNOWN_KEYS = {
-    "lxp": {"host", "port", "serial", "datalog", "name",
+    "lxp": {"host", "port", "serial", "datalog", "name", "listen", "cloud",
             "heartbeat_echo", "no_data_timeout", "command_timeout"},
     "server": {"listen_host", "host", "port", "control"},
     "mqtt": {"uri", "prefix", "ca_file", "client_id"},
     "log": {"level"},
     "history": {"enabled", "path", "uri", "retention", "max_size"},
+    "listener": {"max_connections", "identify_timeout", "accept_unknown"},
 }
 _NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
 _RESERVED_NAMES = frozenset({"inputs", "registers", "history", "state", "events", "command"})
@@ -56,16 +60,32 @@ class ConfigError(Exception):
 
 @attrs.frozen
 class InverterConfig:
-    """One datalogger to connect to, and how patient to be with it."""
+    """One datalogger to connect to (or, with ``listen``, to wait for), and how patient to be.
+
+    ``serial`` and ``datalog`` None: learned from the dongle's frames.
+    """
 
     name: str
-    host: str
-    serial: str
-    datalog: str
+    host: str | None
+    serial: str | None
+    datalog: str | None
     port: int = LXP_PORT
     heartbeat_echo: bool = HEARTBEAT_ECHO
     no_data_timeout: float = NO_DATA_TIMEOUT
     command_timeout: float = COMMAND_TIMEOUT
+    # Server mode: the dongle connects to us at this (host, port) instead of us to it.
+    listen: tuple[str, int] | None = None
+    # Relay, in server mode: the vendor's server (host, port) to pass the dongle's bytes to.
+    cloud: tuple[str, int] | None = None
+
+
+@attrs.frozen
+class ListenerConfig:
+    """How server mode's listeners guard their door (``[listener]``)."""
+
+    max_connections: int = MAX_CONNECTIONS
+    identify_timeout: float = IDENTIFY_TIMEOUT
+    accept_unknown: bool = False
 
 
 @attrs.frozen
@@ -115,6 +135,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     mqtt: MqttConfig | None = None
     history: HistoryConfig | None = None  # None: no history (no [history] section)
+    listener: ListenerConfig = ListenerConfig()
     log_level: str = LOG_LEVEL
     # One line per section or key that was read but is not used, for the log.
     ignored: tuple[str, ...] = ()
@@ -166,6 +187,7 @@ class _Reader:
     parser: configparser.ConfigParser
     filename: str
     ignored: list[str] = attrs.Factory(list)
+    sections: dict[str, str] = attrs.Factory(dict)  # inverter name -> its section
 
     def config(self) -> Config:
         inverters = self.inverters()
@@ -173,6 +195,8 @@ class _Reader:
         mqtt = self.mqtt()
         history = self.history()
         log_level = self.log_level()
+        listener = self.listener()
+        self.check_api_clash(inverters, server)
         for section in self.parser.sections():
             if section not in _KNOWN_KEYS and _lxp_name(section) is None:
                 self.ignored.append(f"{self.filename}: [{section}]: not used by octolux, ignored")
@@ -182,6 +206,7 @@ class _Reader:
             mqtt=mqtt,
             history=history,
             log_level=log_level,
+            listener=listener,
             ignored=tuple(self.ignored),
         )
 
@@ -202,17 +227,65 @@ class _Reader:
             if any(inverter.name == name for inverter in inverters):
                 raise self.error(section, "name", "two inverters with this name", name)
             self.check_keys(section, _KNOWN_KEYS["lxp"])
+            self.sections[name] = section
+            listen = self.address(section, "listen", VENDOR_PORT)
+            cloud = self.address(section, "cloud", VENDOR_PORT)
+            if listen is not None:
+                if self.get(section, "host"):
+                    raise self.error(section, "listen", "not with host: give host (the bridge"
+                                     " dials the dongle) or listen (the dongle dials the"
+                                     " bridge)", self.get(section, "listen"))
+                for key in ("port", "heartbeat_echo"):
+                    if self.get(section, key):
+                        self.note(section, key, "not used with listen, ignored")
+            elif cloud is not None:
+                raise self.error(section, "cloud", "only with listen (server mode)",
+                                 self.get(section, "cloud"))
             inverters.append(InverterConfig(
                 name=name,
-                host=self.required(section, "host"),
+                host=self.required(section, "host") if listen is None else None,
                 port=self.port(section, "port", LXP_PORT),
-                serial=self.serial(section, "serial"),
-                datalog=self.serial(section, "datalog"),
+                serial=self.serial(section, "serial", optional=True),
+                datalog=self.serial(section, "datalog", optional=True),
+                listen=listen,
+                cloud=cloud,
                 heartbeat_echo=self.boolean(section, "heartbeat_echo", HEARTBEAT_ECHO),
                 no_data_timeout=self.seconds(section, "no_data_timeout", NO_DATA_TIMEOUT),
                 command_timeout=self.seconds(section, "command_timeout", COMMAND_TIMEOUT),
             ))
         return tuple(inverters)
+
+    def listener(self) -> ListenerConfig:
+        if not self.parser.has_section("listener"):
+            return ListenerConfig()
+        self.check_keys("listener", _KNOWN_KEYS["listener"])
+        value = self.get("listener", "max_connections")
+        maximum = MAX_CONNECTIONS
+        if value:
+            maximum = self.integer("listener", "max_connections", value)
+            if maximum < 1:
+                raise self.error("listener", "max_connections", "must be at least 1", value)
+        return ListenerConfig(
+            max_connections=maximum,
+            identify_timeout=self.seconds("listener", "identify_timeout", IDENTIFY_TIMEOUT),
+            accept_unknown=self.boolean("listener", "accept_unknown", False),
+        )
+
+    def check_api_clash(self, inverters, server: ServerConfig) -> None:
+        """A listener on the HTTP API's port (4346 is both defaults) is one clear line."""
+        wildcards = {"", "0.0.0.0", "::"}
+        for inverter in inverters:
+            if inverter.listen is None or server.port == 0:
+                continue
+            host, port = inverter.listen
+            same_host = host == server.listen_host or {host, server.listen_host} & wildcards
+            if port == server.port and same_host:
+                section = self.sections[inverter.name]
+                raise ConfigError(
+                    f"{self.filename}: [{section}] listen: port {port} is also the HTTP API's"
+                    f" ([server] port = {server.port}, its default): move the API, e.g."
+                    f" [server] port = 8080"
+                )
 
     def server(self) -> ServerConfig:
         if not self.parser.has_section("server"):
@@ -385,7 +458,31 @@ class _Reader:
                 "PostgreSQL needs psycopg: pip install 'octolux[postgresql]'", shown,
             )
 
-    def serial(self, section: str, key: str) -> str:
+    def address(self, section: str, key: str, default_port: int) -> tuple[str, int] | None:
+        """``HOST:PORT``, ``HOST`` (``default_port``) or ``[IPv6]:PORT``; None when not given."""
+        value = self.get(section, key)
+        if not value:
+            return None
+        if value.startswith("["):
+            host, bracket, rest = value[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise self.error(section, key, "not HOST:PORT", value)
+            port_text = rest[1:]
+        elif value.count(":") == 1:
+            host, _, port_text = value.partition(":")
+        else:
+            host, port_text = value, ""  # a bare IPv6 address, or a host name
+        if not host:
+            raise self.error(section, key, "no host (0.0.0.0 listens on all addresses)", value)
+        if not port_text:
+            return host, default_port
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise self.error(section, key, "not a port number (1-65535)", value)
+        return host, int(port_text)
+
+    def serial(self, section: str, key: str, *, optional: bool = False) -> str | None:
+        if optional and not self.get(section, key):
+            return None
         value = self.required(section, key)
         if len(value) != SERIAL_LENGTH or not value.isascii() or not value.isalnum():
             raise self.error(section, key, f"not {SERIAL_LENGTH} letters and digits", value)

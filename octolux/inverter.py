@@ -1,8 +1,16 @@
 """The inverter as the rest of the bridge sees it.
 
-An ``Inverter`` keeps one TCP connection to one datalogger (``ClientService``
-with exponential backoff), runs one request at a time against it, and tells its
-observers what the inverter reports, whoever asked for it.
+An ``Inverter`` keeps one TCP connection to one datalogger, runs one request at
+a time against it, and tells its observers what the inverter reports, whoever
+asked for it. The connection comes from one of two sources: the inverter dials
+the datalogger itself (``ClientService`` with exponential backoff), or, in
+server mode, the datalogger dials us and an ``octolux.listener.DongleListener``
+hands its connection over through the same ``FrameHandler`` methods.
+
+Its serials may be unknown at the start: the datalog serial is then learned
+from the first frame, the inverter serial from the first reply or input frame
+(asking for input block 1 if none comes soon). Requests wait for the inverter
+serial as they wait for a connection.
 
 A dongle sends every reply and broadcast to every client (PROTOCOL.md section
 8), so a frame that arrives is first of all news about the inverter: it updates
@@ -24,7 +32,7 @@ from typing import Any, Protocol
 import attrs
 from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -49,6 +57,13 @@ SEND_MARGIN = 2.0  # seconds
 # stream of corrupt heartbeats (they carry no CRC) from growing the set.
 _MAX_REMEMBERED_SERIALS = 16
 
+# Stands in for a serial not learned yet in requests queued meanwhile; it never
+# goes on the wire (requests are readdressed when sent, and wait until then).
+_NOT_YET_KNOWN = "0000000000"
+# Seconds after connecting without the inverter serial before asking for input
+# block 1, whose reply carries it: broadcasts may be minutes apart.
+SERIAL_QUESTION_DELAY = 5.0
+
 
 class CommandFailed(Exception):
     """A request to the inverter did not succeed; ``reason`` says why, for the log.
@@ -57,7 +72,9 @@ class CommandFailed(Exception):
     ``no reply within T s``, ``not connected within T s``, ``still queued after T s``,
     ``not sent: T2 s of T s left`` (its turn came with too little time left for
     a reply, see ``SEND_MARGIN``; ``T2`` with one decimal), ``exception reply:
-    ILLEGAL_VALUE`` (or another ``ExceptionCode`` name, or ``code N``), ``connection lost``
+    ILLEGAL_VALUE`` (or another ``ExceptionCode`` name, or ``code N``),
+    ``inverter serial not learned within T s`` (connected, but no frame has
+    told the inverter serial yet), ``connection lost``
     (it was on the wire when the connection dropped), ``stopping`` (the service
     stopped), ``not running`` (asked while the service was not running),
     ``invalid request: ...`` (a register, count, value or bit out of range).
@@ -170,9 +187,9 @@ class Inverter(service.Service):
 
     def __init__(
         self,
-        endpoint,  # IStreamClientEndpoint to the datalogger
-        datalog: str,  # 10-character datalogger serial
-        serial: str,  # 10-character inverter serial
+        endpoint,  # IStreamClientEndpoint to the datalogger; None: connections are handed in
+        datalog: str | None,  # 10-character datalogger serial; None: learn it
+        serial: str | None,  # 10-character inverter serial; None: learn it
         *,
         clock,  # IReactorTime
         heartbeat_echo: bool = False,
@@ -183,8 +200,8 @@ class Inverter(service.Service):
         address: str | None = None,  # "host:port", for log lines before any connection
     ):
         # Checked here: a bad serial would otherwise fail every request later.
-        self.datalog = lxp.check_serial(datalog, "datalog")
-        self.serial = lxp.check_serial(serial, "serial")
+        self.datalog = None if datalog is None else lxp.check_serial(datalog, "datalog")
+        self.serial = None if serial is None else lxp.check_serial(serial, "serial")
         self.name = name
         self.heartbeat_echo = heartbeat_echo
         self.command_timeout = command_timeout
@@ -208,14 +225,17 @@ class Inverter(service.Service):
         self._logged_failure: str | None = None  # the reason last logged at info
         self._foreign_datalogs: set[str] = set()
         self._foreign_inverters: set[str] = set()
+        self._serial_question: IDelayedCall | None = None
 
-        factory = LxpFactory(self, clock, no_data_timeout=no_data_timeout, name=name)
-        self._client = ClientService(
-            _ObservedEndpoint(endpoint, self._attempt_failed),
-            factory,
-            retryPolicy=self._retry_delay,
-            clock=clock,
-        )
+        self._client: ClientService | None = None
+        if endpoint is not None:
+            factory = LxpFactory(self, clock, no_data_timeout=no_data_timeout, name=name)
+            self._client = ClientService(
+                _ObservedEndpoint(endpoint, self._attempt_failed),
+                factory,
+                retryPolicy=self._retry_delay,
+                clock=clock,
+            )
 
     # -- state, for the HTTP API ----------------------------------------------
 
@@ -230,9 +250,10 @@ class Inverter(service.Service):
     # -- the service ------------------------------------------------------------
 
     def startService(self) -> None:
-        """Start connecting to the datalogger (and reconnecting, for ever)."""
+        """Start connecting to the datalogger (and reconnecting, for ever), if we dial it."""
         super().startService()
-        self._client.startService()
+        if self._client is not None:
+            self._client.startService()
 
     def stopService(self) -> Deferred[None]:
         """Fail every pending request with ``stopping``; fires once the connection is closed."""
@@ -240,7 +261,11 @@ class Inverter(service.Service):
         pending = [self._current, *self._queue] if self._current else list(self._queue)
         for command in pending:
             self._finish(command, failure=CommandFailed("stopping"))
-        return self._client.stopService()
+        self._cancel_serial_question()
+        if self._client is not None:
+            return self._client.stopService()
+        # Server mode: the listener closes the connections it handed over.
+        return succeed(None)
 
     # -- requests: each returns a Deferred; at most one is on the wire at a time;
     # each fails with CommandFailed within command_timeout of the call, and a
@@ -270,7 +295,7 @@ class Inverter(service.Service):
     def write_single(self, register: int, value: int) -> Deferred[int]:
         """Write one holding register; fires with the value, once the inverter echoes it."""
         try:
-            request = lxp.WriteSingleRequest(self.datalog, self.serial, register, value)
+            request = lxp.WriteSingleRequest(self._datalog, self._serial, register, value)
         except ValueError as error:
             return fail(CommandFailed(f"invalid request: {error}"))
         return self._submit(f"write_single({register}, {value})", self._write_steps(request))
@@ -294,7 +319,23 @@ class Inverter(service.Service):
         # A reply carries at most 127 values, so a bigger read could never be answered.
         if not isinstance(count, int) or not 1 <= count <= 127:
             raise ValueError(f"count must be 1-127: {count!r}")
-        return lxp.ReadRequest(function, self.datalog, self.serial, register, count)
+        return lxp.ReadRequest(function, self._datalog, self._serial, register, count)
+
+    @property
+    def _datalog(self) -> str:
+        """The datalog serial to address a request with (a stand-in until it is learned)."""
+        return self.datalog or _NOT_YET_KNOWN
+
+    @property
+    def _serial(self) -> str:
+        """The inverter serial to address a request with (a stand-in until it is learned)."""
+        return self.serial or _NOT_YET_KNOWN
+
+    def _addressed(self, request: lxp.Frame) -> lxp.Frame:
+        """``request`` with the serials learned since it was built, if it was built before."""
+        if request.datalog == self.datalog and request.inverter == self.serial:
+            return request
+        return attrs.evolve(request, datalog=self.datalog, inverter=self.serial)
 
     # -- the steps of each request: generators yielding frames, sent replies ----
 
@@ -319,7 +360,7 @@ class Inverter(service.Service):
     def _set_bit_steps(self, read: lxp.ReadRequest, bit: int, on: bool):
         reply = yield read
         value = with_bit(reply.values[0], bit, on)
-        echo = yield lxp.WriteSingleRequest(self.datalog, self.serial, read.register, value)
+        echo = yield lxp.WriteSingleRequest(self._datalog, self._serial, read.register, value)
         return echo.value
 
     # -- the queue ----------------------------------------------------------------
@@ -336,8 +377,18 @@ class Inverter(service.Service):
         return command.deferred
 
     def _send_next(self) -> None:
-        """Put the next live request on the wire, if connected and the wire is free."""
-        while self._current is None and self._queue and self._protocol is not None:
+        """Put the next live request on the wire, if connected and the wire is free.
+
+        Not before the inverter serial is known: the inverter ignores requests
+        with a wrong one.
+        """
+        while (
+            self._current is None
+            and self._queue
+            and self._protocol is not None
+            and self.serial is not None
+            and self.datalog is not None
+        ):
             command = self._queue.popleft()
             if command.done:
                 continue
@@ -366,6 +417,7 @@ class Inverter(service.Service):
                 # A later step (set_bit's write) whose turn came too late.
                 self._finish(command, failure=self._too_late(command, left))
                 return
+            request = self._addressed(request)
             command.request = request
             self.log.debug(
                 "{name}: {command}: sending {request}",
@@ -379,6 +431,8 @@ class Inverter(service.Service):
         timeout = self.command_timeout
         if command is self._current:
             reason = f"no reply within {timeout:g} s"
+        elif self.connected and (self.serial is None or self.datalog is None):
+            reason = f"inverter serial not learned within {timeout:g} s"
         elif not self.connected or self._connected_at >= command.deadline:
             # (The second: the connection came just as its time ran out.)
             reason = f"not connected within {timeout:g} s"
@@ -440,15 +494,37 @@ class Inverter(service.Service):
     # -- FrameHandler: called by LxpProtocol ----------------------------------------
 
     def connection_made(self, protocol: LxpProtocol) -> None:
-        """The connection is up: log it, tell the observers, start the queue."""
+        """The connection is up: log it, tell the observers, start the queue.
+
+        In server mode a dongle that reconnects may do so before its old
+        connection is seen to close: the new one replaces it.
+        """
+        replaced = self._protocol
+        if replaced is not None and replaced is not protocol:
+            self._protocol = None
+            if self._current is not None:
+                self._finish(self._current, failure=CommandFailed("connection lost"),
+                             send_next=False)
+            self.log.info("{name}: connection from {old} replaced by {new}", name=self.name,
+                          old=replaced.peer, new=protocol.peer)
+            replaced.abort(f"replaced by a new connection from {protocol.peer}")
         self._protocol = protocol
         self._peer = protocol.peer
         self._was_connected = True
         self._connected_at = self._clock.seconds()
         self._last_loss = None
-        self.connected = True
-        self.log.info("{name}: connected to {peer}", name=self.name, peer=protocol.peer)
-        self._notify("connection_changed", True)
+        was_connected, self.connected = self.connected, True
+        if self._client is None:
+            self.log.info("{name}: the datalogger connected from {peer}", name=self.name,
+                          peer=protocol.peer)
+        else:
+            self.log.info("{name}: connected to {peer}", name=self.name, peer=protocol.peer)
+        if self.serial is None:
+            self._cancel_serial_question()
+            self._serial_question = self._clock.callLater(
+                SERIAL_QUESTION_DELAY, self._ask_for_serial)
+        if not was_connected:
+            self._notify("connection_changed", True)
         self._send_next()
 
     def connection_lost(self, protocol: LxpProtocol, reason: str) -> None:
@@ -458,7 +534,8 @@ class Inverter(service.Service):
         self._protocol = None
         self.connected = False
         self._last_loss = reason
-        if not self.running:
+        self._cancel_serial_question()
+        if not self.running or self._client is None:
             self.log.info(
                 "{name}: disconnected from {peer}: {reason}",
                 name=self.name,
@@ -478,8 +555,10 @@ class Inverter(service.Service):
         a command's result goes out before the register news it caused.
         """
         if frame.datalog != self.datalog:
-            self._foreign_datalog(frame.datalog)
-            return
+            if self.datalog is not None:
+                self._foreign_datalog(frame.datalog)
+                return
+            self._learned("datalog", frame.datalog)
         kind = type(frame)
         notice = None
         if kind is lxp.ReadReply:
@@ -514,7 +593,9 @@ class Inverter(service.Service):
             # write acks: nothing to update, nothing we asked for.
             return
 
-        if frame.inverter != self.serial:
+        if self.serial is None:
+            self._learned("serial", frame.inverter)
+        elif frame.inverter != self.serial:
             self._foreign_inverter(frame.inverter)
         command = self._current
         if command is not None and _answers(command.request, frame):
@@ -533,6 +614,45 @@ class Inverter(service.Service):
             )
         if notice is not None:
             self._notify(*notice)
+
+    # -- serials learned --------------------------------------------------------------
+
+    def _learned(self, key: str, value: str) -> None:
+        """Use ``value`` as the datalog or inverter serial from now on; say so, once."""
+        setattr(self, key, value)
+        what = "datalog (dongle)" if key == "datalog" else "inverter"
+        self.log.info(
+            "{name}: learned the {what} serial {value!r}: put `{key} = {value}` in this"
+            " inverter's [lxp] section of config.ini",
+            name=self.name,
+            what=what,
+            key=key,
+            value=value,
+        )
+        if key == "serial":
+            self._cancel_serial_question()
+            self._send_next()
+
+    def _ask_for_serial(self) -> None:
+        """Ask for input block 1: its reply carries the inverter serial."""
+        self._serial_question = None
+        if self.serial is not None or self._protocol is None:
+            return
+        if self.datalog is None:
+            # Not a frame yet, so not even the datalog serial to address it with.
+            self._serial_question = self._clock.callLater(
+                SERIAL_QUESTION_DELAY, self._ask_for_serial)
+            return
+        self.log.info("{name}: asking for input block 1 to learn the inverter serial",
+                      name=self.name)
+        # Addressed to no inverter in particular: a dongle that insists on the right
+        # serial ignores it, and the next broadcast teaches the serial instead.
+        self._protocol.send(lxp.ReadRequest(READ_INPUT, self.datalog, _NOT_YET_KNOWN, 0, 40))
+
+    def _cancel_serial_question(self) -> None:
+        if self._serial_question is not None and self._serial_question.active():
+            self._serial_question.cancel()
+        self._serial_question = None
 
     # -- state and observers --------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
@@ -16,6 +16,7 @@ from octolux.commands import Topics
 from octolux.config import LOG_LEVELS, Config, ConfigError, InverterConfig, load_config
 from octolux.history import HistoryService, open_stores
 from octolux.inverter import Inverter
+from octolux.listener import DongleListener, Route
 from octolux.mqtt import MqttService
 from octolux.web import ApiService, api_root
 
@@ -128,27 +129,118 @@ def build_service(config: Config, reactor) -> OctoluxService:
         history.setServiceParent(top)
     if mqtt is not None:
         mqtt.setServiceParent(top)
-    for inverter in inverters:
+
+    def attach(inverter: Inverter, named: bool) -> None:
         inverter.setServiceParent(top)
         if history is not None:
             inverter.add_observer(history.recorder(inverter.name))
         if mqtt is not None:
-            name = inverter.name if config.named_topics else None
-            topics = Topics(config.mqtt.prefix, name)
+            topics = Topics(config.mqtt.prefix, inverter.name if named else None)
             bridge = InverterBridge(inverter, mqtt, topics)
             inverter.add_observer(bridge)
             mqtt.subscribe(topics.commands, bridge.command_received)
+
+    for inverter in inverters:
+        attach(inverter, config.named_topics)
+    for listener in _listeners(reactor, config, inverters, attach):
+        listener.setServiceParent(top)
     return top
 
 
+def _listeners(reactor, config: Config, inverters: list[Inverter], attach) -> list[DongleListener]:
+    """One ``DongleListener`` per distinct ``listen`` address, with the sections it serves."""
+    routes: dict[tuple[str, int], list[Route]] = {}
+    configs: dict[tuple[str, int], list[InverterConfig]] = {}
+    for inverter, inverter_config in zip(inverters, config.inverters, strict=True):
+        if inverter_config.listen is not None:
+            routes.setdefault(inverter_config.listen, []).append(
+                Route(inverter, *_cloud(reactor, inverter_config.cloud))
+            )
+            configs.setdefault(inverter_config.listen, []).append(inverter_config)
+    listeners = []
+    settings = config.listener
+    for (host, port), served in routes.items():
+        accept_unknown = None
+        if settings.accept_unknown:
+            accept_unknown = _unknown_dongles(reactor, configs[host, port][0], attach)
+        endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
+        listeners.append(DongleListener(
+            endpoint_type(reactor, port, interface=host),
+            _address(host, port),
+            served,
+            clock=reactor,
+            max_connections=settings.max_connections,
+            identify_timeout=settings.identify_timeout,
+            no_data_timeout=max(c.no_data_timeout for c in configs[host, port]),
+            accept_unknown=accept_unknown,
+        ))
+    return listeners
+
+
+def _cloud(reactor, cloud: tuple[str, int] | None):
+    """(endpoint maker, "host:port") for a relay to the vendor's server, or (None, None)."""
+    if cloud is None:
+        return None, None
+    host, port = cloud
+
+    def endpoint():
+        return HostnameEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT)
+
+    return endpoint, _address(host, port)
+
+
+def _unknown_dongles(reactor, model: InverterConfig, attach):
+    """``accept_unknown``: a dongle no section names gets an inverter named by its serial.
+
+    Its topics are always named (``<prefix>/<serial>/...``); it has the
+    listener's first section's timeouts and relay.
+    """
+
+    def route_for(datalog: str) -> Route:
+        inverter = Inverter(
+            None, datalog, None, clock=reactor, no_data_timeout=model.no_data_timeout,
+            command_timeout=model.command_timeout, name=datalog,
+        )
+        attach(inverter, True)
+        return Route(inverter, *_cloud(reactor, model.cloud))
+
+    return route_for
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _inverter(reactor, config: InverterConfig) -> Inverter:
+    if config.listen is not None:
+        host, port = config.listen
+        log.info(
+            "Inverter {name}: waiting for its datalogger on {address}{relay}, datalog {datalog},"
+            " serial {serial}",
+            name=config.name,
+            address=_address(host, port),
+            relay=f" (relayed to {_address(*config.cloud)})" if config.cloud else "",
+            datalog=config.datalog or "(to learn)",
+            serial=config.serial or "(to learn)",
+        )
+        # The listener answers heartbeats (or the cloud, through the relay).
+        return Inverter(
+            None,
+            config.datalog,
+            config.serial,
+            clock=reactor,
+            no_data_timeout=config.no_data_timeout,
+            command_timeout=config.command_timeout,
+            name=config.name,
+            address=_address(host, port),
+        )
     log.info(
         "Inverter {name}: datalogger {host}:{port}, datalog {datalog}, serial {serial}",
         name=config.name,
         host=config.host,
         port=config.port,
-        datalog=config.datalog,
-        serial=config.serial,
+        datalog=config.datalog or "(to learn)",
+        serial=config.serial or "(to learn)",
     )
     return Inverter(
         HostnameEndpoint(reactor, config.host, config.port, timeout=CONNECT_TIMEOUT),

@@ -211,8 +211,6 @@ def test_a_missing_file_is_named(tmp_path):
     [
         ("[server]\nport = 1\n", "config.ini: [lxp]: missing section"),
         ("[lxp]\nserial = 0252016062\ndatalog = BA10330137\n", "config.ini: [lxp] host: missing"),
-        ("[lxp]\nhost = h\ndatalog = BA10330137\n", "config.ini: [lxp] serial: missing"),
-        ("[lxp]\nhost = h\nserial = 0252016062\n", "config.ini: [lxp] datalog: missing"),
         (LXP + "port = abc\n", "config.ini: [lxp] port: not a number: 'abc'"),
         (LXP + "port = 0\n", "config.ini: [lxp] port: not a port number (1-65535): '0'"),
         (LXP + "port = 70000\n", "config.ini: [lxp] port: not a port number (1-65535): '70000'"),

@@ -1,0 +1,282 @@
+"""Server mode without a reactor: matching connections to inverters, handover, the leash.
+
+Each connection is the listener's factory's protocol on a StringTransport;
+time is a ``task.Clock``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet import task
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
+
+from octolux import lxp
+from octolux.inverter import SERIAL_QUESTION_DELAY, CommandFailed, Inverter
+from octolux.listener import (
+    FLOOD_BYTES,
+    UNIDENTIFIED_BYTES,
+    DongleListener,
+    Route,
+)
+from octolux.lxp.splitter import FrameSplitter
+
+DATALOG_A, SERIAL_A = "BA00000001", "IN00000001"
+DATALOG_B, SERIAL_B = "BA00000002", "IN00000002"
+READ_HOLD = lxp.DeviceFunction.READ_HOLD
+READ_INPUT = lxp.DeviceFunction.READ_INPUT
+
+_ports = iter(range(40000, 60000))
+
+
+@pytest.fixture
+def caplog_events():
+    """Every log event emitted during the test."""
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+class Rig:
+    def __init__(self, *serials, max_connections=64, identify_timeout=30.0, accept_unknown=None):
+        self.clock = task.Clock()
+        self.inverters = [
+            Inverter(None, datalog, serial, clock=self.clock, name=f"inv{index}",
+                     command_timeout=10)
+            for index, (datalog, serial) in enumerate(serials)
+        ]
+        for inverter in self.inverters:
+            inverter.startService()
+        self.listener = DongleListener(
+            None, "127.0.0.1:4346", [Route(inverter) for inverter in self.inverters],
+            clock=self.clock, max_connections=max_connections,
+            identify_timeout=identify_timeout, accept_unknown=accept_unknown,
+        )
+
+    def connect(self):
+        """A new dongle connection: (protocol, transport)."""
+        address = IPv4Address("TCP", "127.0.0.1", next(_ports))
+        protocol = self.listener._factory.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+
+def sent(transport: StringTransport) -> list:
+    frames = lxp.FrameDecoder().feed(transport.value())
+    transport.clear()
+    return frames
+
+
+def heartbeat(datalog: str) -> bytes:
+    return lxp.build(lxp.Heartbeat(datalog))
+
+
+def inputs(datalog: str, serial: str) -> bytes:
+    return lxp.build(lxp.ReadReply(READ_INPUT, datalog, serial, 0, tuple(range(40))))
+
+
+def test_a_connection_goes_to_the_inverter_its_datalog_names_and_is_answered():
+    rig = Rig((DATALOG_A, SERIAL_A), (DATALOG_B, SERIAL_B))
+    a, b = rig.inverters
+    protocol, transport = rig.connect()
+    assert not a.connected and not b.connected
+    protocol.dataReceived(heartbeat(DATALOG_B))
+    assert b.connected and not a.connected
+    # The bridge answers the heartbeat, as the vendor's server would.
+    assert sent(transport) == [lxp.Heartbeat(DATALOG_B)]
+    protocol.dataReceived(inputs(DATALOG_B, SERIAL_B))
+    assert b.latest_inputs and not a.latest_inputs
+
+
+def test_several_dongles_on_one_listener_each_have_their_own_queue():
+    rig = Rig((DATALOG_A, SERIAL_A), (DATALOG_B, SERIAL_B))
+    a, b = rig.inverters
+    (pa, ta), (pb, tb) = rig.connect(), rig.connect()
+    pa.dataReceived(heartbeat(DATALOG_A))
+    pb.dataReceived(heartbeat(DATALOG_B))
+    sent(ta), sent(tb)
+    got_a, got_b = a.read_hold(21), b.read_hold(21)
+    (request_a,), (request_b,) = sent(ta), sent(tb)
+    assert (request_a.datalog, request_a.inverter) == (DATALOG_A, SERIAL_A)
+    assert (request_b.datalog, request_b.inverter) == (DATALOG_B, SERIAL_B)
+    pb.dataReceived(lxp.build(lxp.ReadReply(READ_HOLD, DATALOG_B, SERIAL_B, 21, (7,))))
+    pa.dataReceived(lxp.build(lxp.ReadReply(READ_HOLD, DATALOG_A, SERIAL_A, 21, (5,))))
+    assert got_a.result == {21: 5} and got_b.result == {21: 7}
+
+
+def test_an_unknown_datalog_is_refused_and_logged_once(caplog_events):
+    rig = Rig((DATALOG_A, SERIAL_A))
+    for _ in range(3):
+        protocol, transport = rig.connect()
+        protocol.dataReceived(heartbeat("XX99999999"))
+        assert transport.disconnecting and sent(transport) == []
+        protocol.connectionLost()
+    refusals = [e for e in caplog_events if "refusing a datalogger" in e.get("log_format", "")]
+    assert len(refusals) == 1
+    assert not rig.inverters[0].connected and rig.listener.connections == set()
+
+
+def test_accept_unknown_makes_an_inverter_named_by_the_serial():
+    made = []
+
+    def accept(datalog):
+        inverter = Inverter(None, datalog, None, clock=rig.clock, name=datalog)
+        inverter.startService()
+        made.append(inverter)
+        return Route(inverter)
+
+    rig = Rig((DATALOG_A, SERIAL_A), accept_unknown=accept)
+    protocol, transport = rig.connect()
+    protocol.dataReceived(heartbeat("XX99999999"))
+    assert [i.name for i in made] == ["XX99999999"] and made[0].connected
+    assert not transport.disconnecting
+
+
+def test_a_dongle_that_reconnects_replaces_its_older_connection():
+    rig = Rig((DATALOG_A, SERIAL_A))
+    (inverter,) = rig.inverters
+    old, old_transport = rig.connect()
+    old.dataReceived(heartbeat(DATALOG_A))
+    sent(old_transport)
+    pending = inverter.read_hold(21)
+    assert len(sent(old_transport)) == 1
+    new, new_transport = rig.connect()
+    new.dataReceived(heartbeat(DATALOG_A))
+    assert old_transport.disconnecting and inverter.connected
+    assert isinstance(pending.result.value, CommandFailed)
+    assert pending.result.value.reason == "connection lost"
+    pending.addErrback(lambda _: None)
+    old.connectionLost()  # the old one's close arrives late: it changes nothing
+    assert inverter.connected
+    sent(new_transport)
+    inverter.read_hold(22)
+    (request,) = sent(new_transport)
+    assert request.register == 22 and old_transport.value() == b""
+
+
+def test_a_connection_that_names_no_dongle_in_time_is_closed():
+    rig = Rig((DATALOG_A, SERIAL_A), identify_timeout=30)
+    protocol, transport = rig.connect()
+    rig.clock.advance(29)
+    assert not transport.disconnecting
+    rig.clock.advance(1)
+    assert transport.disconnecting
+
+
+def test_garbage_before_any_frame_costs_only_that_connection():
+    rig = Rig((DATALOG_A, SERIAL_A))
+    good, good_transport = rig.connect()
+    good.dataReceived(heartbeat(DATALOG_A))
+    bad, bad_transport = rig.connect()
+    bad.dataReceived(b"GET / HTTP/1.1\r\n" * (UNIDENTIFIED_BYTES // 16 + 1))
+    assert bad_transport.disconnecting and not good_transport.disconnecting
+    assert rig.inverters[0].connected
+
+
+def test_a_flood_from_a_known_dongle_closes_only_its_connection():
+    rig = Rig((DATALOG_A, SERIAL_A), (DATALOG_B, SERIAL_B))
+    pa, ta = rig.connect()
+    pb, tb = rig.connect()
+    pa.dataReceived(heartbeat(DATALOG_A))
+    pb.dataReceived(heartbeat(DATALOG_B))
+    frame = inputs(DATALOG_A, SERIAL_A)
+    for _ in range(FLOOD_BYTES // len(frame) + 2):
+        pa.dataReceived(frame)
+    assert ta.disconnecting and not tb.disconnecting
+
+
+def test_the_same_rate_spread_over_time_is_no_flood():
+    rig = Rig((DATALOG_A, SERIAL_A))
+    protocol, transport = rig.connect()
+    protocol.dataReceived(heartbeat(DATALOG_A))
+    frame = inputs(DATALOG_A, SERIAL_A)
+    for _ in range(3 * FLOOD_BYTES // len(frame)):
+        protocol.dataReceived(frame)
+        rig.clock.advance(0.1)
+    assert not transport.disconnecting
+
+
+def test_connections_beyond_the_maximum_are_refused():
+    rig = Rig((DATALOG_A, SERIAL_A), max_connections=2)
+    first, second, third = rig.connect(), rig.connect(), rig.connect()
+    assert not first[1].disconnecting and not second[1].disconnecting
+    assert third[1].disconnecting
+    first[0].connectionLost()
+    fourth = rig.connect()
+    assert not fourth[1].disconnecting
+
+
+def test_serials_are_learned_from_the_dongle_and_commands_wait_for_them(caplog_events):
+    rig = Rig((None, None))
+    (inverter,) = rig.inverters
+    protocol, transport = rig.connect()
+    waiting = inverter.read_hold(21)
+    protocol.dataReceived(heartbeat(DATALOG_A))
+    assert inverter.datalog == DATALOG_A and inverter.serial is None
+    assert sent(transport) == [lxp.Heartbeat(DATALOG_A)]  # the command waits
+    rig.clock.advance(SERIAL_QUESTION_DELAY)
+    (question,) = sent(transport)
+    assert (question.function, question.register, question.count) == (READ_INPUT, 0, 40)
+    protocol.dataReceived(inputs(DATALOG_A, SERIAL_A))
+    assert inverter.serial == SERIAL_A
+    (request,) = sent(transport)
+    assert (request.datalog, request.inverter, request.register) == (DATALOG_A, SERIAL_A, 21)
+    protocol.dataReceived(lxp.build(lxp.ReadReply(READ_HOLD, DATALOG_A, SERIAL_A, 21, (9,))))
+    assert waiting.result == {21: 9}
+    lines = [formatEvent(e) for e in caplog_events if "learned" in e.get("log_format", "")]
+    assert any("`datalog = BA00000001`" in line for line in lines)
+    assert any("`serial = IN00000001`" in line for line in lines)
+    assert len(lines) == 2
+
+
+def test_a_command_fails_in_time_when_the_serial_is_never_learned():
+    rig = Rig((DATALOG_A, None))
+    (inverter,) = rig.inverters
+    protocol, _ = rig.connect()
+    protocol.dataReceived(heartbeat(DATALOG_A))
+    waiting = inverter.read_hold(21)
+    rig.clock.advance(10)
+    assert waiting.result.value.reason == "inverter serial not learned within 10 s"
+    waiting.addErrback(lambda _: None)
+
+
+def test_a_section_without_datalog_takes_the_first_dongle_and_keeps_it():
+    rig = Rig((DATALOG_A, SERIAL_A), (None, SERIAL_B))
+    a, b = rig.inverters
+    p1, _ = rig.connect()
+    p1.dataReceived(heartbeat(DATALOG_B))
+    assert b.connected and b.datalog == DATALOG_B
+    p2, t2 = rig.connect()
+    p2.dataReceived(heartbeat("XX99999999"))  # the free section is taken now
+    assert t2.disconnecting
+    p3, _ = rig.connect()
+    p3.dataReceived(heartbeat(DATALOG_A))
+    assert a.connected
+
+
+# -- the splitter the relay relies on ---------------------------------------------------
+
+
+def stream():
+    frames = [
+        lxp.build(lxp.Heartbeat(DATALOG_A)),
+        inputs(DATALOG_A, SERIAL_A),
+        lxp.build(lxp.ReadRequest(READ_HOLD, DATALOG_A, SERIAL_A, 0, 40)),
+    ]
+    return frames, b"junk" + frames[0] + frames[1] + b"\xa1\x1a\xff\xff" + frames[2]
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 1000])
+def test_the_splitter_gives_back_the_very_bytes_in_whole_frames(step):
+    frames, data = stream()
+    splitter = FrameSplitter()
+    chunks = []
+    for offset in range(0, len(data), step):
+        chunks += splitter.feed(data[offset : offset + step])
+    assert b"".join(chunks) == data
+    for frame in frames:
+        assert frame in chunks
+    assert splitter.buffered == 0
