@@ -165,7 +165,7 @@ WRITABLE: dict[int, Rule] = {
         for pair in slots
         for register in pair
     },
-    holding.SYSTEM_BITS: Rule("bits 0-6", lambda value: value < 0x80),
+    holding.SYSTEM_BITS: ANY_VALUE,  # newer units use all 16 bits (buzzer, CT ratios, eco mode)
     holding.SYSTEM_ENABLE: Rule(
         "bits 0-8, AC charge type (bits 1-3) 0-5, discharge control (bits 4-5) 0-2",
         lambda value: value < 0x200 and holding.ac_charge_type(value) <= 5 and value >> 4 & 3 < 3,
@@ -192,6 +192,10 @@ def default_holding(inverter_serial: str = DEFAULT_INVERTER_SERIAL) -> list[int]
         19: 4,  # device type
         holding.FUNCTION_BITS: DEFAULT_FUNCTION_BITS,
         22: 1200,  # PV start voltage, 120.0 V
+        23: 60,  # seconds to wait before connecting to the grid
+        90: 230, 91: 50,  # EPS output: 230 V, 50 Hz
+        103: 100,  # feed-in limit, % of rated power
+        116: 50, 117: from_signed16(-50),  # grid power (W) that starts discharging / charging
         holding.CHARGE_POWER_PERCENT: 100,
         holding.DISCHARGE_POWER_PERCENT: 100,
         holding.AC_CHARGE_POWER_PERCENT: 100,

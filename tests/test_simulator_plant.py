@@ -285,7 +285,7 @@ def test_unknown_and_read_only_registers_are_refused_with_illegal_address():
 @pytest.mark.parametrize(
     ("register", "value"),
     [(65, 101), (67, 0xFFFF), (68, 24), (68, 60 << 8), (119, 1001), (119, -1001 & 0xFFFF),
-     (106, 900), (110, 0x80), (21, 0x10000), (65, -1)],
+     (106, 900), (110, 0x10000), (21, 0x10000), (65, -1)],
 )
 def test_out_of_range_values_are_refused_with_illegal_value(register, value):
     bank = HoldingRegisters()
@@ -299,7 +299,7 @@ def test_out_of_range_values_are_refused_with_illegal_value(register, value):
 @pytest.mark.parametrize(
     ("register", "value"),
     [(65, 0), (65, 100), (21, 0xFFFF), (21, 0), (68, 23 | 59 << 8), (119, -1000 & 0xFFFF),
-     (106, -400 & 0xFFFF), (161, 100)],
+     (106, -400 & 0xFFFF), (161, 100), (110, 0xFFFF)],
 )
 def test_valid_values_are_stored(register, value):
     bank = HoldingRegisters()
