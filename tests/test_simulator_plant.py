@@ -205,7 +205,9 @@ def test_ac_charge_charges_from_the_grid_at_the_charge_rate_up_to_the_soc_limit(
     plant.advance(6 * 3600)
     assert plant.soc == pytest.approx(60.0, abs=0.5)
     named = inputs(plant)
-    assert named["p_rec"] == 0  # at the limit: the battery feeds the house again
+    # At the limit, still in AC charge time (no slot set: always): no more from the grid,
+    # and the battery is kept (only PV may charge it).
+    assert named["p_rec"] == 0 and named["p_discharge"] == 0
     assert named["e_rec_day"] > 0
 
 
