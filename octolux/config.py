@@ -502,11 +502,15 @@ class _Reader:
             raise self.error("mqtt", "uri", "no host", shown)
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise self.error("mqtt", "uri", "unexpected path or query after host:port", shown)
+        if port == 0:
+            # Not "the default port", as urlsplit's falsy 0 would make it; it
+            # refuses the other numbers outside 1-65535 itself.
+            raise self.error("mqtt", "uri", "not a port number (1-65535)", shown)
         username = urllib.parse.unquote(parts.username) if parts.username is not None else None
         password = urllib.parse.unquote(parts.password) if parts.password is not None else None
         return MqttConfig(
             host=parts.hostname,
-            port=port or MQTT_PORTS[parts.scheme],
+            port=MQTT_PORTS[parts.scheme] if port is None else port,
             tls=parts.scheme == "mqtts",
             username=username or None,
             password=password,
@@ -533,18 +537,34 @@ def _lxp_name(section: str) -> str | None:
     return None
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\Z")
+_PORT = re.compile(r"[0-9]*/?\Z")
+
+
 def mask_password(uri: str) -> str:
-    """``uri`` with everything before the host replaced by ``***``.
+    """``uri`` with whatever may be a password replaced by ``***``.
 
     Malformed URIs are exactly the ones that end up in error messages, so this
     assumes nothing of their shape: whatever stands before the last ``@`` may
-    hold a password (``user:pw@host``, ``mqtt:/user:pw@host``, ...).
+    hold a password (``user:pw@host``, ``mqtt:/user:pw@host``, ...). Without an
+    ``@``, so may whatever follows a ``:`` after the host, unless it is a port
+    number (``mqtt://user:pw`` with its ``@host`` forgotten). Only a well-formed
+    scheme is shown as it is.
     """
-    userinfo, at, host = uri.rpartition("@")
-    if not at:
-        return uri
-    scheme = userinfo.split("://", 1)[0] + "://" if "://" in userinfo else ""
-    return f"{scheme}***@{host}"
+    scheme, separator, rest = uri.partition("://")
+    if not separator or not _SCHEME.match(scheme):
+        scheme, separator, rest = "", "", uri
+    userinfo, at, address = rest.rpartition("@")
+    if at:
+        return f"{scheme}{separator}***@{address}"
+    host = ""
+    if address.startswith("[") and "]" in address:  # an IPv6 address has colons of its own
+        host, bracket, address = address.partition("]")
+        host += bracket
+    more_host, colon, tail = address.partition(":")
+    if colon and not _PORT.match(tail):
+        tail = "***"
+    return f"{scheme}{separator}{host}{more_host}{colon}{tail}"
 
 
 def mask_postgres_uri(uri: str) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import string
 import textwrap
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from octolux.config import (
     COMMAND_TIMEOUT,
@@ -238,8 +241,17 @@ def test_a_missing_file_is_named(tmp_path):
         ),
         (LXP + "[mqtt]\nuri = mqtt://\n", "config.ini: [mqtt] uri: no host: 'mqtt://'"),
         (
+            # "port" might be a password: 'mqtt://user:password' without its @host.
             LXP + "[mqtt]\nuri = mqtt://broker:port\n",
-            "config.ini: [mqtt] uri: not a valid URI: 'mqtt://broker:port'",
+            "config.ini: [mqtt] uri: not a valid URI: 'mqtt://broker:***'",
+        ),
+        (
+            LXP + "[mqtt]\nuri = mqtt://broker:0\n",
+            "config.ini: [mqtt] uri: not a port number (1-65535): 'mqtt://broker:0'",
+        ),
+        (
+            LXP + "[mqtt]\nuri = mqtt://broker:70000\n",
+            "config.ini: [mqtt] uri: not a valid URI: 'mqtt://broker:70000'",
         ),
         (
             LXP + "[mqtt]\nuri = mqtt://broker/topic\n",
@@ -288,12 +300,63 @@ def test_a_bad_uri_is_shown_without_its_password():
         "mqtt://user:s3cr3t-pw@",
         "mqtt://user:s3cr3t-pw@broker/path",
         "mqtt://user:s3cr3t-pw@broker:notaport",
+        "mqtt://user:s3cr3t-pw",  # its @host forgotten
+        "mqtts://:s3cr3t-pw",
+        "mqtt://user:s3cr3t-pw/",
+        "mqtt://[::1]:s3cr3t-pw",
+        "mqtt://user:s3cr3t-pw@broker:0",
     ],
 )
 def test_no_malformed_uri_shows_its_password(uri):
     message = error_of(LXP + f"[mqtt]\nuri = {uri}\n")
     assert message.startswith("config.ini: [mqtt] uri: ")
     assert "s3cr3t-pw" not in message
+
+
+# Shapes a URI with a password can take when someone gets it wrong; {pw} is the password.
+_MALFORMED_SHAPES = [
+    "{scheme}://user:{pw}",
+    "{scheme}://user:{pw}@",
+    "{scheme}://user:{pw}@host:port",
+    "{scheme}://user:{pw}@host:0",
+    "{scheme}://user:{pw}@host/path",
+    "{scheme}://user:{pw}@host?q",
+    "{scheme}:/user:{pw}@host",
+    "{scheme}//user:{pw}@host",
+    "{scheme}:user:{pw}@host",
+    "{scheme}:user:{pw}",
+    "{scheme}://:{pw}",
+    "{scheme}://user:{pw}/",
+    "{scheme}://[::1]:{pw}",
+    "{scheme}://user:{pw}@[::1",
+    "user:{pw}@host",
+    "user:{pw}",
+    "{scheme}://{pw}@",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=st.sampled_from(_MALFORMED_SHAPES),
+    scheme=st.sampled_from(["mqtt", "mqtts", "http", "MQTT", "mqtt ", ""]),
+    # Passwords with the characters that confuse URI parsing: @ : / ? # [ ] %.
+    password=st.text(
+        alphabet=string.ascii_letters + string.digits + "!$%&'()*+,;=-._~:/?#[]",
+        min_size=6,
+        max_size=20,
+    ).filter(lambda pw: not pw.isdigit() and pw.strip() == pw),
+)
+def test_no_config_error_shows_a_password_however_malformed_the_uri(shape, scheme, password):
+    uri = shape.format(scheme=scheme, pw=password)
+    assume(uri.count(password) == 1)  # the password is not also some other part
+    try:
+        config = parse(LXP + f"[mqtt]\nuri = {uri}\n")
+    except ConfigError as error:
+        message = str(error)
+        assert message.startswith("config.ini: [mqtt] uri: ")
+        assert password not in message
+    else:  # a URI that happens to parse: the password is not in the repr either
+        assert password not in repr(config)
 
 
 @pytest.mark.parametrize("name", ["inputs", "registers"])
