@@ -70,11 +70,17 @@ class InverterBridge:
     def command_received(self, message: Message) -> Deferred[str | None]:
         """Run one ``cmd/<name>`` message; fires with the result published (OK or FAIL).
 
-        Fires with None, publishing nothing, for a topic that is not a command
-        and for a retained command (see below).
+        Fires with None, publishing nothing, for a topic that is not a command,
+        a zero-length message and a retained command (see below).
         """
         name = self.topics.command_name(message.topic)
         if name is None:
+            return succeed(None)
+        if not message.payload:
+            # How a retained message is deleted (as the warning below suggests).
+            # The broker forwards the deletion to subscribers, and MQTT 3.1.1
+            # clears its retain flag on the way: no payload is no command.
+            self.log.debug("{topic}: empty message ignored", topic=message.topic)
             return succeed(None)
         shown = describe_payload(message.payload)
         if message.retained:

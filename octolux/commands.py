@@ -177,12 +177,15 @@ class Topics:
 
 
 def describe_payload(payload: bytes) -> str:
-    """The payload for a log line: text as is, anything else as a short bytes repr."""
+    """The payload for a log line, quoted: a short text repr, else a short bytes repr.
+
+    Quoted so that a payload like ``50 -> OK`` cannot pass for the log line's own words.
+    """
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         text = None
     if text and text.isprintable() and len(text) <= MAX_PAYLOAD:
-        return text
+        return repr(text)
     shown = repr(payload[:MAX_PAYLOAD])
     return shown + ("..." if len(payload) > MAX_PAYLOAD else "")

@@ -25,8 +25,10 @@ topics live under `<prefix>/<name>/` instead of `<prefix>/`.
 
 _BOOLEANS = """\
 A "boolean" payload is true for any of `1`, `t`, `true`, `y`, `yes`, `on`
-(case-insensitive) and false for any other text. An empty, binary or
-out-of-range payload gets `FAIL`, and nothing is sent to the inverter.
+(case-insensitive) and false for any other text. A blank, binary or
+out-of-range payload gets `FAIL`, and nothing is sent to the inverter. A
+zero-length message is no command (it is how a retained message is deleted):
+it is ignored and gets no result.
 """
 
 
@@ -97,6 +99,11 @@ def _commands() -> list[str]:
         "Bit commands read register 21, change the one bit, write it back and check the",
         "inverter's echo. After a command, `result/<command>` says `OK` or `FAIL`, and the",
         "register's new value arrives on `hold/<register>`.",
+        "",
+        "`FAIL` for a write that was sent but not answered in time (`no reply within`,",
+        "`connection lost`) means the outcome is unknown: the dongle may still carry the",
+        "write out later. After a `FAIL`, `hold/<register>` shows what the inverter really",
+        "holds (the late echo is published there; `cmd/read_hold` asks for it).",
         "",
     ]
     return lines

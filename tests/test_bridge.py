@@ -113,7 +113,7 @@ def test_discharge_pct_writes_register_65_and_reports_ok(bridge, inverter, publi
         inverter.pending[0].callback(50)
     assert publisher.published == [("octolux/result/discharge_pct", "OK", 1, False)]
     assert running.result == "OK"
-    assert "octolux/cmd/discharge_pct 50 -> OK" in [formatEvent(e) for e in events]
+    assert "octolux/cmd/discharge_pct '50' -> OK" in [formatEvent(e) for e in events]
 
 
 def test_ac_charge_sets_bit_7_of_register_21(bridge, inverter, publisher):
@@ -128,10 +128,10 @@ def test_ac_charge_sets_bit_7_of_register_21(bridge, inverter, publisher):
     [
         ("discharge_pct", b"150"),
         ("discharge_pct", b"abc"),
-        ("discharge_pct", b""),
+        ("discharge_pct", b"  "),
         ("charge_pct", b"-1"),
         ("charge_amount_pct", b"50.5"),
-        ("ac_charge", b""),
+        ("ac_charge", b"\n"),
         ("ac_charge", b"\xff\xfe\x00"),
         ("forced_discharge", b"\x00"),
         ("read_hold", b"x"),
@@ -155,7 +155,7 @@ def test_a_failed_request_is_reported_once_with_its_reason(bridge, inverter, pub
         bridge.command_received(command("discharge_pct", b"50"))
         inverter.pending[0].errback(CommandFailed("no reply within 10 s"))
     assert publisher.messages() == [("octolux/result/discharge_pct", "FAIL")]
-    assert "octolux/cmd/discharge_pct 50 -> FAIL (no reply within 10 s)" in [
+    assert "octolux/cmd/discharge_pct '50' -> FAIL (no reply within 10 s)" in [
         formatEvent(e) for e in events
     ]
 
@@ -181,6 +181,28 @@ def test_a_retained_command_is_not_run(bridge, inverter, publisher):
     assert inverter.requests == []
     assert publisher.published == []
     assert any("retained" in formatEvent(e) for e in events)
+
+
+@pytest.mark.parametrize("retained", [True, False])
+def test_a_zero_length_message_deleting_a_retained_command_is_ignored(
+    bridge, inverter, publisher, retained
+):
+    # Subscribed before the deletion, the bridge gets it without the retain flag.
+    with capturedLogs() as events:
+        running = bridge.command_received(command("ac_charge", b"", retained=retained))
+    assert running.result is None
+    assert inverter.requests == []
+    assert publisher.published == []
+    assert [e for e in events if e["log_level"] > LogLevel.debug] == []
+
+
+def test_payloads_are_quoted_in_log_lines(bridge, inverter, publisher):
+    with capturedLogs() as events:
+        bridge.command_received(command("discharge_pct", b"50 -> OK"))
+    (line,) = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.info]
+    assert line == (
+        "octolux/cmd/discharge_pct '50 -> OK' -> FAIL (not a whole number: '50 -> OK')"
+    )
 
 
 def test_commands_run_as_sent_each_with_its_own_result(bridge, inverter, publisher):

@@ -159,6 +159,8 @@ def test_command_name_from_topic():
 
 
 def test_describe_payload_for_logs():
-    assert describe_payload(b"50") == "50"
+    assert describe_payload(b"50") == "'50'"
+    assert describe_payload(b"50 -> OK") == "'50 -> OK'"
+    assert describe_payload(b"it's") == '"it\'s"'
     assert describe_payload(b"\xff\x00") == r"b'\xff\x00'"
     assert describe_payload(b"a" * 100).endswith("...")

@@ -155,9 +155,9 @@ async def test_bad_payloads_fail_and_never_reach_the_simulator(rig):
     for name, payload in [
         ("discharge_pct", b"150"),
         ("discharge_pct", b"fifty"),
-        ("charge_pct", b""),
+        ("charge_pct", b" "),
         ("charge_amount_pct", b"-5"),
-        ("ac_charge", b""),
+        ("ac_charge", b"\t"),
         ("forced_discharge", b"\xff\xfe\x00\x01"),
         ("read_hold", b"nope"),
         ("read_input", b"7"),
@@ -167,6 +167,17 @@ async def test_bad_payloads_fail_and_never_reach_the_simulator(rig):
     assert await rig.command("charge_pct", b"40") == "OK"
     assert [(w.register, w.value) for w in rig.writes()] == [(64, 40)]
     assert len(rig.probe.on(rig.topic("result/discharge_pct"))) == 2  # exactly once each
+
+
+@pytest_twisted.ensureDeferred
+async def test_deleting_a_retained_command_is_no_command(rig):
+    # The way the bridge's warning about a retained command suggests: an empty
+    # retained message. The broker forwards it, without the retain flag.
+    results = len(rig.probe.on(rig.topic("result/charge_pct")))
+    rig.probe.publish(rig.topic("cmd/charge_pct"), b"", retain=True)
+    assert await rig.command("charge_pct", b"45") == "OK"
+    # Had the deletion been taken for a command, its FAIL would have come first.
+    assert [m.text for m in rig.probe.on(rig.topic("result/charge_pct"))[results:]] == ["OK"]
 
 
 @pytest_twisted.ensureDeferred

@@ -120,7 +120,7 @@ async def test_twistd_bridge_and_simulator_with_a_real_broker(tmp_path, mosquitt
 
         # Bad payloads: FAIL, and no frame reaches the inverter.
         for name, payload in [("discharge_pct", b"101"), ("charge_pct", b"x"),
-                              ("ac_charge", b""), ("ac_charge", b"\xc3\x28")]:
+                              ("ac_charge", b" "), ("ac_charge", b"\xc3\x28")]:
             assert await command(probe, prefix, name, payload) == "FAIL", (name, payload)
         assert await command(probe, prefix, "read_hold", b"65") == "OK"  # the wire still works
         assert procs.simulator_writes() == writes
@@ -164,8 +164,8 @@ async def test_twistd_bridge_and_simulator_with_a_real_broker(tmp_path, mosquitt
     assert PASSWORD not in log
     assert f"{mosquitto.host}:{mosquitto.port}" in log
     assert "[octopus]: not used by octolux, ignored" in log
-    assert "cmd/discharge_pct 50 -> OK" in log
-    assert "cmd/discharge_pct 101 -> FAIL (percentage must be 0-100: 101)" in log
+    assert "cmd/discharge_pct '50' -> OK" in log
+    assert "cmd/discharge_pct '101' -> FAIL (percentage must be 0-100: 101)" in log
     assert "#debug]" not in log  # the default level is info
     assert "Traceback" not in log and "Unhandled" not in log, log
 
