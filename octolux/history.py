@@ -632,7 +632,7 @@ class HistoryWriter:
         *,
         buffer_size: int = BUFFER_SIZE,
         batch_size: int = BATCH_SIZE,
-        retry_delays: Sequence[float] = RETRY_DELAYS,
+        retry_delays: Sequence[float] | None = None,  # default: RETRY_DELAYS
         prune_interval: float = PRUNE_INTERVAL,
         now: Callable[[], float] = time.time,
     ):
@@ -640,7 +640,7 @@ class HistoryWriter:
         self._reactor = reactor
         self._buffer_size = buffer_size
         self._batch_size = min(batch_size, buffer_size)
-        self._retry_delays = tuple(retry_delays)
+        self._retry_delays = tuple(RETRY_DELAYS if retry_delays is None else retry_delays)
         self._prune_interval = prune_interval
         self._now = now
         self._lock = threading.Lock()

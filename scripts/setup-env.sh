@@ -18,6 +18,21 @@
 # setuptools warns that compat is "transitional". If a future setuptools drops it,
 # the equivalent is a hand-written .pth file holding the repo root.
 
+# apt-get install "$@" (with sudo unless root), waiting for other apt runs; exits on failure.
+_octolux_apt_install() {
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    if ! { $sudo apt-get -o DPkg::Lock::Timeout=600 update -q &&
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 \
+            install -y -q "$@"; }; then
+        echo "setup-env: ERROR: could not install $*; install it by hand" \
+            "(apt-get install $*) and re-run." >&2
+        exit 1
+    fi
+}
+
 _octolux_setup_env() (
     set -euo pipefail
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +54,20 @@ _octolux_setup_env() (
             exit 1
         fi
         # Debian may start the system broker on :1883; we never rely on it.
+    fi
+
+    # PostgreSQL: the history tests start a private server of their own
+    # (initdb + pg_ctl on a free loopback port); the system's cluster is never used.
+    if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then
+        echo "setup-env: PostgreSQL not found; installing it with apt-get" >&2
+        _octolux_apt_install postgresql
+    fi
+
+    # Chromium: the page tests drive Debian's headless Chromium (Playwright
+    # never downloads a browser of its own here).
+    if ! command -v chromium >/dev/null 2>&1; then
+        echo "setup-env: chromium not found; installing it with apt-get" >&2
+        _octolux_apt_install chromium
     fi
 
     if [ ! -x "$venv/bin/python" ]; then
