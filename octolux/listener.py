@@ -76,6 +76,10 @@ class _ListenerFactory(protocol.Factory):
 
     noisy = False
 
+    def logPrefix(self) -> str:
+        """What Twisted's "starting on PORT" line calls this factory."""
+        return "dongle listener"
+
     def __init__(self, listener: DongleListener, clock, **options):
         self._listener = listener
         self._clock = clock
