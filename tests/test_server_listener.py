@@ -280,3 +280,83 @@ def test_the_splitter_gives_back_the_very_bytes_in_whole_frames(step):
     for frame in frames:
         assert frame in chunks
     assert splitter.buffered == 0
+
+
+# -- the relay, without a reactor ------------------------------------------------------
+
+
+class _NoEndpoint:
+    """A client endpoint that never connects: the test plays the cloud's protocol itself."""
+
+    def connect(self, factory):
+        from twisted.internet import defer
+
+        self.factory = factory
+        return defer.Deferred()
+
+
+def relayed_rig():
+    rig = Rig((DATALOG_A, SERIAL_A))
+    endpoint = _NoEndpoint()
+    rig.listener.routes[0].cloud = lambda: endpoint
+    rig.listener.routes[0].cloud_address = "cloud:4346"
+    protocol, transport = rig.connect()
+    protocol.dataReceived(heartbeat(DATALOG_A))
+    (connection,) = rig.listener.connections
+    return rig, protocol, transport, connection, endpoint
+
+
+def cloud_up(endpoint):
+    cloud = endpoint.factory.buildProtocol(None)
+    cloud_transport = StringTransport()
+    cloud.makeConnection(cloud_transport)
+    return cloud, cloud_transport
+
+
+def test_the_bridge_answers_heartbeats_until_the_cloud_is_there_then_only_the_cloud():
+    rig, protocol, transport, connection, endpoint = relayed_rig()
+    assert sent(transport) == [lxp.Heartbeat(DATALOG_A)]  # no cloud yet: the bridge answers
+    cloud, cloud_transport = cloud_up(endpoint)
+    protocol.dataReceived(heartbeat(DATALOG_A))
+    assert sent(transport) == []  # the cloud's turn
+    assert cloud_transport.value() == heartbeat(DATALOG_A)  # passed on untouched
+    cloud.dataReceived(heartbeat(DATALOG_A))  # the cloud's answer goes to the dongle
+    assert transport.value() == heartbeat(DATALOG_A)
+
+
+def test_the_bridges_requests_never_land_inside_a_cloud_frame():
+    rig, protocol, transport, connection, endpoint = relayed_rig()
+    (inverter,) = rig.inverters
+    cloud, _ = cloud_up(endpoint)
+    sent(transport)
+    cloud_request = lxp.build(lxp.ReadRequest(READ_HOLD, DATALOG_A, SERIAL_A, 80, 40))
+    cloud.dataReceived(cloud_request[:11])  # half a frame from the cloud ...
+    inverter.read_hold(21)  # ... and the bridge's own request in between
+    cloud.dataReceived(cloud_request[11:])
+    data = transport.value()
+    assert data.endswith(cloud_request)  # whole, after ours
+    frames = lxp.FrameDecoder().feed(data)
+    assert [f.register for f in frames] == [21, 80]
+
+
+def test_frames_for_a_cloud_that_is_down_or_slow_are_dropped_not_kept():
+    rig, protocol, transport, connection, endpoint = relayed_rig()
+    frame = inputs(DATALOG_A, SERIAL_A)
+    protocol.dataReceived(frame)
+    assert connection.link.frames_dropped == 1  # not connected yet
+    cloud, cloud_transport = cloud_up(endpoint)
+    protocol.dataReceived(frame)
+    assert cloud_transport.value() == frame and connection.link.frames_relayed == 1
+    cloud.congestion.pauseProducing()  # the cloud's send buffer is full
+    protocol.dataReceived(frame)
+    assert connection.link.frames_dropped == 2 and cloud_transport.value() == frame
+    assert rig.inverters[0].latest_inputs  # the local side never noticed
+
+
+def test_cloud_frames_for_a_dongle_that_is_not_reading_are_dropped():
+    rig, protocol, transport, connection, endpoint = relayed_rig()
+    cloud, _ = cloud_up(endpoint)
+    sent(transport)
+    transport.producer.pauseProducing()
+    cloud.dataReceived(heartbeat(DATALOG_A))
+    assert transport.value() == b"" and connection.chunks_dropped == 1
