@@ -69,3 +69,15 @@ def test_keys_that_mean_nothing_with_listen_are_noted():
     config = parse_config("[lxp]\nlisten = h:1\nport = 8000\nheartbeat_echo = yes\n")
     assert any("[lxp] port: not used with listen" in line for line in config.ignored)
     assert any("[lxp] heartbeat_echo: not used with listen" in line for line in config.ignored)
+
+
+def test_the_readme_server_mode_example_is_a_working_config():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Server mode", 1)[1]
+    example = section.split("```ini\n", 1)[1].split("```", 1)[0]
+    config = parse_config(example, "README.md")
+    (inverter,) = config.inverters
+    assert inverter.listen == ("0.0.0.0", 4346) and inverter.host is None
+    assert config.server.port != 4346

@@ -1,4 +1,4 @@
-"""Server mode as users run it: `twistd octolux` listening, `twistd lxp-simulator --connect` dialling.
+"""Server mode as run by users: `twistd octolux` listens, `lxp-simulator --connect` dials.
 
 Two simulated dongles dial one listener; one section names its dongle, the
 other names nothing and learns its serials. The simulator starts first, so it
