@@ -9,6 +9,7 @@ connection; only silence does (``no_data_timeout``).
 
 from __future__ import annotations
 
+import collections
 import functools
 from typing import Protocol as Interface
 
@@ -23,6 +24,15 @@ from octolux.logging import debug_enabled
 # A remaining idle time below this counts as expired: rescheduling for a
 # sub-microsecond remainder could spin on float rounding.
 _IDLE_EPSILON = 1e-6
+
+# Bad frames logged one line each on a connection; after that, one summary
+# per interval. A dongle sending garbage fast could otherwise write a million
+# lines a minute, which an SD card does not survive.
+BAD_FRAME_LINES = 5
+BAD_FRAME_SUMMARY_INTERVAL = 60.0
+# The most of a bad frame shown in hex at debug (a garbage run can be a whole
+# 64 KB read).
+_BAD_FRAME_HEX_BYTES = 64
 
 
 class FrameHandler(Interface):
@@ -52,6 +62,101 @@ def failure_phrase(failure: Failure) -> str:
     return failure.getErrorMessage().rstrip(".")
 
 
+class BadFrameLog:
+    """Logs one connection's bad frames within a bound, whatever the peer sends.
+
+    The first ``lines`` bad frames get a line each (and, at debug, their first
+    bytes in hex); later ones are counted by reason and summed up in one line
+    per ``interval`` seconds while they keep coming, and once more by
+    ``close`` if any were left unreported. So a connection logs at most
+    ``lines + 1 + (its duration / interval) + 1`` bad-frame lines.
+    """
+
+    def __init__(
+        self,
+        log: Logger,
+        clock: IReactorTime,
+        name: str,
+        peer: str,
+        *,
+        lines: int = BAD_FRAME_LINES,
+        interval: float = BAD_FRAME_SUMMARY_INTERVAL,
+    ):
+        self._log = log
+        self._clock = clock
+        self._name = name
+        self.peer = peer
+        self._lines_left = lines
+        self._interval = interval
+        self._unreported: collections.Counter[str] = collections.Counter()
+        self._unreported_bytes = 0
+        self._since = 0.0
+        self._summary_call: IDelayedCall | None = None
+
+    def report(self, bad: lxp.BadFrame) -> None:
+        """Log ``bad``, or count it for the next summary."""
+        if self._lines_left > 0:
+            self._lines_left -= 1
+            self._log_line(bad)
+            return
+        if self._lines_left == 0:
+            self._lines_left = -1  # say once why the lines stop
+            self._log.info(
+                "{name}: more bad frames from {peer}; from now on one summary every "
+                "{interval:g} s",
+                name=self._name, peer=self.peer, interval=self._interval,
+            )
+        if self._summary_call is None:
+            self._since = self._clock.seconds()
+            self._summary_call = self._clock.callLater(self._interval, self._summarise)
+        self._unreported[bad.reason] += 1
+        self._unreported_bytes += len(bad.data)
+
+    def close(self) -> None:
+        """The connection is gone: sum up what was not reported yet, stop the timer."""
+        if self._summary_call is not None:
+            if self._summary_call.active():
+                self._summary_call.cancel()
+            self._summary_call = None
+        self._log_summary()
+
+    def _log_line(self, bad: lxp.BadFrame) -> None:
+        self._log.info(
+            "{name}: skipped {length} bytes from {peer}: {reason}",
+            name=self._name, length=len(bad.data), peer=self.peer, reason=bad.reason,
+        )
+        # Formatted only if an observer wants debug: no hex is built otherwise.
+        shown = bad.data[:_BAD_FRAME_HEX_BYTES]
+        self._log.debug(
+            "{name}: skipped bytes: {data.hex()}{more}", name=self._name, data=shown,
+            more=f" ... ({len(bad.data) - len(shown)} more)" if len(bad.data) > len(shown) else "",
+        )
+
+    def _summarise(self) -> None:
+        self._summary_call = None
+        if self._log_summary():
+            # Still coming: the next summary covers the next interval.
+            self._since = self._clock.seconds()
+            self._summary_call = self._clock.callLater(self._interval, self._summarise)
+
+    def _log_summary(self) -> bool:
+        """Log the unreported bad frames, if any; True if there were."""
+        if not self._unreported:
+            return False
+        counts = dict(self._unreported.most_common())
+        self._log.info(
+            "{name}: skipped {frames} more bad frames ({length} bytes) from {peer} "
+            "in {seconds:g} s: {reasons}",
+            name=self._name, frames=sum(counts.values()), length=self._unreported_bytes,
+            peer=self.peer, seconds=round(self._clock.seconds() - self._since, 1),
+            reasons=", ".join(f"{reason} {count}" for reason, count in counts.items()),
+            counts=counts,
+        )
+        self._unreported.clear()
+        self._unreported_bytes = 0
+        return True
+
+
 class LxpProtocol(protocol.Protocol):
     """One TCP connection to a datalogger: frames in to a handler, ``send`` out.
 
@@ -78,6 +183,7 @@ class LxpProtocol(protocol.Protocol):
         self._last_data = 0.0
         self._idle_call: IDelayedCall | None = None
         self._abort_reason: str | None = None
+        self._bad_frames = BadFrameLog(self.log, clock, name, self.peer)
 
     @property
     def decoder(self) -> lxp.FrameDecoder:
@@ -88,7 +194,7 @@ class LxpProtocol(protocol.Protocol):
 
     def connectionMade(self) -> None:
         """Switch on TCP keepalive, start the no-data timer, tell the handler."""
-        self.peer = describe_peer(self.transport.getPeer())
+        self.peer = self._bad_frames.peer = describe_peer(self.transport.getPeer())
         # Keepalive finds a dead peer when we have nothing to send; not every
         # transport has it (TLS wrappers, test transports).
         set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
@@ -110,7 +216,7 @@ class LxpProtocol(protocol.Protocol):
         handler = self.handler
         for item in self._decoder.feed(data):
             if type(item) is lxp.BadFrame:
-                self._bad_frame(item)
+                self._bad_frames.report(item)
                 continue
             try:
                 handler.frame_received(item)
@@ -120,7 +226,8 @@ class LxpProtocol(protocol.Protocol):
                 self.log.failure("{name}: error handling {frame}", name=self.name, frame=item)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        """Stop the timer and tell the handler why the connection ended."""
+        """Stop the timers and tell the handler why the connection ended."""
+        self._bad_frames.close()
         if self._idle_call is not None:
             if self._idle_call.active():
                 self._idle_call.cancel()
@@ -150,16 +257,6 @@ class LxpProtocol(protocol.Protocol):
             return
         self._idle_call = None
         self.abort(f"no data for {timeout:g} s")
-
-    def _bad_frame(self, bad: lxp.BadFrame) -> None:
-        self.log.info(
-            "{name}: skipped {length} bytes from {peer}: {reason}",
-            name=self.name,
-            length=len(bad.data),
-            peer=self.peer,
-            reason=bad.reason,
-        )
-        self.log.debug("{name}: skipped bytes: {data.hex()}", name=self.name, data=bad.data)
 
 
 class LxpFactory(protocol.Factory):

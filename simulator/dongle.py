@@ -46,6 +46,7 @@ from octolux.lxp import holding
 from octolux.lxp.describe import describe
 from octolux.lxp.frames import PREFIX, REQUESTS
 from octolux.lxp.inputs import BLOCK_SIZE
+from octolux.protocol import BadFrameLog
 from simulator.plant import (
     DEFAULT_INVERTER_SERIAL,
     INPUT_REGISTER_COUNT,
@@ -229,6 +230,7 @@ class DongleProtocol(protocol.Protocol):
         self._drain_call = None
         self._lost_waiters: list[defer.Deferred] = []
         self._lost = False
+        self._bad_frames: BadFrameLog | None = None  # bounded, like the bridge's
 
     @property
     def clock(self) -> IReactorTime:
@@ -245,6 +247,7 @@ class DongleProtocol(protocol.Protocol):
         address = self.transport.getPeer()
         self.peer = f"{getattr(address, 'host', address)}:{getattr(address, 'port', '')}"
         self.connected_at = self.clock.seconds()
+        self._bad_frames = BadFrameLog(self.log, self.clock, "simulator", self.peer)
         if not self.factory.client_connected(self):
             self.refused = True
             self.transport.loseConnection()
@@ -267,13 +270,14 @@ class DongleProtocol(protocol.Protocol):
         self.log.debug("from {peer}: {data}", peer=self.peer, data=_Hex(data))
         for item in self._decoder.feed(data):
             if isinstance(item, lxp.BadFrame):
-                self.log.warn("bad frame from {peer} ({reason}): {data}", peer=self.peer,
-                              reason=item.reason, data=_Hex(item.data))
+                self._bad_frames.report(item)
             else:
                 self.factory.frame_received(self, item)
 
     def connectionLost(self, reason=protocol.connectionDone):
         self._lost = True
+        if self._bad_frames is not None:
+            self._bad_frames.close()
         for call in (self._drop_call, self._drain_call):
             if call is not None and call.active():
                 call.cancel()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import math
+import random
+
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -11,7 +15,13 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from octolux import lxp
-from octolux.protocol import LxpFactory, LxpProtocol, describe_peer
+from octolux.protocol import (
+    BAD_FRAME_LINES,
+    BAD_FRAME_SUMMARY_INTERVAL,
+    LxpFactory,
+    LxpProtocol,
+    describe_peer,
+)
 
 DATALOG = "2222222222"
 SERIAL = "5555555555"
@@ -95,6 +105,90 @@ def test_garbage_between_frames_is_skipped_and_hex_only_at_debug():
         by_level.setdefault(event["log_level"], []).append(formatEvent(event))
     assert by_level[LogLevel.info] == ["test: skipped 6 bytes from 192.0.2.5:8000: garbage"]
     assert "test: skipped bytes: 00ff6a756e6b" in by_level[LogLevel.debug]
+
+
+def _dense_garbage(size: int) -> bytes:
+    """``size`` random bytes with an A1 1A every 9 bytes: each one a frame start to check."""
+    data = bytearray(random.Random(8).randbytes(size))
+    data[0::9] = b"\xa1" * len(data[0::9])
+    data[1::9] = b"\x1a" * len(data[1::9])
+    return bytes(data)
+
+
+def test_a_garbage_flood_logs_a_bounded_number_of_lines():
+    # 10 MB of dense garbage once wrote 1.3 million lines in 20 s. Here it
+    # comes over 200 s of fake time, 64 KB a read, then the connection closes.
+    protocol, handler, transport, clock = connect()
+    garbage = _dense_garbage(10 * 1024 * 1024)
+    chunk = 65536
+    reads = range(0, len(garbage), chunk)
+    seconds_per_read = 200 / len(reads)
+    with capturedLogs() as events:
+        for start in reads:
+            protocol.dataReceived(garbage[start : start + chunk])
+            clock.advance(seconds_per_read)
+        protocol.connectionLost(Failure(ConnectionDone()))
+    info = [event for event in events if event["log_level"] == LogLevel.info]
+    # The first few lines, one saying that summaries follow, one summary per
+    # interval (60, 120 and 180 s after the first), and a last one at close.
+    intervals = math.ceil(200 / BAD_FRAME_SUMMARY_INTERVAL)
+    assert len(info) <= BAD_FRAME_LINES + 1 + intervals + 1
+    assert len(info) == BAD_FRAME_LINES + 1 + 3 + 1
+    debug = [event for event in events if event["log_level"] == LogLevel.debug]
+    assert len(debug) == BAD_FRAME_LINES
+    assert all(len(formatEvent(event)) < 200 for event in debug)
+    # Every bad frame is in a line or a summary, under its reason, and every byte.
+    lines, summaries = info[:BAD_FRAME_LINES], [e for e in info if "counts" in e]
+    assert len(summaries) == 4
+    counted = collections.Counter(event["reason"] for event in lines)
+    for summary in summaries:
+        counted.update(summary["counts"])
+        assert summary["frames"] == sum(summary["counts"].values())
+    assert counted == protocol.decoder.rejected
+    logged_bytes = sum(e["length"] for e in lines) + sum(e["length"] for e in summaries)
+    # (Random bytes can form a frame of unknown function: it is delivered.)
+    delivered = sum(len(lxp.build(frame)) for frame in handler.frames)
+    assert logged_bytes + delivered + protocol.decoder.buffered == len(garbage)
+    assert "impossible length" in formatEvent(summaries[0])
+    assert clock.getDelayedCalls() == []
+
+
+def test_bad_frames_are_summed_up_per_interval_while_they_last():
+    protocol, handler, transport, clock = connect()
+    corrupt = bytearray(lxp.build(READ_REPLY))
+    corrupt[-1] ^= 0xFF
+    with capturedLogs() as events:
+        for _ in range(BAD_FRAME_LINES + 3):
+            protocol.dataReceived(bytes(corrupt))
+        clock.advance(BAD_FRAME_SUMMARY_INTERVAL)
+        protocol.dataReceived(b"junk" + lxp.build(HEARTBEAT))
+        clock.advance(BAD_FRAME_SUMMARY_INTERVAL)
+        clock.advance(BAD_FRAME_SUMMARY_INTERVAL)  # a quiet interval: no line
+        protocol.connectionLost(Failure(ConnectionDone()))
+    lines = [formatEvent(e) for e in events if e["log_level"] == LogLevel.info]
+    peer = "192.0.2.5:8000"
+    first = f"test: skipped {len(corrupt)} bytes from {peer}: bad CRC"
+    assert lines == [first] * BAD_FRAME_LINES + [
+        f"test: more bad frames from {peer}; from now on one summary every 60 s",
+        f"test: skipped 3 more bad frames ({3 * len(corrupt)} bytes) from {peer} in 60 s: "
+        "bad CRC 3",
+        f"test: skipped 1 more bad frames (4 bytes) from {peer} in 60 s: garbage 1",
+    ]
+    assert handler.frames == [HEARTBEAT]
+
+
+def test_unreported_bad_frames_are_summed_up_when_the_connection_closes():
+    protocol, handler, transport, clock = connect()
+    with capturedLogs() as events:
+        for _ in range(BAD_FRAME_LINES + 2):
+            protocol.dataReceived(b"\x00junk")
+        clock.advance(12.5)
+        protocol.connectionLost(Failure(ConnectionDone()))
+    lines = [formatEvent(e) for e in events if e["log_level"] == LogLevel.info]
+    assert lines[-1] == (
+        "test: skipped 2 more bad frames (10 bytes) from 192.0.2.5:8000 in 12.5 s: garbage 2"
+    )
+    assert clock.getDelayedCalls() == []
 
 
 def test_unknown_but_well_formed_traffic_is_delivered_not_dropped():

@@ -12,12 +12,13 @@ from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
-from twisted.logger import capturedLogs, formatEvent
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from octolux import lxp
 from octolux.lxp import holding
 from octolux.lxp.inputs import decode_input_blocks
+from octolux.protocol import BAD_FRAME_LINES
 from simulator import dongle as dongle_module
 from simulator.dongle import (
     FOREIGN_KINDS,
@@ -474,6 +475,22 @@ def test_corrupt_crc_spoils_data_frames_only():
     assert [item for item in items if not isinstance(item, lxp.BadFrame)] == [
         lxp.Heartbeat(DATALOG)
     ]
+
+
+def test_bad_frames_from_a_client_are_logged_within_a_bound():
+    dongle, clock = make_dongle()
+    client = connect(dongle)
+    corrupt = bytearray(lxp.build(read(READ_HOLD, 0, 40)))
+    corrupt[-1] ^= 0xFF
+    with capturedLogs() as events:
+        for _ in range(1000):
+            client.protocol.dataReceived(bytes(corrupt))
+        client.disconnect()
+    lines = [formatEvent(event) for event in events if event["log_level"] >= LogLevel.info]
+    # The first few, one saying that summaries follow, one summary at close
+    # (and the line saying that the client left).
+    assert len(lines) == BAD_FRAME_LINES + 3, lines
+    assert f"bad CRC {1000 - BAD_FRAME_LINES}" in lines[-2] + lines[-1]
 
 
 def test_split_sends_small_segments_in_order():
