@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from test_simulator_plant import AC_CHARGE, FORCED_DISCHARGE, inputs, set_bit
 
 from octolux.lxp import holding
@@ -65,6 +67,18 @@ def charging_from_grid(plant: Plant) -> bool:
 )
 def test_a_schedule_is_on_inside_a_slot_or_when_no_slot_is_set(slots, moment, inside):
     assert in_schedule(registers_with("ac_charge", *slots), "ac_charge", moment) is inside
+
+
+times_of_day = st.builds(datetime.time, st.integers(0, 23), st.integers(0, 59))
+
+
+@given(start=times_of_day, end=times_of_day, moment=st.datetimes(
+    min_value=datetime.datetime(2024, 1, 1), max_value=datetime.datetime(2024, 12, 31)))
+def test_a_slot_and_its_reverse_share_out_the_day(start, end, moment):
+    assume(start != end)  # an empty slot is off, both ways
+    forward = registers_with("ac_charge", (start.isoformat(), end.isoformat()))
+    backward = registers_with("ac_charge", (end.isoformat(), start.isoformat()))
+    assert in_schedule(forward, "ac_charge", moment) != in_schedule(backward, "ac_charge", moment)
 
 
 def test_the_next_slot_edge():
