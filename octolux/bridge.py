@@ -2,8 +2,9 @@
 
 ``InverterBridge`` observes an ``Inverter``: every input block and every
 holding register value it reports goes out on ``inputs/<n>`` and
-``hold/<register>``, whoever asked for it. It also runs the ``cmd/<name>``
-messages against the inverter and answers each with exactly one
+``hold/<register>`` (retained), whoever asked for it, and ``settings``
+(retained) whenever a register it is decoded from changes. It also runs the
+``cmd/<name>`` messages against the inverter and answers each with exactly one
 ``result/<name>``: ``OK`` or ``FAIL``.
 """
 
@@ -19,6 +20,7 @@ from twisted.python.failure import Failure
 from octolux.commands import COMMANDS, PayloadError, Topics, describe_payload
 from octolux.inverter import CommandFailed
 from octolux.mqtt import Message
+from octolux.settings import SETTING_REGISTERS, decode_settings
 
 OK = "OK"
 FAIL = "FAIL"
@@ -45,22 +47,44 @@ class InverterBridge:
 
     log = Logger()
 
-    def __init__(self, inverter, publisher: Publisher, topics: Topics):
+    def __init__(
+        self, inverter, publisher: Publisher, topics: Topics, *, any_register: bool = False
+    ):
         self.inverter = inverter
         self.publisher = publisher
         self.topics = topics
+        # [lxp] set_hold_any_register: cmd/set_hold may write registers not known to be writable.
+        self.any_register = any_register
+        self._registers: dict[int, int] = {}  # every holding register value seen
+        self._settings: str | None = None  # the settings JSON last published
 
     # -- InverterObserver: the inverter reported something --------------------
 
     def inputs_received(self, blocks: dict[int, dict[str, Any]]) -> None:
-        """Publish each input block on ``inputs/<n>``."""
+        """Publish each input block on ``inputs/<n>``.
+
+        QoS 1, as the original tool did: a short broker outage delays them
+        rather than losing them (paho's queue of them is bounded).
+        """
         for block, values in sorted(blocks.items()):
-            self.publisher.publish(self.topics.inputs(block), to_json(values))
+            self.publisher.publish(self.topics.inputs(block), to_json(values), qos=1)
 
     def registers_received(self, registers: dict[int, int]) -> None:
-        """Publish each register value on ``hold/<register>``."""
+        """Publish each register value on ``hold/<register>``, and ``settings`` if it changed.
+
+        Retained, so that a client subscribing later gets the current values at once.
+        """
         for register, value in sorted(registers.items()):
-            self.publisher.publish(self.topics.hold(register), str(value))
+            self.publisher.publish(self.topics.hold(register), str(value), qos=1, retain=True)
+        self._registers.update(registers)
+        if not SETTING_REGISTERS.isdisjoint(registers):
+            self._publish_settings()
+
+    def _publish_settings(self) -> None:
+        settings = to_json(decode_settings(self._registers))
+        if settings != self._settings:
+            self._settings = settings
+            self.publisher.publish(self.topics.settings, settings, qos=1, retain=True)
 
     def connection_changed(self, connected: bool) -> None:
         """Nothing to publish: the inverter logs its connection itself."""
@@ -93,11 +117,15 @@ class InverterBridge:
                 payload=shown,
             )
             return succeed(None)
-        command = COMMANDS.get(name)
-        if command is None:
+        head, _, argument = name.partition("/")
+        command = COMMANDS.get(head)
+        if command is None or (command.argument is None) != (argument == ""):
             return succeed(self._result(message.topic, name, shown, FAIL, "unknown command"))
         try:
-            value = command.parse(message.payload)
+            if command.argument is None:
+                value = command.parse(message.payload)
+            else:
+                value = command.parse(message.payload, argument, any_register=self.any_register)
         except PayloadError as error:
             return succeed(self._result(message.topic, name, shown, FAIL, str(error)))
         self.log.debug("{topic} {payload}: running", topic=message.topic, payload=shown)

@@ -7,12 +7,21 @@ what it asks of the inverter (MQ.md, plus the original tool's extra commands).
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from octolux.lxp import holding, inputs
+from octolux.settings import (
+    SETTINGS,
+    SLOT_OFF,
+    Setting,
+    check_register_write,
+    parse_clock,
+    parse_time_slot,
+)
 
 # MQ.md: "true for any of 1, t, true, y, yes, on (case-insensitive); anything else is false".
 TRUE_WORDS = frozenset({"1", "t", "true", "y", "yes", "on"})
@@ -76,13 +85,17 @@ def parse_block(payload: bytes) -> int:
 class Command:
     """One ``cmd/<name>``: how to read its payload and what to ask of the inverter.
 
-    ``run(inverter, value)`` returns the inverter request's Deferred.
+    ``run(inverter, value)`` returns the inverter request's Deferred. A command
+    with an ``argument`` takes one more topic level (``cmd/set_hold/<register>``)
+    and is parsed with ``parse(payload, argument, any_register=...)``.
     """
 
     name: str
-    parse: Callable[[bytes], Any]
+    parse: Callable[..., Any]
     run: Callable[[Any, Any], Any]
     description: str
+    payload: str  # what the payload is, for docs/mqtt.md
+    argument: str | None = None  # what the extra topic level is, if the command has one
 
 
 def _set_bit(register: int, bit: int) -> Callable[[Any, bool], Any]:
@@ -102,30 +115,139 @@ def _read_input(inverter: Any, block: int) -> Any:
     return inverter.read_input(span.start, len(span))
 
 
-_FUNCTION_BITS = holding.BITS[holding.FUNCTION_BITS]
+# -- the commands of the settings table -------------------------------------------
+
+
+def _setting_command(setting: Setting) -> Command:
+    """The command that sets ``setting``, with the payload it takes."""
+    kind = setting.kind
+    register = setting.registers[0]
+    description = f"{setting.description} ({setting.where})"
+    if kind == "bit":
+        return Command(setting.name, parse_bool, _set_bit(register, setting.bit),
+                       description, "boolean")
+    if kind == "percent":
+        return Command(setting.name, parse_percent, _write(register), description,
+                       "integer 0-100")
+    if kind == "number":
+        def parse_number(payload: bytes) -> int:
+            try:
+                value = _parse_signed(payload)
+                setting.check(value)
+            except ValueError as error:
+                raise PayloadError(str(error)) from None
+            return setting.raw(value)
+
+        unit = f" {setting.unit}" if setting.unit else ""
+        return Command(setting.name, parse_number, _write(register), description,
+                       f"integer {setting.minimum} to {setting.maximum}{unit}")
+    if kind == "time_slot":
+        start, end = setting.registers
+
+        def write_slot(inverter: Any, slot: tuple[datetime.time, datetime.time]) -> Any:
+            values = (holding.encode_time(slot[0]), holding.encode_time(slot[1]))
+            return inverter.write_singles(start, values)
+
+        return Command(setting.name, parse_time_slot_payload, write_slot, description,
+                       f"`HH:MM-HH:MM` (`{SLOT_OFF}`: off)")
+    # the clock
+    return Command(setting.name, parse_clock_payload, _set_clock, description,
+                   "`YYYY-MM-DDTHH:MM:SS`, local time")
+
+
+def _parse_signed(payload: bytes) -> int:
+    text = _text(payload)
+    digits = text[1:] if text.startswith("-") else text
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 6:
+        raise PayloadError(f"not a whole number: {text!r}")
+    return int(text)
+
+
+def parse_time_slot_payload(payload: bytes) -> tuple[datetime.time, datetime.time]:
+    """A time slot ``HH:MM-HH:MM``: (start, end)."""
+    try:
+        return parse_time_slot(_text(payload))
+    except ValueError as error:
+        raise PayloadError(str(error)) from None
+
+
+def parse_clock_payload(payload: bytes) -> datetime.datetime:
+    """A local date and time ``YYYY-MM-DDTHH:MM:SS`` for the inverter's clock."""
+    try:
+        return parse_clock(_text(payload))
+    except ValueError as error:
+        raise PayloadError(str(error)) from None
+
+
+def _set_clock(inverter: Any, moment: datetime.datetime) -> Any:
+    return inverter.write_multi(holding.CLOCK, holding.encode_clock(moment))
+
+
+# -- commands of their own ----------------------------------------------------------------
+
+
+def parse_now(payload: bytes) -> str:
+    """``now``, the one payload ``cmd/sync_time`` takes."""
+    text = _text(payload)
+    if text.lower() != "now":
+        raise PayloadError(f"sync_time takes the payload 'now': {text!r}")
+    return "now"
+
+
+def _sync_time(inverter: Any, _now: str) -> Any:
+    # The bridge's local time when the command runs: the inverter keeps local time.
+    return _set_clock(inverter, datetime.datetime.now())
+
+
+def parse_anything(payload: bytes) -> str:
+    """Any non-empty text (``cmd/refresh``)."""
+    return _text(payload)
+
+
+def _refresh(inverter: Any, _anything: str) -> Any:
+    return inverter.refresh()
+
+
+def parse_set_hold(payload: bytes, argument: str, *, any_register: bool = False) -> tuple[int, int]:
+    """(register, value) of ``cmd/set_hold/<register>``: a register known to be writable.
+
+    Any register when ``any_register`` (``[lxp] set_hold_any_register = yes``).
+    """
+    if not (argument.isascii() and argument.isdigit()) or int(argument) > 0xFFFF:
+        raise PayloadError(f"not a register number: {argument!r}")
+    register = int(argument)
+    value = _parse_int(payload, 0, 0xFFFF, "value")
+    try:
+        check_register_write(register, value, any_register=any_register)
+    except ValueError as error:
+        raise PayloadError(str(error)) from None
+    return register, value
+
+
+def _set_hold(inverter: Any, register_value: tuple[int, int]) -> Any:
+    return inverter.write_single(*register_value)
+
 
 COMMANDS: dict[str, Command] = {
     command.name: command
     for command in (
-        Command("ac_charge", parse_bool,
-                _set_bit(holding.FUNCTION_BITS, _FUNCTION_BITS["ac_charge"]),
-                "enable or disable AC charging (register 21 bit 7)"),
-        Command("forced_discharge", parse_bool,
-                _set_bit(holding.FUNCTION_BITS, _FUNCTION_BITS["forced_discharge"]),
-                "enable or disable forced discharge (register 21 bit 10)"),
-        Command("charge_priority", parse_bool,
-                _set_bit(holding.FUNCTION_BITS, _FUNCTION_BITS["charge_priority"]),
-                "enable or disable charge priority (register 21 bit 11)"),
-        Command("charge_pct", parse_percent, _write(holding.CHARGE_POWER_PERCENT),
-                "charge power rate, 0-100 % (register 64)"),
-        Command("discharge_pct", parse_percent, _write(holding.DISCHARGE_POWER_PERCENT),
-                "discharge power rate, 0-100 % (register 65)"),
-        Command("charge_amount_pct", parse_percent, _write(holding.AC_CHARGE_SOC_LIMIT),
-                "AC charge up to this state of charge, 0-100 % (register 67)"),
+        *(_setting_command(setting) for setting in SETTINGS.values() if setting.writable),
+        Command("set_hold", parse_set_hold, _set_hold,
+                "write one holding register: any register known to be writable, with its"
+                " range (every register with `[lxp] set_hold_any_register = yes`); its value"
+                " comes out on hold/<register>",
+                "integer 0-65535", argument="register"),
+        Command("sync_time", parse_now, _sync_time,
+                "set the inverter's clock to the bridge's local time (registers 12-14, one"
+                " write)", "`now`"),
         Command("read_hold", parse_register, _read_hold,
-                "read one holding register; its value comes out on hold/<register>"),
+                "read one holding register; its value comes out on hold/<register>",
+                "register number"),
         Command("read_input", parse_block, _read_input,
-                "read one input block; it comes out on inputs/<block>"),
+                "read one input block; it comes out on inputs/<block>", "block number 1-4"),
+        Command("refresh", parse_anything, _refresh,
+                "read every holding register (0-239) and input blocks 1-3 again; each comes"
+                " out on hold/<register>, inputs/<block> and settings", "any text"),
     )
 }
 
@@ -152,8 +274,13 @@ class Topics:
         return f"{self.base}/inputs/{block}"
 
     def hold(self, register: int) -> str:
-        """The value of one holding register."""
+        """The value of one holding register (retained)."""
         return f"{self.base}/hold/{register}"
+
+    @property
+    def settings(self) -> str:
+        """Every named setting as one JSON object (retained)."""
+        return f"{self.base}/settings"
 
     def command(self, name: str) -> str:
         """Where command ``name`` is received."""
@@ -161,19 +288,25 @@ class Topics:
 
     @property
     def commands(self) -> str:
-        """The subscription filter covering every command."""
-        return self.command("+")
+        """The subscription filter covering every command (``set_hold/<register>`` included)."""
+        return self.command("#")
 
     def result(self, name: str) -> str:
         """``OK``/``FAIL`` for command ``name``."""
         return f"{self.base}/result/{name}"
 
     def command_name(self, topic: str) -> str | None:
-        """``name`` for a topic ``<base>/cmd/<name>``, None for any other topic."""
+        """``name`` for a topic ``<base>/cmd/<name>``, None for any other topic.
+
+        ``name`` may have levels of its own (``set_hold/21``); never an empty one.
+        """
         head = f"{self.base}/cmd/"
-        if topic.startswith(head) and "/" not in topic[len(head):] and topic != head:
-            return topic[len(head):]
-        return None
+        if not topic.startswith(head):
+            return None
+        name = topic[len(head):]
+        if not name or "" in name.split("/"):
+            return None
+        return name
 
 
 def describe_payload(payload: bytes) -> str:

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import attrs
 from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -52,6 +52,11 @@ READ_INPUT = lxp.DeviceFunction.READ_INPUT
 # reply could not arrive in time, and a request failed as unanswered might
 # still be carried out by the inverter later.
 SEND_MARGIN = 2.0  # seconds
+# Holding registers 0-239 in the 40-register blocks that old firmware accepts.
+HOLDING_BLOCKS = tuple(range(0, 240, 40))
+# Frames that change the inverter: none leaves a read-only inverter's queue.
+WRITE_REQUESTS = (lxp.WriteSingleRequest, lxp.WriteMultiRequest, lxp.WriteParamRequest)
+READ_ONLY_REASON = "read_only is set for this inverter"
 
 # Foreign serials are remembered so that each is reported once; a cap keeps a
 # stream of corrupt heartbeats (they carry no CRC) from growing the set.
@@ -145,6 +150,9 @@ def _answers(request: lxp.Frame, reply: lxp.Frame) -> bool:
         # An echo of another value is news (someone else's write, or the late
         # echo of an earlier write of ours), not the answer to this write.
         return type(request) is lxp.WriteSingleRequest and reply.value == request.value
+    if kind is lxp.WriteMultiReply:
+        # Its ack carries the count written: another count answers another write.
+        return type(request) is lxp.WriteMultiRequest and reply.count == len(request.values)
     if kind is lxp.ExceptionReply:
         return reply.function == request.function
     return False
@@ -196,6 +204,8 @@ class Inverter(service.Service):
         no_data_timeout: float = 900.0,  # seconds without a byte before reconnecting
         command_timeout: float = 10.0,  # seconds a request may take, waiting included
         retry_policy=None,  # attempt -> seconds; default backoffPolicy()
+        read_only: bool = False,  # refuse every write: none ever reaches the datalogger
+        read_holding_on_connect: bool = False,  # read registers 0-239 on every connection
         name: str = "inverter",
         address: str | None = None,  # "host:port", for log lines before any connection
     ):
@@ -206,6 +216,8 @@ class Inverter(service.Service):
         self.heartbeat_echo = heartbeat_echo
         self.command_timeout = command_timeout
         self._send_margin = min(SEND_MARGIN, command_timeout / 2)
+        self.read_only = read_only
+        self.read_holding_on_connect = read_holding_on_connect
         self._clock: IReactorTime = clock
         self._retry_policy = backoffPolicy() if retry_policy is None else retry_policy
 
@@ -294,18 +306,60 @@ class Inverter(service.Service):
 
     def write_single(self, register: int, value: int) -> Deferred[int]:
         """Write one holding register; fires with the value, once the inverter echoes it."""
+        if self.read_only:
+            return fail(CommandFailed(READ_ONLY_REASON))
         try:
             request = lxp.WriteSingleRequest(self._datalog, self._serial, register, value)
         except ValueError as error:
             return fail(CommandFailed(f"invalid request: {error}"))
         return self._submit(f"write_single({register}, {value})", self._write_steps(request))
 
+    def write_singles(self, register: int, values) -> Deferred[tuple[int, ...]]:
+        """Write consecutive holding registers from ``register``, one single write each.
+
+        The writes run back to back (no other request between them), each
+        answered by its own echo; the first failure ends it (registers already written stay
+        written). Fires with the echoed values. For pairs such as a time slot,
+        where single writes are what every inverter accepts.
+        """
+        if self.read_only:
+            return fail(CommandFailed(READ_ONLY_REASON))
+        try:
+            requests = [
+                lxp.WriteSingleRequest(self._datalog, self._serial, register + offset, value)
+                for offset, value in enumerate(values)
+            ]
+            if not requests:
+                raise ValueError("no values to write")
+        except ValueError as error:
+            return fail(CommandFailed(f"invalid request: {error}"))
+        description = f"write_singles({register}, {tuple(values)})"
+        return self._submit(description, self._write_singles_steps(requests))
+
+    def write_multi(self, register: int, values) -> Deferred[dict[int, int]]:
+        """Write consecutive holding registers in one multi write (the clock: 12, three values).
+
+        Fires with register -> value once the inverter acknowledges the count written.
+        """
+        if self.read_only:
+            return fail(CommandFailed(READ_ONLY_REASON))
+        try:
+            request = lxp.WriteMultiRequest(self._datalog, self._serial, register, tuple(values))
+        except ValueError as error:
+            return fail(CommandFailed(f"invalid request: {error}"))
+        return self._submit(
+            f"write_multi({register}, {request.values})", self._write_multi_steps(request)
+        )
+
     def set_bit(self, register: int, bit: int, on: bool) -> Deferred[int]:
         """Read ``register``, set or clear one bit, write it back and wait for its echo.
 
         Read and write run back to back: no other request comes between them.
-        Fires with the new register value.
+        A bit already as asked is not written (these registers live in EEPROM,
+        which writes wear). Fires with the new register value.
         """
+        if self.read_only:
+            return fail(CommandFailed(READ_ONLY_REASON))
         if not isinstance(bit, int) or not 0 <= bit <= 15:
             return fail(CommandFailed(f"invalid request: bit must be 0-15: {bit!r}"))
         try:
@@ -360,8 +414,66 @@ class Inverter(service.Service):
     def _set_bit_steps(self, read: lxp.ReadRequest, bit: int, on: bool):
         reply = yield read
         value = with_bit(reply.values[0], bit, on)
+        if value == reply.values[0]:
+            return value
         echo = yield lxp.WriteSingleRequest(self._datalog, self._serial, read.register, value)
         return echo.value
+
+    @staticmethod
+    def _write_singles_steps(requests: list[lxp.WriteSingleRequest]):
+        echoed = []
+        for request in requests:
+            echo = yield request  # only the echo of this very value answers it
+            echoed.append(echo.value)
+        return tuple(echoed)
+
+    @staticmethod
+    def _write_multi_steps(request: lxp.WriteMultiRequest):
+        yield request  # only an ack of this very count answers it
+        return dict(enumerate(request.values, request.register))
+
+    # -- reading everything -----------------------------------------------------------
+
+    def refresh(self, *, inputs: bool = True) -> Deferred[None]:
+        """Read every holding register (0-239) and, if ``inputs``, input blocks 1-3 again.
+
+        One 40-register read at a time, each queued only when the one before
+        is done, so a command sent meanwhile waits for one read at most. A
+        block the inverter refuses (an exception reply: a model without those
+        registers) is logged and skipped; any other failure fails the whole,
+        and a lost connection ends it. What is read reaches the observers as
+        usual.
+        """
+        reads = [(self.read_hold, register) for register in HOLDING_BLOCKS]
+        if inputs:
+            reads += [(self.read_input, register) for register in (0, 40, 80)]
+        return ensureDeferred(self._read_all(reads))
+
+    async def _read_all(self, reads) -> None:
+        failed = []
+        for read, register in reads:
+            try:
+                await read(register, 40)
+            except CommandFailed as error:
+                what = f"{read.__name__}({register}, 40)"
+                if error.reason.startswith("exception reply"):
+                    self.log.info("{name}: {what}: {reason}, skipped",
+                                  name=self.name, what=what, reason=error.reason)
+                    continue
+                failed.append(f"{what}: {error.reason}")
+                if not self.connected:
+                    break
+        if failed:
+            raise CommandFailed("; ".join(failed))
+
+    def _read_holding_registers(self) -> None:
+        """On connecting: every holding register, so that the state is known from the start."""
+        def failed(failure: Failure) -> None:
+            failure.trap(CommandFailed)
+            self.log.info("{name}: reading the holding registers on connecting: {reason}",
+                          name=self.name, reason=failure.value.reason)
+
+        self.refresh(inputs=False).addErrback(failed)
 
     # -- the queue ----------------------------------------------------------------
 
@@ -416,6 +528,10 @@ class Inverter(service.Service):
             if reply is not None and left < self._send_margin:
                 # A later step (set_bit's write) whose turn came too late.
                 self._finish(command, failure=self._too_late(command, left))
+                return
+            if self.read_only and isinstance(request, WRITE_REQUESTS):
+                # The last gate: whatever asked for it, no write leaves a read-only inverter.
+                self._finish(command, failure=CommandFailed(READ_ONLY_REASON))
                 return
             request = self._addressed(request)
             command.request = request
@@ -526,6 +642,8 @@ class Inverter(service.Service):
         if not was_connected:
             self._notify("connection_changed", True)
         self._send_next()
+        if self.read_holding_on_connect:
+            self._read_holding_registers()
 
     def connection_lost(self, protocol: LxpProtocol, reason: str) -> None:
         """The connection is gone: fail the request on the wire, tell the observers."""
@@ -575,6 +693,15 @@ class Inverter(service.Service):
         elif kind is lxp.WriteSingleReply:
             self.registers[frame.register] = frame.value
             notice = ("registers_received", {frame.register: frame.value})
+        elif kind is lxp.WriteMultiReply:
+            # The ack carries no values: only our own multi write, whose
+            # values we sent, tells what the registers now hold.
+            request = self._current.request if self._current is not None else None
+            if request is None or not _answers(request, frame):
+                return
+            registers = dict(enumerate(request.values, request.register))
+            self.registers.update(registers)
+            notice = ("registers_received", registers)
         elif kind is lxp.Heartbeat:
             if self.heartbeat_echo and self._protocol is not None:
                 # Rebuilt, not replayed, as other clients do: protocol 2, same datalog.
@@ -589,8 +716,8 @@ class Inverter(service.Service):
             )
             return
         elif kind is not lxp.ExceptionReply:
-            # Other clients' requests, the cloud's param reads and writes, multi
-            # write acks: nothing to update, nothing we asked for.
+            # Other clients' requests, the cloud's param reads and writes:
+            # nothing to update, nothing we asked for.
             return
 
         if self.serial is None:

@@ -13,6 +13,7 @@ import sys
 from octolux.commands import COMMANDS, Topics
 from octolux.lxp import holding
 from octolux.lxp.inputs import BLOCK_KEYS, FIELDS_BY_KEY, Kind, block_range
+from octolux.settings import SETTINGS, WRITABLE_REGISTERS
 
 _INTRODUCTION = """\
 # MQTT topics, payloads and keys
@@ -37,12 +38,18 @@ def _topics() -> list[str]:
     rows = [
         (topics.status, "published, retained",
          "`online` while the bridge runs, `offline` when it stops (also the last will)"),
-        (topics.inputs("<n>"), "published",
+        (topics.inputs("<n>"), "published, QoS 1",
          "JSON object of input values, as each frame arrives (keys below)"),
-        (topics.hold("<register>"), "published",
+        (topics.hold("<register>"), "published, retained",
          "decimal value of a holding register, whenever the inverter reports it"
-         " (anybody's read or write)"),
+         " (anybody's read or write); all of 0-239 are read on every connection"),
+        (topics.settings, "published, retained",
+         "JSON object of every named setting (below), republished whenever a register it is"
+         " read from changes"),
         (topics.command("<command>"), "subscribed", "a command (below)"),
+        (topics.command("set_hold/<register>"), "subscribed",
+         "write a holding register (below); its result is on"
+         f" `{topics.result('set_hold/<register>')}`"),
         (topics.result("<command>"), "published",
          "`OK` or `FAIL`, exactly once per command received (a retained command,"
          " which the broker would replay on every reconnect, is ignored with a warning)"),
@@ -85,20 +92,33 @@ def _commands() -> list[str]:
         "| command | payload | what it does |",
         "|---|---|---|",
     ]
-    payloads = {
-        "parse_bool": "boolean",
-        "parse_percent": "integer 0-100",
-        "parse_register": "register number",
-        "parse_block": "block number 1-4",
-    }
     for command in COMMANDS.values():
-        payload = payloads.get(command.parse.__name__, command.parse.__name__)
-        lines.append(f"| `{command.name}` | {payload} | {command.description} |")
+        name = command.name + (f"/<{command.argument}>" if command.argument else "")
+        lines.append(f"| `{name}` | {command.payload} | {command.description} |")
     lines += [
         "",
-        "Bit commands read register 21, change the one bit, write it back and check the",
-        "inverter's echo. After a command, `result/<command>` says `OK` or `FAIL`, and the",
-        "register's new value arrives on `hold/<register>`.",
+        "Bit commands read their register, change the one bit, write it back and check the",
+        "inverter's echo; a bit already as asked is not written (the registers live in",
+        "EEPROM, which writes wear) and the answer is `OK`. A time slot's two registers are",
+        "written one after the other, each echo checked. After a command, `result/<command>`",
+        "says `OK` or `FAIL`, and the registers' new values arrive on `hold/<register>` and",
+        "in `settings`.",
+        "",
+        "`set_hold/<register>` writes these registers, each with the values it takes; any",
+        "other register gets `FAIL` unless `[lxp] set_hold_any_register = yes`:",
+        "",
+        "| registers | values |",
+        "|---|---|",
+    ]
+    by_rule: dict[str, list[int]] = {}
+    for register, rule in WRITABLE_REGISTERS.items():
+        by_rule.setdefault(rule.description, []).append(register)
+    for description, registers in by_rule.items():
+        lines.append(f"| {', '.join(str(r) for r in registers)} | {description} |")
+    lines += [
+        "",
+        "With `read_only = yes` in an inverter's `[lxp]` section every command that writes",
+        "gets `FAIL` (the log says why) and no write ever reaches the datalogger.",
         "",
         "`FAIL` for a write that was sent but not answered in time (`no reply within`,",
         "`connection lost`) means the outcome is unknown: the dongle may still carry the",
@@ -106,6 +126,38 @@ def _commands() -> list[str]:
         "holds (the late echo is published there; `cmd/read_hold` asks for it).",
         "",
     ]
+    return lines
+
+
+def _settings() -> list[str]:
+    lines = [
+        f"## Settings: `{Topics().settings}`",
+        "",
+        "One JSON object, retained. Its keys are the command names: `cmd/<name>` sets what",
+        "`settings.<name>` shows, in the same form. A setting appears once all its registers",
+        "have been read; `null` means the registers hold no valid value (a slot at 25:00).",
+        "",
+        "| key | type | unit | registers | command | meaning |",
+        "|---|---|---|---|---|---|",
+    ]
+    types = {"bit": "boolean", "percent": "integer", "number": "integer",
+             "time_slot": "`HH:MM-HH:MM`", "clock": "ISO 8601"}
+    for setting in SETTINGS.values():
+        registers = ", ".join(str(register) for register in setting.registers)
+        if setting.bit is not None:
+            registers += f" bit {setting.bit}"
+        elif setting.signed:
+            registers += " (signed)"
+        if setting.minimum is not None:
+            kind = f"{types[setting.kind]} {setting.minimum} to {setting.maximum}"
+        else:
+            kind = types[setting.kind]
+        command = "yes" if setting.writable else "no"
+        lines.append(
+            f"| `{setting.name}` | {kind} | {setting.unit} | {registers} | {command}"
+            f" | {setting.description} |"
+        )
+    lines.append("")
     return lines
 
 
@@ -159,7 +211,8 @@ def _holding() -> list[str]:
 def render() -> str:
     """The whole of docs/mqtt.md."""
     return "\n".join(
-        [_INTRODUCTION, *_topics(), _BOOLEANS, *_commands(), *_inputs(), *_holding()]
+        [_INTRODUCTION, *_topics(), _BOOLEANS, *_commands(), *_settings(), *_inputs(),
+         *_holding()]
     )
 
 

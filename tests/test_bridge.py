@@ -85,8 +85,8 @@ def test_each_input_block_is_published_as_compact_json(bridge, publisher):
         ("octolux/inputs/1", '{"status":32,"v_bat":49.4,"e_eps_day":0.0}'),
         ("octolux/inputs/2", '{"e_pv_all":1675.6,"t_inner":43}'),
     ]
-    # Data is QoS 0 and not retained.
-    assert {(qos, retain) for _, _, qos, retain in publisher.published} == {(0, False)}
+    # QoS 1 (a short broker outage delays them, as in the original tool), not retained.
+    assert {(qos, retain) for _, _, qos, retain in publisher.published} == {(1, False)}
 
 
 def test_input_keys_keep_their_table_order(bridge, publisher):
@@ -96,13 +96,40 @@ def test_input_keys_keep_their_table_order(bridge, publisher):
     assert list(json.loads(payload)) == list(BLOCK_KEYS[3])
 
 
-def test_every_register_value_is_published(bridge, publisher):
-    bridge.registers_received({65: 50, 21: 0x80, 64: 100})
-    assert publisher.messages() == [
-        ("octolux/hold/21", "128"),
-        ("octolux/hold/64", "100"),
-        ("octolux/hold/65", "50"),
+def test_every_register_value_is_published_retained(bridge, publisher):
+    bridge.registers_received({65: 50, 21: 0x80, 64: 100, 200: 7})
+    holds = [(topic, payload, qos, retain) for topic, payload, qos, retain in publisher.published
+             if "/hold/" in topic]
+    assert holds == [
+        ("octolux/hold/21", "128", 1, True),
+        ("octolux/hold/64", "100", 1, True),
+        ("octolux/hold/65", "50", 1, True),
+        ("octolux/hold/200", "7", 1, True),
     ]
+
+
+def settings_published(publisher) -> list[dict]:
+    return [json.loads(payload) for topic, payload, qos, retain in publisher.published
+            if topic == "octolux/settings" and qos == 1 and retain]
+
+
+def test_settings_are_published_retained_from_the_registers_seen(bridge, publisher):
+    bridge.registers_received({21: 0x80 | 1 << 15, 64: 30})
+    bridge.registers_received({68: 0x1E01, 69: 0x0005, 65: 40})  # 01:30-05:00
+    first, second = settings_published(publisher)
+    assert first["ac_charge"] is True and first["feed_in_grid"] is True
+    assert first["eps"] is False and first["charge_pct"] == 30
+    assert "discharge_pct" not in first  # register 65 not known yet
+    assert second["ac_charge_slot_1"] == "01:30-05:00"
+    assert second["discharge_pct"] == 40 and second["ac_charge"] is True
+
+
+def test_settings_are_republished_only_when_they_change(bridge, publisher):
+    bridge.registers_received({64: 30})
+    bridge.registers_received({64: 30})  # same value again (a re-read)
+    bridge.registers_received({200: 5})  # not a register any setting is read from
+    bridge.registers_received({64: 31})  # changed, whoever changed it
+    assert [s["charge_pct"] for s in settings_published(publisher)] == [30, 31]
 
 
 def test_discharge_pct_writes_register_65_and_reports_ok(bridge, inverter, publisher):
@@ -243,5 +270,6 @@ def test_named_inverter_topics(inverter, publisher):
     inverter.pending[0].callback(1)
     assert publisher.messages() == [
         ("octolux/garage/hold/65", "1"),
+        ("octolux/garage/settings", '{"discharge_pct":1}'),
         ("octolux/garage/result/discharge_pct", "OK"),
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from octolux.commands import (
@@ -13,7 +15,10 @@ from octolux.commands import (
     parse_bool,
     parse_percent,
     parse_register,
+    parse_set_hold,
 )
+from octolux.lxp import holding
+from octolux.settings import SETTINGS
 
 
 @pytest.mark.parametrize(
@@ -112,6 +117,28 @@ class RecordingInverter:
         ("read_input", b"2", ("read_input", 40, 40)),
         ("read_input", b"3", ("read_input", 80, 40)),
         ("read_input", b"4", ("read_input", 120, 40)),
+        ("feed_in_grid", b"off", ("set_bit", 21, 15, False)),
+        ("eps", b"on", ("set_bit", 21, 0, True)),
+        ("micro_grid", b"on", ("set_bit", 110, 2, True)),
+        ("ac_charge_pct", b"40", ("write_single", 66, 40)),
+        ("charge_priority_pct", b"41", ("write_single", 74, 41)),
+        ("charge_priority_soc", b"42", ("write_single", 75, 42)),
+        ("forced_discharge_pct", b"43", ("write_single", 82, 43)),
+        ("forced_discharge_soc", b"44", ("write_single", 83, 44)),
+        ("discharge_cutoff_soc", b"15", ("write_single", 105, 15)),
+        ("eps_cutoff_soc", b"16", ("write_single", 125, 16)),
+        ("ac_charge_start_soc", b"17", ("write_single", 160, 17)),
+        ("ac_charge_end_soc", b"95", ("write_single", 161, 95)),
+        ("ct_power_offset", b"-200", ("write_single", 119, 0x10000 - 200)),
+        ("ct_power_offset", b"150", ("write_single", 119, 150)),
+        # low byte hour, high byte minute: 23:30 is 0x1E17
+        ("ac_charge_slot_1", b"23:30-05:00", ("write_singles", 68, (0x1E17, 5))),
+        ("ac_charge_slot_3", b"00:00-00:00", ("write_singles", 72, (0, 0))),
+        ("charge_priority_slot_2", b"12:01-13:59", ("write_singles", 78, (0x010C, 0x3B0D))),
+        ("forced_discharge_slot_1", b"16:00-19:00", ("write_singles", 84, (16, 19))),
+        ("clock", b"2026-11-30T12:34:56", ("write_multi", 12, (26 | 11 << 8, 30 | 12 << 8,
+                                                             34 | 56 << 8))),
+        ("refresh", b"1", ("refresh",)),
     ],
 )
 def test_each_command_asks_the_inverter_for_one_request(name, payload, call):
@@ -122,11 +149,25 @@ def test_each_command_asks_the_inverter_for_one_request(name, payload, call):
 
 
 def test_the_command_table_has_the_contracted_commands():
-    assert set(COMMANDS) == {
+    mq_md = {
         "ac_charge", "forced_discharge", "discharge_pct", "charge_pct",
         "charge_priority", "charge_amount_pct", "read_hold", "read_input",
     }
-    assert all(command.description for command in COMMANDS.values())
+    issue_9 = {
+        "set_hold", "sync_time", "refresh", "ac_charge_pct", "charge_priority_pct",
+        "charge_priority_soc", "forced_discharge_pct", "forced_discharge_soc",
+        "discharge_cutoff_soc", "eps_cutoff_soc", "ac_charge_start_soc", "ac_charge_end_soc",
+        "feed_in_grid", "eps", "clock",
+        *(f"{schedule}_slot_{n}" for schedule in ("ac_charge", "charge_priority",
+                                                  "forced_discharge") for n in (1, 2, 3)),
+    }
+    assert mq_md | issue_9 <= set(COMMANDS)
+    assert all(command.description and command.payload for command in COMMANDS.values())
+
+
+def test_every_writable_setting_is_a_command_and_no_read_only_one_is():
+    for name, setting in SETTINGS.items():
+        assert (name in COMMANDS) == setting.writable, name
 
 
 def test_topics_under_the_default_prefix():
@@ -135,7 +176,10 @@ def test_topics_under_the_default_prefix():
     assert topics.inputs(1) == "octolux/inputs/1"
     assert topics.hold(65) == "octolux/hold/65"
     assert topics.command("ac_charge") == "octolux/cmd/ac_charge"
-    assert topics.commands == "octolux/cmd/+"
+    assert topics.commands == "octolux/cmd/#"
+    assert topics.settings == "octolux/settings"
+    assert topics.command("set_hold/21") == "octolux/cmd/set_hold/21"
+    assert topics.result("set_hold/21") == "octolux/result/set_hold/21"
     assert topics.result("ac_charge") == "octolux/result/ac_charge"
 
 
@@ -144,7 +188,8 @@ def test_topics_of_a_named_inverter_under_another_prefix():
     assert topics.status == "home/lux/status"
     assert topics.inputs(3) == "home/lux/garage/inputs/3"
     assert topics.hold(21) == "home/lux/garage/hold/21"
-    assert topics.commands == "home/lux/garage/cmd/+"
+    assert topics.commands == "home/lux/garage/cmd/#"
+    assert topics.settings == "home/lux/garage/settings"
     assert topics.result("charge_pct") == "home/lux/garage/result/charge_pct"
 
 
@@ -152,7 +197,10 @@ def test_command_name_from_topic():
     topics = Topics()
     assert topics.command_name("octolux/cmd/discharge_pct") == "discharge_pct"
     assert topics.command_name(topics.command("read_hold")) == "read_hold"
-    for other in ("octolux/cmd/", "octolux/cmd/a/b", "octolux/result/x", "other/cmd/x", "octolux"):
+    assert topics.command_name("octolux/cmd/set_hold/21") == "set_hold/21"
+    assert topics.command_name("octolux/cmd/a/b") == "a/b"  # answered FAIL: unknown command
+    for other in ("octolux/cmd/", "octolux/cmd/a//b", "octolux/cmd/a/", "octolux/result/x",
+                  "other/cmd/x", "octolux"):
         assert topics.command_name(other) is None
     assert Topics("p", "x").command_name("p/x/cmd/ac_charge") == "ac_charge"
     assert Topics("p", "x").command_name("p/cmd/ac_charge") is None
@@ -164,3 +212,77 @@ def test_describe_payload_for_logs():
     assert describe_payload(b"it's") == '"it\'s"'
     assert describe_payload(b"\xff\x00") == r"b'\xff\x00'"
     assert describe_payload(b"a" * 100).endswith("...")
+
+
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        ("ac_charge_slot_1", b"25:00-01:00"),
+        ("ac_charge_slot_1", b"9-5"),
+        ("ac_charge_slot_1", b""),
+        ("ac_charge_slot_2", b"09:00-17:60"),
+        ("ac_charge_slot_2", b"9:00-17:00"),
+        ("forced_discharge_slot_3", b"09:00"),
+        ("forced_discharge_slot_3", b"09:00 - 10:00"),
+        ("ct_power_offset", b"1001"),
+        ("ct_power_offset", b"-1001"),
+        ("ct_power_offset", b"--1"),
+        ("ct_power_offset", b"1.5"),
+        ("eps_cutoff_soc", b"101"),
+        ("clock", b"2026-13-01T00:00:00"),
+        ("clock", b"2026-11-30"),
+        ("clock", b"1999-12-31T23:59:59"),
+        ("clock", b"2026-11-30T12:34:56+01:00"),
+        ("sync_time", b"later"),
+        ("sync_time", b""),
+        ("refresh", b""),
+    ],
+)
+def test_bad_payloads_of_the_new_commands_are_refused(name, payload):
+    with pytest.raises(PayloadError):
+        COMMANDS[name].parse(payload)
+
+
+def test_sync_time_writes_the_local_time_to_the_clock():
+    inverter = RecordingInverter()
+    command = COMMANDS["sync_time"]
+    before = datetime.datetime.now().replace(microsecond=0)
+    command.run(inverter, command.parse(b"now"))
+    after = datetime.datetime.now()
+    ((method, register, values),) = inverter.calls
+    assert (method, register) == ("write_multi", 12)
+    assert before <= holding.decode_clock(*values) <= after
+
+
+def test_set_hold_takes_known_writable_registers_within_their_range():
+    assert parse_set_hold(b"50", "65") == (65, 50)
+    assert parse_set_hold(b"62292", "21") == (21, 62292)
+    assert parse_set_hold(b"7685", "68") == (68, 7685)  # 05:30
+    assert parse_set_hold(b"65336", "119") == (119, 65336)  # -200 W
+    for payload, register in [
+        (b"101", "65"),  # a percentage
+        (b"24", "68"),  # hour 24
+        (b"1", "12"),  # the clock: written whole, by clock or sync_time
+        (b"1", "0"),  # not known to be writable
+        (b"1", "239"),
+        (b"65536", "21"),
+        (b"1", "x"),
+        (b"1", "65536"),
+        (b"-1", "21"),
+    ]:
+        with pytest.raises(PayloadError):
+            parse_set_hold(payload, register)
+
+
+def test_set_hold_takes_any_register_when_allowed():
+    assert parse_set_hold(b"1", "239", any_register=True) == (239, 1)
+    assert parse_set_hold(b"101", "65", any_register=True) == (65, 101)
+    with pytest.raises(PayloadError):
+        parse_set_hold(b"65536", "239", any_register=True)
+
+
+def test_set_hold_writes_the_register():
+    inverter = RecordingInverter()
+    command = COMMANDS["set_hold"]
+    command.run(inverter, command.parse(b"33", "66"))
+    assert inverter.calls == [("write_single", 66, 33)]

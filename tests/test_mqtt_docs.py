@@ -5,6 +5,7 @@ import pathlib
 from octolux import mqtt_docs
 from octolux.commands import COMMANDS
 from octolux.lxp.inputs import FIELDS
+from octolux.settings import SETTINGS
 
 DOCS = pathlib.Path(__file__).parent.parent / "docs" / "mqtt.md"
 
@@ -19,5 +20,8 @@ def test_every_key_and_command_is_documented():
     text = mqtt_docs.render()
     for field in FIELDS:
         assert f"| `{field.key}` | {field.unit} |" in text
-    for name in COMMANDS:
-        assert f"| `{name}` |" in text
+    for name, command in COMMANDS.items():
+        shown = name + (f"/<{command.argument}>" if command.argument else "")
+        assert f"| `{shown}` |" in text
+    for name in SETTINGS:
+        assert f"| `{name}` |" in text.split("## Settings")[1]
