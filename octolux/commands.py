@@ -126,19 +126,18 @@ def _setting_command(setting: Setting) -> Command:
     if kind == "bit":
         return Command(setting.name, parse_bool, _set_bit(register, setting.bit),
                        description, "boolean")
-    if kind == "percent":
-        return Command(setting.name, parse_percent, _write(register), description,
-                       "integer 0-100")
-    if kind == "number":
+    if kind in ("percent", "number"):
+        read = parse_percent if kind == "percent" else _parse_signed
+
         def parse_number(payload: bytes) -> int:
+            value = read(payload)
             try:
-                value = _parse_signed(payload)
                 setting.check(value)
             except ValueError as error:
                 raise PayloadError(str(error)) from None
             return setting.raw(value)
 
-        unit = f" {setting.unit}" if setting.unit else ""
+        unit = f" {setting.unit}" if setting.unit and kind == "number" else ""
         return Command(setting.name, parse_number, _write(register), description,
                        f"integer {setting.minimum} to {setting.maximum}{unit}")
     if kind == "time_slot":

@@ -38,7 +38,8 @@ DEFAULT_INVERTER_NAME = "inverter"
 # The keys this project reads, by section; any other key is logged as ignored.
 _KNOWN_KEYS = {
     "lxp": {"host", "port", "serial", "datalog", "name", "listen", "cloud",
-            "heartbeat_echo", "no_data_timeout", "command_timeout"},
+            "heartbeat_echo", "no_data_timeout", "command_timeout",
+            "read_only", "sync_time", "set_hold_any_register"},
     "server": {"listen_host", "host", "port", "control"},
     "mqtt": {"uri", "prefix", "ca_file", "client_id"},
     "log": {"level"},
@@ -77,6 +78,9 @@ class InverterConfig:
     listen: tuple[str, int] | None = None
     # Relay, in server mode: the vendor's server (host, port) to pass the dongle's bytes to.
     cloud: tuple[str, int] | None = None
+    read_only: bool = False  # refuse every write to this inverter
+    sync_time: bool = False  # keep the inverter's clock on the bridge's local time
+    set_hold_any_register: bool = False  # cmd/set_hold may write any register
 
 
 @attrs.frozen
@@ -241,6 +245,11 @@ class _Reader:
             elif cloud is not None:
                 raise self.error(section, "cloud", "only with listen (server mode)",
                                  self.get(section, "cloud"))
+            if self.boolean(section, "read_only", False) and self.boolean(
+                section, "sync_time", False
+            ):
+                raise self.error(section, "sync_time", "cannot set the clock with read_only = yes",
+                                 self.get(section, "sync_time"))
             inverters.append(InverterConfig(
                 name=name,
                 host=self.required(section, "host") if listen is None else None,
@@ -252,6 +261,9 @@ class _Reader:
                 heartbeat_echo=self.boolean(section, "heartbeat_echo", HEARTBEAT_ECHO),
                 no_data_timeout=self.seconds(section, "no_data_timeout", NO_DATA_TIMEOUT),
                 command_timeout=self.seconds(section, "command_timeout", COMMAND_TIMEOUT),
+                read_only=self.boolean(section, "read_only", False),
+                sync_time=self.boolean(section, "sync_time", False),
+                set_hold_any_register=self.boolean(section, "set_hold_any_register", False),
             ))
         return tuple(inverters)
 

@@ -114,7 +114,9 @@ def _grid_protection(name: str, what: str) -> Setting:
 
 
 def _percent(name: str, register: int, description: str) -> Setting:
-    return Setting(name, "percent", (register,), description, minimum=0, maximum=100, unit="%")
+    low, high = holding.LIMITS[register]
+    return Setting(name, "percent", (register,), description, minimum=low, maximum=high,
+                   unit="%")
 
 
 def _slot(schedule: str, number: int, what: str) -> Setting:
@@ -172,7 +174,8 @@ _SETTINGS: tuple[Setting, ...] = (
              "AC charge ends at this state of charge"),
     Setting("ct_power_offset", "number", (holding.CT_POWER_OFFSET,),
             "CT power offset, added to the grid meter reading",
-            minimum=-1000, maximum=1000, unit="W", signed=True),
+            minimum=holding.LIMITS[holding.CT_POWER_OFFSET][0],
+            maximum=holding.LIMITS[holding.CT_POWER_OFFSET][1], unit="W", signed=True),
     # -- time slots -------------------------------------------------------------
     *(_slot("ac_charge", n, "AC charge") for n in (1, 2, 3)),
     *(_slot("charge_priority", n, "Charge priority") for n in (1, 2, 3)),
@@ -252,31 +255,33 @@ def _is_time_of_day(value: int) -> bool:
     return value & 0xFF <= 23 and value >> 8 <= 59
 
 
-def _signed_between(low: int, high: int) -> RegisterRule:
-    return RegisterRule(f"signed {low} to {high}", lambda value: low <= to_signed16(value) <= high)
+def _between(register: int, low: int, high: int) -> RegisterRule:
+    if register in holding.SIGNED:
+        return RegisterRule(f"{low} to {high}, two's complement",
+                            lambda value: low <= to_signed16(value) <= high)
+    return RegisterRule(f"{low}-{high}", lambda value: low <= value <= high)
 
 
 _ANY = RegisterRule("any value 0-65535", lambda value: True)
-_PERCENT = RegisterRule("a percentage 0-100", lambda value: value <= 100)
 _TIME_OF_DAY = RegisterRule("a time of day: low byte hour 0-23, high byte minute 0-59",
                             _is_time_of_day)
 
 # The registers ``cmd/set_hold/<register>`` may write unless the configuration
-# allows any register: those of the settings above (the clock aside: it is
-# written whole, by ``clock`` or ``sync_time``) and the lead-acid battery
-# temperature limits (0.1 degC, signed).
+# allows any register: the bit fields, every number register with the limits
+# the inverter takes (percentages, SOC limits, the lead-acid temperature
+# limits in 0.1 degC, the CT offset) and the time slots. Not the clock: it is
+# written whole, by ``clock`` or ``sync_time``.
 WRITABLE_REGISTERS: dict[int, RegisterRule] = {
     holding.FUNCTION_BITS: _ANY,
     holding.SYSTEM_BITS: _ANY,
-    **{register: _PERCENT for register in sorted(holding.PERCENT)},
+    **{register: _between(register, *holding.LIMITS[register])
+       for register in sorted(holding.LIMITS)},
     **{
         register: _TIME_OF_DAY
         for slots in holding.TIME_SLOTS.values()
         for pair in slots
         for register in pair
     },
-    **{register: _signed_between(-400, 800) for register in (106, 107, 108, 109)},
-    holding.CT_POWER_OFFSET: _signed_between(-1000, 1000),
 }
 
 

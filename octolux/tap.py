@@ -18,6 +18,7 @@ from octolux.history import HistoryService, open_stores
 from octolux.inverter import Inverter
 from octolux.listener import DongleListener, Route
 from octolux.mqtt import MqttService
+from octolux.timesync import ClockKeeper
 from octolux.web import ApiService, api_root
 
 log = Logger()
@@ -119,6 +120,7 @@ def build_service(config: Config, reactor) -> OctoluxService:
     if config.history is not None:
         history = HistoryService(reactor, open_stores(config.history))
     inverters = [_inverter(reactor, inverter_config) for inverter_config in config.inverters]
+    configs = dict(zip(inverters, config.inverters, strict=True))
     top = OctoluxService(mqtt, history)
     # Started in this order. The API first: if its port is taken, start-up
     # stops before anything connects. The history and MQTT before the
@@ -134,9 +136,17 @@ def build_service(config: Config, reactor) -> OctoluxService:
         inverter.setServiceParent(top)
         if history is not None:
             inverter.add_observer(history.recorder(inverter.name))
+        # A dongle no section names (accept_unknown) has the defaults.
+        options = configs.get(inverter, InverterConfig(inverter.name, None, None, None))
+        if options.sync_time:
+            keeper = ClockKeeper(inverter, clock=reactor)
+            keeper.setServiceParent(top)
+            inverter.add_observer(keeper)
         if mqtt is not None:
             topics = Topics(config.mqtt.prefix, inverter.name if named else None)
-            bridge = InverterBridge(inverter, mqtt, topics)
+            bridge = InverterBridge(
+                inverter, mqtt, topics, any_register=options.set_hold_any_register
+            )
             inverter.add_observer(bridge)
             mqtt.subscribe(topics.commands, bridge.command_received)
 
@@ -199,7 +209,8 @@ def _unknown_dongles(reactor, model: InverterConfig, attach):
     def route_for(datalog: str) -> Route:
         inverter = Inverter(
             None, datalog, None, clock=reactor, no_data_timeout=model.no_data_timeout,
-            command_timeout=model.command_timeout, name=datalog,
+            command_timeout=model.command_timeout, name=datalog, read_only=model.read_only,
+            read_holding_on_connect=True,
         )
         attach(inverter, True)
         return Route(inverter, *_cloud(reactor, model.cloud))
@@ -212,6 +223,9 @@ def _address(host: str, port: int) -> str:
 
 
 def _inverter(reactor, config: InverterConfig) -> Inverter:
+    if config.read_only:
+        log.info("Inverter {name}: read_only: every command that writes gets FAIL",
+                 name=config.name)
     if config.listen is not None:
         host, port = config.listen
         log.info(
@@ -231,6 +245,8 @@ def _inverter(reactor, config: InverterConfig) -> Inverter:
             clock=reactor,
             no_data_timeout=config.no_data_timeout,
             command_timeout=config.command_timeout,
+            read_only=config.read_only,
+            read_holding_on_connect=True,
             name=config.name,
             address=_address(host, port),
         )
@@ -250,6 +266,8 @@ def _inverter(reactor, config: InverterConfig) -> Inverter:
         heartbeat_echo=config.heartbeat_echo,
         no_data_timeout=config.no_data_timeout,
         command_timeout=config.command_timeout,
+        read_only=config.read_only,
+        read_holding_on_connect=True,
         name=config.name,
         address=f"{config.host}:{config.port}",
     )

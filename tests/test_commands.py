@@ -229,6 +229,9 @@ def test_describe_payload_for_logs():
         ("ct_power_offset", b"--1"),
         ("ct_power_offset", b"1.5"),
         ("eps_cutoff_soc", b"101"),
+        ("eps_cutoff_soc", b"91"),  # the inverter takes 0-90
+        ("discharge_cutoff_soc", b"9"),  # 10-90
+        ("discharge_cutoff_soc", b"95"),
         ("clock", b"2026-13-01T00:00:00"),
         ("clock", b"2026-11-30"),
         ("clock", b"1999-12-31T23:59:59"),

@@ -108,6 +108,9 @@ def test_defaults():
     assert inverter.heartbeat_echo is False
     assert inverter.no_data_timeout == NO_DATA_TIMEOUT == 900.0
     assert inverter.command_timeout == COMMAND_TIMEOUT == 10.0
+    assert (inverter.read_only, inverter.sync_time, inverter.set_hold_any_register) == (
+        False, False, False,
+    )
     assert config.server == ServerConfig(listen_host="127.0.0.1", port=4346)
     assert config.mqtt is None
     assert config.log_level == "info"
@@ -120,6 +123,13 @@ def test_every_new_setting_is_read():
         heartbeat_echo = yes
         no_data_timeout = 120
         command_timeout = 2.5
+        sync_time = yes
+        set_hold_any_register = on
+        [lxp garage]
+        host = 192.168.0.11
+        serial = 0123456790
+        datalog = BA12345679
+        read_only = yes
         [server]
         listen_host = ::1
         port = 0
@@ -130,9 +140,15 @@ def test_every_new_setting_is_read():
         [log]
         level = DEBUG
     """)
-    (inverter,) = config.inverters
+    inverter, garage = config.inverters
     assert (inverter.heartbeat_echo, inverter.no_data_timeout, inverter.command_timeout) == (
         True, 120.0, 2.5,
+    )
+    assert (inverter.read_only, inverter.sync_time, inverter.set_hold_any_register) == (
+        False, True, True,
+    )
+    assert (garage.read_only, garage.sync_time, garage.set_hold_any_register) == (
+        True, False, False,
     )
     assert config.server == ServerConfig(listen_host="::1", port=0)
     assert config.mqtt.prefix == "home/octolux"
@@ -226,6 +242,16 @@ def test_a_missing_file_is_named(tmp_path):
             "config.ini: [lxp] datalog: not 10 letters and digits: 'BA10330137X'",
         ),
         (LXP + "heartbeat_echo = maybe\n", "config.ini: [lxp] heartbeat_echo: not yes/no: 'maybe'"),
+        (LXP + "read_only = perhaps\n", "config.ini: [lxp] read_only: not yes/no: 'perhaps'"),
+        (LXP + "sync_time = daily\n", "config.ini: [lxp] sync_time: not yes/no: 'daily'"),
+        (
+            LXP + "set_hold_any_register = all\n",
+            "config.ini: [lxp] set_hold_any_register: not yes/no: 'all'",
+        ),
+        (
+            LXP + "read_only = yes\nsync_time = yes\n",
+            "config.ini: [lxp] sync_time: cannot set the clock with read_only = yes: 'yes'",
+        ),
         (
             LXP + "command_timeout = soon\n",
             "config.ini: [lxp] command_timeout: not a number of seconds: 'soon'",

@@ -187,9 +187,11 @@ async def test_the_other_commands(rig):
     assert await rig.command("forced_discharge", b"true") == "OK"
     await rig.hold(21, lambda v: v & 1 << 10 and v & 1 << 11, "hold/21 with bits 10 and 11 set")
     assert await rig.command("charge_amount_pct", b"90") == "OK"
-    assert (await rig.next_on("hold/67")).text == "90"
+    await rig.hold(67, lambda v: v == 90, "hold/67 90")
+    before = len(rig.probe.on(rig.topic("hold/64")))
     assert await rig.command("read_hold", b"64") == "OK"
-    assert (await rig.next_on("hold/64")).text == str(rig.dongle.plant.holding[64])
+    read = await rig.next_on("hold/64", after=before)
+    assert read.text == str(rig.dongle.plant.holding[64])
     before = len(rig.probe.on(rig.topic("inputs/2")))
     assert await rig.command("read_input", b"2") == "OK"
     await rig.next_on("inputs/2", after=before)
@@ -205,7 +207,7 @@ async def test_a_write_made_by_another_client_is_published(rig):
         other.transport.write(lxp.build(lxp.WriteSingleRequest(
             rig.dongle.config.datalog, rig.dongle.config.inverter, 66, 33
         )))
-        assert (await rig.next_on("hold/66")).text == "33"
+        await rig.hold(66, lambda v: v == 33, "hold/66 33")
     finally:
         other.transport.loseConnection()
 
@@ -318,7 +320,10 @@ async def test_two_inverters_have_topics_under_their_names(mosquitto):
         probe.publish(f"{prefix}/garage/cmd/discharge_pct", b"25")
         result = await probe.next_on(reactor, f"{prefix}/garage/result/discharge_pct")
         assert result.text == "OK"
-        assert (await probe.next_on(reactor, f"{prefix}/garage/hold/65")).text == "25"
+        await probe.until(
+            reactor, lambda: [m for m in probe.on(f"{prefix}/garage/hold/65") if m.text == "25"],
+            what="garage/hold/65 25",
+        )
         assert garage.plant.holding[65] == 25
         assert [r for r in main.requests if isinstance(r, lxp.WriteSingleRequest)] == []
         assert not [m for m in probe.messages if m.topic.startswith(f"{prefix}/inputs/")]

@@ -296,8 +296,10 @@ def test_a_late_echo_does_not_answer_the_next_write(harness, link):
     assert published == [
         ("octolux/result/discharge_pct", "FAIL"),
         ("octolux/hold/65", "52"),
+        ("octolux/settings", '{"discharge_pct":52}'),
         ("octolux/result/discharge_pct", "OK"),
         ("octolux/hold/65", "53"),
+        ("octolux/settings", '{"discharge_pct":53}'),
     ]
 
 

@@ -163,6 +163,8 @@ def test_set_hold_rules_cover_the_writable_settings_but_the_clock():
     assert not {12, 13, 14} & set(WRITABLE_REGISTERS)
     with pytest.raises(ValueError, match="not known to be writable"):
         check_register_write(0, 1)
-    with pytest.raises(ValueError, match="percentage"):
+    with pytest.raises(ValueError, match="register 65 takes 0-100: 101"):
         check_register_write(65, 101)
+    with pytest.raises(ValueError, match="register 105 takes 10-90: 5"):
+        check_register_write(105, 5)
     check_register_write(0, 1, any_register=True)
