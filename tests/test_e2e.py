@@ -22,8 +22,9 @@ from octolux.tap import build_service
 from simulator.dongle import start_simulator
 
 # Seconds: more than the bridge's first reconnection delay (1.5 s plus up to
-# 1 s of jitter), short enough for the failure cases to finish quickly.
-COMMAND_TIMEOUT = 4.0
+# 1 s of jitter) plus the 2 s a queued request must have left to be sent
+# (inverter.SEND_MARGIN), short enough for the failure cases to finish quickly.
+COMMAND_TIMEOUT = 5.0
 _prefixes = itertools.count()
 
 # Every key MQ.md shows, by topic: the contract for inputs/1..3.
