@@ -68,6 +68,10 @@ _KIND_NOTES = {
     Kind.SUM: "sum",
     Kind.SUM_32: "sum",
     Kind.DIFFERENCE: "derived",
+    Kind.BALANCE: "derived",
+    Kind.STATUS_TEXT: "text",
+    Kind.FAULT_NAMES: "list of names",
+    Kind.WARNING_NAMES: "list of names",
     Kind.LOW_BYTE: "low byte",
     Kind.HIGH_BYTE: "high byte",
     Kind.POWER_FACTOR: "",
@@ -78,7 +82,7 @@ _KIND_NOTES = {
 
 def _registers(field) -> str:
     span = field.span
-    if field.kind in (Kind.SUM, Kind.SUM_32, Kind.DIFFERENCE):
+    if field.kind in (Kind.SUM, Kind.SUM_32, Kind.DIFFERENCE, Kind.BALANCE):
         return ", ".join(str(register) for register in field.registers)
     if len(span) == 1:
         return str(span.start)
@@ -184,6 +188,18 @@ def _inputs() -> list[str]:
         "frame (newer firmware), which is published as `inputs/1`, `/2` and `/3`. Values",
         "are decoded by register number, so both give the same keys and numbers.",
         "Block 4 exists on some models only and is published when a frame carries it.",
+        "",
+        "`p_load`, the house's consumption, is not measured by the inverter: it is the",
+        "balance of the AC side, what comes in (`p_to_user` from the grid, `p_inv` from the",
+        "inverter) less what goes elsewhere (`p_rec` into the battery from the grid,",
+        "`p_to_grid` exported). It is the sum the LuxPower Home Assistant integration",
+        "(LuxPower-Advanced) shows as \"Home Consumption (Live)\". Loads on the EPS (backup)",
+        "output are in `p_eps`, not here; measurement noise can make it a few watts off,",
+        "even slightly negative.",
+        "",
+        "`status_text` is `status` in words; `fault_codes` and `warning_codes` list the",
+        "names of the bits set in `fault_code` and `warning_code` (`[]` when none), such as",
+        "`\"E019 bus voltage high\"`.",
         "",
     ]
     return lines

@@ -38,6 +38,10 @@ class Kind(enum.Enum):
     SUM = "sum"  # of u16 registers
     SUM_32 = "sum of u32"  # of u32 register pairs
     DIFFERENCE = "difference"  # first register minus second
+    BALANCE = "balance"  # the first half of the registers added, the second half subtracted
+    STATUS_TEXT = "status text"  # STATUS_TEXTS of a u16 register
+    FAULT_NAMES = "fault names"  # FAULT_NAMES of the bits set in a u32 register pair
+    WARNING_NAMES = "warning names"  # WARNING_NAMES of the bits set in a u32 register pair
 
 
 @attrs.frozen
@@ -59,11 +63,105 @@ class InputField:
     @property
     def span(self) -> range:
         """Every register the value is read from."""
-        if self.kind in (Kind.UNSIGNED_32, Kind.SUM_32):
+        if self.kind in _32_BIT_KINDS:
             return range(self.registers[0], self.registers[-1] + 2)
         if self.kind is Kind.TEXT:
             return range(self.registers[0], self.registers[-1] + 1)
         return range(min(self.registers), max(self.registers) + 1)
+
+
+_32_BIT_KINDS = frozenset({Kind.UNSIGNED_32, Kind.SUM_32, Kind.FAULT_NAMES, Kind.WARNING_NAMES})
+
+# The operating state (input register 0) in words, as the vendor's documents
+# name the states; a value not here is shown as "unknown (N)".
+STATUS_TEXTS: dict[int, str] = {
+    0x00: "standby",
+    0x02: "firmware updating",
+    0x04: "PV on-grid",
+    0x08: "PV charging",
+    0x0C: "PV charging, on-grid",
+    0x10: "battery on-grid",
+    0x11: "bypass",
+    0x14: "PV and battery on-grid",
+    0x19: "PV charging, bypass",
+    0x20: "AC charging",
+    0x28: "PV and AC charging",
+    0x40: "battery off-grid",
+    0x80: "PV off-grid",
+    0x88: "PV charging, off-grid",
+    0xC0: "PV and battery off-grid",
+}
+
+# Fault bits (input registers 60-61) and warning bits (62-63): the code the
+# inverter's display and the vendor's app show, and what it means.
+FAULT_NAMES: tuple[str, ...] = (
+    "E000 internal communication fault 1",
+    "E001 model fault",
+    "E002 battery on MOS fault",
+    "E003 CT fault",
+    "E004 reserved",
+    "E005 reserved",
+    "E006 reserved",
+    "E007 reserved",
+    "E008 parallel system CAN communication error",
+    "E009 parallel system master lost",
+    "E010 parallel system has several masters",
+    "E011 parallel system AC input inconsistent",
+    "E012 UPS short circuit",
+    "E013 reverse current on the UPS output",
+    "E014 bus short circuit",
+    "E015 phase error in a three-phase system",
+    "E016 relay check fault",
+    "E017 internal communication fault 2",
+    "E018 internal communication fault 3",
+    "E019 bus voltage high",
+    "E020 EPS connection fault",
+    "E021 PV voltage high",
+    "E022 over-current protection",
+    "E023 neutral fault",
+    "E024 PV short circuit",
+    "E025 radiator temperature out of range",
+    "E026 internal fault",
+    "E027 main and redundant CPU samples disagree",
+    "E028 reserved",
+    "E029 reserved",
+    "E030 reserved",
+    "E031 internal communication fault 4",
+)
+WARNING_NAMES: tuple[str, ...] = (
+    "W000 battery communication failure",
+    "W001 AFCI communication failure",
+    "W002 AFCI high",
+    "W003 meter communication failure",
+    "W004 battery forbids both charge and discharge",
+    "W005 auto test failed",
+    "W006 reserved",
+    "W007 LCD communication failure",
+    "W008 firmware version mismatch",
+    "W009 fan stuck",
+    "W010 reserved",
+    "W011 parallel number out of range",
+    "W012 battery on MOS",
+    "W013 over-temperature",
+    "W014 reserved",
+    "W015 battery connected in reverse",
+    "W016 grid power outage",
+    "W017 grid voltage out of range",
+    "W018 grid frequency out of range",
+    "W019 reserved",
+    "W020 PV insulation low",
+    "W021 leakage current high",
+    "W022 DC injection high",
+    "W023 PV short circuit",
+    "W024 reserved",
+    "W025 battery voltage high",
+    "W026 battery voltage low",
+    "W027 battery open circuit",
+    "W028 EPS overload",
+    "W029 EPS voltage high",
+    "W030 meter connected in reverse",
+    "W031 DC voltage high",
+)
 
 
 def _field(key, registers, unit, description, divisor=1, kind=Kind.UNSIGNED):
@@ -84,6 +182,8 @@ _STATUS_TEXT = (
 FIELDS: tuple[InputField, ...] = (
     # -- inputs/1: registers 0-39 ---------------------------------------------
     _field("status", 0, "", _STATUS_TEXT),
+    _field("status_text", 0, "", "Operating state in words (\"unknown (N)\" for another code)",
+           1, Kind.STATUS_TEXT),
     _field("v_pv_1", 1, "V", "PV string 1 voltage", 10),
     _field("v_pv_2", 2, "V", "PV string 2 voltage", 10),
     _field("v_pv_3", 3, "V", "PV string 3 voltage", 10),
@@ -120,6 +220,15 @@ FIELDS: tuple[InputField, ...] = (
         "p_grid", (27, 26), "W", "Grid power: p_to_user - p_to_grid (positive: importing)",
         1, Kind.DIFFERENCE,
     ),
+    # The AC side's balance: what comes in (the grid, the inverter's output)
+    # less what goes elsewhere (the rectifier charging the battery, export).
+    # The same sum as the "Home Consumption (Live)" sensor of the LuxPower
+    # Home Assistant integration (LuxPower-Advanced, sensor.py).
+    _field(
+        "p_load", (27, 16, 17, 26), "W",
+        "House consumption: p_to_user + p_inv - p_rec - p_to_grid",
+        1, Kind.BALANCE,
+    ),
     _field("e_pv_1_day", 28, "kWh", "PV string 1 energy, today", 10),
     _field("e_pv_2_day", 29, "kWh", "PV string 2 energy, today", 10),
     _field("e_pv_3_day", 30, "kWh", "PV string 3 energy, today", 10),
@@ -147,6 +256,10 @@ FIELDS: tuple[InputField, ...] = (
     _kwh_u32("e_to_user_all", 58, "Energy imported"),
     _field("fault_code", 60, "", "Fault bits (E000-E031)", 1, Kind.UNSIGNED_32),
     _field("warning_code", 62, "", "Warning bits (W000-W031)", 1, Kind.UNSIGNED_32),
+    _field("fault_codes", 60, "", "Active faults, by name (a list; empty: none)", 1,
+           Kind.FAULT_NAMES),
+    _field("warning_codes", 62, "", "Active warnings, by name (a list; empty: none)", 1,
+           Kind.WARNING_NAMES),
     _field("t_inner", 64, "°C", "Internal temperature", 1, Kind.SIGNED),
     _field("t_rad_1", 65, "°C", "Radiator 1 temperature", 1, Kind.SIGNED),
     _field("t_rad_2", 66, "°C", "Radiator 2 temperature", 1, Kind.SIGNED),
@@ -233,6 +346,14 @@ def _power_factor(value: int) -> int:
     return 1000 - value if 1000 < value < 2000 else value
 
 
+def _status_text(value: int) -> str:
+    return STATUS_TEXTS.get(value, f"unknown ({value})")
+
+
+def _bit_names(bits: int, names: tuple[str, ...]) -> list[str]:
+    return [name for bit, name in enumerate(names) if bits >> bit & 1]
+
+
 def _text(values: Sequence[int], offsets: tuple[int, ...]) -> str:
     raw = b"".join(values[i].to_bytes(2, "little") for i in offsets)
     return raw.decode("latin-1").rstrip("\x00 ")
@@ -260,6 +381,17 @@ def _expression(field: InputField, offsets: tuple[int, ...]) -> str:
         raw = "(" + " + ".join(f"(v[{i}] | v[{i + 1}] << 16)" for i in offsets) + ")"
     elif kind is Kind.DIFFERENCE:
         raw = f"(v[{first}] - v[{offsets[1]}])"
+    elif kind is Kind.BALANCE:
+        half = len(offsets) // 2
+        added = " + ".join(f"v[{i}]" for i in offsets[:half])
+        subtracted = "".join(f" - v[{i}]" for i in offsets[half:])
+        raw = f"({added}{subtracted})"
+    elif kind is Kind.STATUS_TEXT:
+        return f"_status_text(v[{first}])"
+    elif kind is Kind.FAULT_NAMES:
+        return f"_bit_names(v[{first}] | v[{first + 1}] << 16, FAULT_NAMES)"
+    elif kind is Kind.WARNING_NAMES:
+        return f"_bit_names(v[{first}] | v[{first + 1}] << 16, WARNING_NAMES)"
     else:  # Kind.POWER_FACTOR
         raw = f"_power_factor(v[{first}])"
     return f"{raw} / {field.divisor}" if field.divisor != 1 else raw
@@ -281,7 +413,11 @@ def _decoder(register: int, count: int) -> Callable[[Sequence[int]], dict]:
             offsets = tuple(r - register for r in field.registers)
             items.append(f"{field.key!r}: {_expression(field, offsets)}")
     source = "lambda v: {" + ", ".join(items) + "}"
-    namespace = {"to_signed16": to_signed16, "_power_factor": _power_factor, "_text": _text}
+    namespace = {
+        "to_signed16": to_signed16, "_power_factor": _power_factor, "_text": _text,
+        "_status_text": _status_text, "_bit_names": _bit_names,
+        "FAULT_NAMES": FAULT_NAMES, "WARNING_NAMES": WARNING_NAMES,
+    }
     return eval(source, namespace)  # noqa: S307 - source built above from our own table
 
 
@@ -318,7 +454,10 @@ BLOCK_KEYS: dict[int, tuple[str, ...]] = {
 # -- encoding: named values -> raw registers (the simulator's side) -----------------
 
 # Kinds computed from other fields' registers: encoding sets their parts instead.
-DERIVED_KINDS = frozenset({Kind.SUM, Kind.SUM_32, Kind.DIFFERENCE})
+DERIVED_KINDS = frozenset({
+    Kind.SUM, Kind.SUM_32, Kind.DIFFERENCE, Kind.BALANCE, Kind.STATUS_TEXT, Kind.FAULT_NAMES,
+    Kind.WARNING_NAMES,
+})
 
 # The raw range of each primitive kind (after scaling by the divisor).
 _RAW_RANGES = {
