@@ -180,6 +180,8 @@ class Faults:
     """Close connections beyond this many clients at once."""
     foreign_traffic: float | None = attrs.field(default=None, validator=_positive)
     """Every this many seconds, send a frame another client caused (cloud or app traffic)."""
+    grid_down: bool = False
+    """A power cut: the inverter runs off grid, on EPS if register 21 bit 0 allows."""
 
 
 class BroadcastFormat(enum.Enum):
@@ -400,6 +402,8 @@ class DongleFactory(protocol.Factory):
         self.fault_random = random.Random(config.seed)
         self._faults = config.faults
         self._synced_at = clock.seconds()
+        if config.faults.grid_down:
+            self.plant.set_grid(False)
         self._broadcast_call = None
         self._foreign_call = None
         self._foreign_sent = 0
@@ -421,6 +425,9 @@ class DongleFactory(protocol.Factory):
         self._faults = faults
         self.log.info("dongle {datalog}: faults now {faults}", datalog=self.config.datalog,
                       faults=faults)
+        if self.plant.grid_up == faults.grid_down:
+            self.sync_plant()  # the power cut starts (or ends) now, not at the last step
+            self.plant.set_grid(not faults.grid_down)
         self._schedule_foreign_traffic()
 
     @property

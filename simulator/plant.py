@@ -34,8 +34,11 @@ a real inverter does: a drifted clock shifts them. A slot whose start equals its
 end (``00:00-00:00``) is off; one whose end is before its start runs over
 midnight. When every slot of a mode is off, its enable bit alone switches it at
 any time of day (a real inverter would wait for a slot; the simulator keeps a
-bare ``ac_charge on`` visible, as before slots were simulated). The EPS cut-off
-(125) is stored but the grid never fails, so EPS is not simulated.
+bare ``ac_charge on`` visible, as before slots were simulated).
+
+During a power cut (``set_grid(False)``) there is no grid: with EPS on (21 bit 0)
+PV and the battery carry the house down to the EPS cut-off SOC (125), else the
+house goes dark; PV only charges the battery.
 """
 
 from __future__ import annotations
@@ -311,6 +314,8 @@ class Flows:
     p_inv: float = 0.0  # DC -> AC
     p_rec: float = 0.0  # AC -> DC (charging from the grid)
     grid: float = 0.0  # positive: importing
+    off_grid: bool = False  # the grid is down
+    eps: float = 0.0  # the house load the EPS output carries while the grid is down
 
     @property
     def charge(self) -> int:
@@ -324,7 +329,19 @@ class Flows:
 
     @property
     def status(self) -> int:
-        """0 idle, 16 discharging, 32 charging (MQ.md), from the published powers."""
+        """0 idle, 16 discharging, 32 charging (MQ.md), from the published powers.
+
+        Off grid, the inverter's off-grid codes: 0x40 battery, 0x80 PV, 0xC0 PV and
+        battery carry the EPS output, 0x88 PV carries it and charges, 0x08 PV only
+        charges (the output off), 0 standby.
+        """
+        if self.off_grid:
+            pv = round(sum(self.pv)) > 0
+            if round(self.eps) > 0:
+                if self.discharge > 0:
+                    return 0xC0 if pv else 0x40
+                return 0x88 if self.charge > 0 else 0x80
+            return 0x08 if self.charge > 0 else 0
         if self.charge > 0:
             return 32
         if self.discharge > 0:
@@ -433,6 +450,8 @@ class Plant:
     elapsed: float = attrs.field(init=False, default=0.0)  # simulated seconds since start
     # AC charge by SOC (register 120): charging since the SOC fell to register 160.
     ac_charge_latched: bool = attrs.field(init=False, default=False)
+    # False during a grid outage (``Faults.grid_down``); set it with ``set_grid``.
+    grid_up: bool = attrs.field(init=False, default=True)
     runtime: float = attrs.field(init=False, default=INITIAL_RUNTIME)
     energy_day: dict[str, float] = attrs.field(init=False)  # Wh
     energy_all: dict[str, float] = attrs.field(init=False)  # Wh
@@ -513,7 +532,7 @@ class Plant:
         energy = {
             "pv_1": flows.pv[0], "pv_2": flows.pv[1], "pv_3": flows.pv[2],
             "inv": flows.p_inv, "rec": flows.p_rec,
-            "chg": max(flows.battery, 0.0), "dischg": max(-flows.battery, 0.0), "eps": 0.0,
+            "chg": max(flows.battery, 0.0), "dischg": max(-flows.battery, 0.0), "eps": flows.eps,
             "to_grid": max(-flows.grid, 0.0), "to_user": max(flows.grid, 0.0),
         }
         for key, power in energy.items():
@@ -591,6 +610,8 @@ class Plant:
             return MAX_POWER * min(registers[r] for r in registers_) / 100.0
 
         solar_total = sum(pv)
+        if not self.grid_up:
+            return self._off_grid_flows(available, load, percent, power_to)
         clock = self.clock
         ac_charge_target = self._ac_charge_target()
         if bits >> holding.BITS[21]["forced_discharge"] & 1 and in_schedule(
@@ -661,6 +682,37 @@ class Plant:
             grid=load - p_inv + p_rec,
         )
 
+    def _off_grid_flows(self, available, load, percent, power_to) -> Flows:
+        """A power cut: with EPS on (21 bit 0) PV and the battery carry the house, down to
+        the EPS cut-off SOC (125); the output trips when they cannot carry it all. No grid
+        charging, no export: PV beyond the house and the battery is curtailed."""
+        registers = self.holding.values
+        solar_total = sum(available)
+        eps_enabled = registers[holding.FUNCTION_BITS] >> holding.BITS[21]["eps"] & 1
+        from_battery = min(
+            percent(holding.DISCHARGE_POWER_PERCENT),
+            power_to(registers[holding.EPS_DISCHARGE_CUTOFF_SOC], charging=False),
+        )
+        carried = eps_enabled and load <= MAX_POWER and solar_total + from_battery >= load
+        served = load if carried else 0.0
+        if solar_total >= served:
+            battery = min(
+                solar_total - served, percent(holding.CHARGE_POWER_PERCENT),
+                power_to(100.0, charging=True),
+            )
+        else:
+            battery = solar_total - served  # the battery covers the rest
+        used = served + max(battery, 0.0)
+        scale = min(1.0, used / solar_total) if solar_total > 0 else 0.0
+        return Flows(
+            pv=(available[0] * scale, available[1] * scale, available[2] * scale),
+            pv_available=(available[0], available[1], available[2]),
+            load=load,
+            battery=battery,
+            off_grid=True,
+            eps=served,
+        )
+
     # -- holding registers ----------------------------------------------------
 
     def _refresh_clock_registers(self) -> None:
@@ -702,6 +754,11 @@ class Plant:
         self.flows = self._flows(STEP)  # a command takes effect at once
         return changes
 
+    def set_grid(self, up: bool) -> None:
+        """Bring the grid up or down (a power cut); it takes effect at once."""
+        self.grid_up = up
+        self.flows = self._flows(STEP)
+
     def set_clock_offset(self, offset: datetime.timedelta) -> None:
         """Put the inverter's clock ``offset`` ahead of the true time (a clock set or restored)."""
         self.clock_offset = offset
@@ -721,9 +778,16 @@ class Plant:
         flows = self.flows
         battery = flows.battery
         v_bat = 48.0 + 5.6 * self.soc / 100.0 + 0.8 * battery / MAX_POWER
-        throughput = flows.p_inv + flows.p_rec
+        throughput = flows.p_inv + flows.p_rec + flows.eps
         t_bat = round(21 + abs(battery) / 1000)
         cell = v_bat / BATTERY_CELLS
+        if not flows.off_grid:  # the EPS output follows the grid
+            v_eps, f_eps = self.v_grid, self.f_grid
+        elif flows.eps > 0:  # the inverter makes its own: registers 90 and 91
+            v_eps = float(self.holding.values[90])
+            f_eps = float(self.holding.values[91])
+        else:
+            v_eps = f_eps = 0.0
         charged = self.energy_all["chg"] - INITIAL_TOTALS["chg"]
         values: dict[str, int | float | str] = {
             # -- inputs/1
@@ -733,13 +797,15 @@ class Plant:
             "soh": STATE_OF_HEALTH,
             "p_charge": flows.charge,
             "p_discharge": flows.discharge,
-            "v_acr": self.v_grid,
-            "f_ac": self.f_grid,
+            "v_acr": 0.0 if flows.off_grid else self.v_grid,
+            "f_ac": 0.0 if flows.off_grid else self.f_grid,
             "p_inv": flows.p_inv,
             "p_rec": flows.p_rec,
             "pf": 1.0,
-            "v_eps": self.v_grid,  # EPS output follows the grid while on-grid
-            "f_eps": self.f_grid,
+            "v_eps": v_eps,
+            "f_eps": f_eps,
+            "p_eps": flows.eps,
+            "s_eps": flows.eps,
             "p_to_grid": max(-flows.grid, 0.0),
             "p_to_user": max(flows.grid, 0.0),
             "v_bus_1": 380.0 + 0.4 * (self.v_grid - 240.0),

@@ -81,6 +81,8 @@ class Options(usage.Options):
 
     optFlags = [
         ["mute", None, "Fault: answer no request (heartbeats and broadcasts go on)."],
+        ["grid-down", None, "Fault: a power cut; the inverter runs off grid, on EPS if "
+         "register 21 bit 0 allows, down to the EPS cut-off SOC (register 125)."],
         ["verbose", "v", "Log every frame's bytes (debug level)."],
     ]
 
@@ -178,6 +180,7 @@ class Options(usage.Options):
             exception_rate=self["exception-rate"],
             max_clients=self["max-clients"],
             foreign_traffic=self["foreign-traffic"],
+            grid_down=bool(self["grid-down"]),
         )
         configs = []
         count = self["count"]

@@ -406,14 +406,17 @@ writes = st.tuples(
 @settings(max_examples=60, deadline=None)
 @given(
     steps=st.lists(
-        st.one_of(st.floats(min_value=0, max_value=48 * 3600), writes), max_size=12
+        st.one_of(st.floats(min_value=0, max_value=48 * 3600), writes, st.booleans()),
+        max_size=12,
     ),
     seed=st.integers(0, 1000),
 )
 def test_any_commands_and_time_keep_the_registers_valid(steps, seed):
     plant = Plant(start=MIDNIGHT, seed=seed)
     for step in steps:
-        if isinstance(step, float):
+        if isinstance(step, bool):
+            plant.set_grid(step)  # power cuts come and go
+        elif isinstance(step, float):
             plant.advance(step)
         else:
             register, value = step
@@ -424,4 +427,5 @@ def test_any_commands_and_time_keep_the_registers_valid(steps, seed):
         assert 0 <= named["soc"] <= 100
         assert named["p_charge"] == 0 or named["p_discharge"] == 0
         assert 40.0 <= named["v_bat"] <= 58.0
-        assert named["p_inv"] <= MAX_POWER
+        assert named["p_inv"] <= MAX_POWER and named["p_eps"] <= MAX_POWER
+        assert named["p_eps"] == 0 or named["p_to_user"] == named["p_to_grid"] == 0

@@ -19,7 +19,7 @@ OPTIONS = [
     "port", "interface", "datalog", "serial", "interval", "burst-gap", "first-burst-delay",
     "heartbeat", "format", "speed", "seed", "start", "clock-offset", "state", "count", "drop-every",
     "garbage", "corrupt-crc", "split", "reply-delay", "mute", "silent-after",
-    "exception-rate", "max-clients", "foreign-traffic", "verbose",
+    "exception-rate", "max-clients", "foreign-traffic", "grid-down", "verbose",
 ]
 
 
@@ -54,7 +54,7 @@ def test_every_option_reaches_the_config():
         "--clock-offset", "-300",
         "--drop-every", "300", "--garbage", "0.1", "--corrupt-crc", "0.2", "--split", "8",
         "--reply-delay", "0.5", "--mute", "--silent-after", "600", "--exception-rate", "0.3",
-        "--max-clients", "1", "--foreign-traffic", "45",
+        "--max-clients", "1", "--foreign-traffic", "45", "--grid-down",
     )
     (config,) = options.configs
     assert (config.datalog, config.inverter) == ("AB12345678", "CD12345678")
@@ -66,6 +66,7 @@ def test_every_option_reaches_the_config():
     assert config.faults == Faults(
         drop_every=300, garbage=0.1, corrupt_crc=0.2, split=8, reply_delay=0.5, mute=True,
         silent_after=600, exception_rate=0.3, max_clients=1, foreign_traffic=45,
+        grid_down=True,
     )
 
 
