@@ -20,12 +20,14 @@ from collections.abc import Callable
 import attrs
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.matcher import MQTTMatcher
 from twisted.application import service
 from twisted.internet import defer, threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from octolux.config import MqttConfig
+from octolux.logging import debug_enabled
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -82,7 +84,10 @@ class MqttService(service.Service):
         self._status_topic = status_topic
         self._client: paho.Client | None = None
         # Replaced, never mutated: the paho thread reads it in on_connect.
-        self._subscriptions: tuple[tuple[str, MessageHandler], ...] = ()
+        self._topic_filters: tuple[str, ...] = ()
+        # topic filter -> its handlers, as a trie: a message costs the levels of
+        # its topic, not a match against every filter.
+        self._handlers = MQTTMatcher()
         self._connect_failed_logged = False
         self.connected = False  # as last seen on the reactor thread
 
@@ -93,7 +98,12 @@ class MqttService(service.Service):
 
         Kept across reconnections: the subscription is made again on every connect.
         """
-        self._subscriptions += ((topic_filter, handler),)
+        try:
+            self._handlers[topic_filter].append(handler)
+            return  # already subscribed to this filter
+        except KeyError:
+            self._handlers[topic_filter] = [handler]
+        self._topic_filters += (topic_filter,)
         if self._client is not None:
             # Even if not connected as far as this thread knows: paho's thread
             # may be connecting right now, past reading the subscriptions. A
@@ -108,7 +118,9 @@ class MqttService(service.Service):
             return
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self.log.debug("published {topic} {payload}", topic=topic, payload=payload)
+            # Guarded: even a filtered-out event costs its building, per message.
+            if debug_enabled():
+                self.log.debug("published {topic} {payload}", topic=topic, payload=payload)
         elif info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
             self.log.debug("queued until the broker is back: {topic}", topic=topic)
         else:
@@ -202,8 +214,8 @@ class MqttService(service.Service):
     def _message_received(self, message: Message) -> None:
         if not self.running:
             return
-        for topic_filter, handler in self._subscriptions:
-            if paho.topic_matches_sub(topic_filter, message.topic):
+        for handlers in self._handlers.iter_match(message.topic):
+            for handler in handlers:
                 handler(message)
 
     # -- the paho thread: keep these short; only callFromThread reaches Twisted.
@@ -213,9 +225,10 @@ class MqttService(service.Service):
             self._reactor.callFromThread(self._refused, str(reason_code))
             return
         # Here, not on the reactor thread, so no message can slip in between
-        # the connection and the subscriptions.
-        for topic_filter, _ in self._subscriptions:
-            client.subscribe(topic_filter, qos=1)
+        # the connection and the subscriptions. One SUBSCRIBE for them all.
+        topic_filters = self._topic_filters
+        if topic_filters:
+            client.subscribe([(topic_filter, 1) for topic_filter in topic_filters])
         client.publish(self._status_topic, ONLINE, qos=1, retain=True)
         self._reactor.callFromThread(self._connected)
 

@@ -11,7 +11,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from octolux import logging
-from octolux.bridge import InverterBridge
+from octolux.bridge import CommandRouter, InverterBridge
 from octolux.commands import Topics
 from octolux.config import LOG_LEVELS, Config, ConfigError, InverterConfig, load_config
 from octolux.history import HistoryService, open_stores
@@ -131,6 +131,7 @@ def build_service(config: Config, reactor) -> OctoluxService:
         history.setServiceParent(top)
     if mqtt is not None:
         mqtt.setServiceParent(top)
+        commands = CommandRouter(mqtt.subscribe, config.mqtt.prefix)
 
     def attach(inverter: Inverter, named: bool) -> None:
         inverter.setServiceParent(top)
@@ -148,7 +149,7 @@ def build_service(config: Config, reactor) -> OctoluxService:
                 inverter, mqtt, topics, any_register=options.set_hold_any_register
             )
             inverter.add_observer(bridge)
-            mqtt.subscribe(topics.commands, bridge.command_received)
+            commands.add(bridge)
 
     for inverter in inverters:
         attach(inverter, config.named_topics)

@@ -12,7 +12,7 @@ import pytest
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 
-from octolux.bridge import InverterBridge
+from octolux.bridge import CommandRouter, InverterBridge
 from octolux.commands import Topics
 from octolux.inverter import CommandFailed
 from octolux.lxp.inputs import BLOCK_KEYS
@@ -273,3 +273,55 @@ def test_named_inverter_topics(inverter, publisher):
         ("octolux/garage/settings", '{"discharge_pct":1}'),
         ("octolux/garage/result/discharge_pct", "OK"),
     ]
+
+
+# -- CommandRouter: every inverter's commands through one subscription ----------------
+
+
+class Subscriptions:
+    def __init__(self):
+        self.made: list[tuple[str, object]] = []
+
+    def subscribe(self, topic_filter, handler):
+        self.made.append((topic_filter, handler))
+
+
+def test_one_subscription_serves_any_number_of_inverters(publisher):
+    subscriptions = Subscriptions()
+    router = CommandRouter(subscriptions.subscribe, "fleet")
+    inverters = [FakeInverter() for _ in range(1000)]
+    for index, inverter in enumerate(inverters):
+        router.add(InverterBridge(inverter, publisher, Topics("fleet", f"d{index}")))
+    assert [topic_filter for topic_filter, _ in subscriptions.made] == ["fleet/+/cmd/#"]
+    ((_, handler),) = subscriptions.made
+    handler(Message("fleet/d537/cmd/discharge_pct", b"42"))
+    assert inverters[537].requests == [("write_single", 65, 42)]
+    assert sum(len(inverter.requests) for inverter in inverters) == 1
+    inverters[537].pending[0].callback(42)
+    assert publisher.messages() == [("fleet/d537/result/discharge_pct", "OK")]
+
+
+def test_commands_for_no_known_inverter_are_dropped(publisher):
+    subscriptions = Subscriptions()
+    router = CommandRouter(subscriptions.subscribe, "fleet")
+    inverter = FakeInverter()
+    router.add(InverterBridge(inverter, publisher, Topics("fleet", "d0")))
+    for topic in ("fleet/d1/cmd/discharge_pct", "fleet/cmd/discharge_pct", "fleet/d0/cmd"):
+        assert router.command_received(Message(topic, b"1")).result is None
+    assert inverter.requests == []
+    assert publisher.published == []
+
+
+def test_an_unnamed_inverter_beside_named_ones_has_its_own_subscription(publisher):
+    # Server mode's accept_unknown adds named inverters beside the configured one.
+    subscriptions = Subscriptions()
+    router = CommandRouter(subscriptions.subscribe, "octolux")
+    configured, learned = FakeInverter(), FakeInverter()
+    router.add(InverterBridge(configured, publisher, Topics("octolux")))
+    router.add(InverterBridge(learned, publisher, Topics("octolux", "BA12345678")))
+    router.add(InverterBridge(FakeInverter(), publisher, Topics("octolux", "BA87654321")))
+    assert [f for f, _ in subscriptions.made] == ["octolux/cmd/#", "octolux/+/cmd/#"]
+    router.command_received(Message("octolux/cmd/charge_pct", b"5"))
+    router.command_received(Message("octolux/BA12345678/cmd/charge_pct", b"6"))
+    assert configured.requests == [("write_single", 64, 5)]
+    assert learned.requests == [("write_single", 64, 6)]

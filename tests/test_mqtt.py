@@ -7,11 +7,13 @@ import threading
 
 import pytest_twisted
 from e2e_support import MqttProbe
+from paho.mqtt.enums import MQTTErrorCode
 from twisted.internet import reactor
 from twisted.logger import capturedLogs, formatEvent
 
 from octolux.config import MqttConfig
-from octolux.mqtt import MqttService
+from octolux.logging import set_level
+from octolux.mqtt import Message, MqttService
 
 _prefixes = itertools.count()
 
@@ -186,3 +188,69 @@ async def test_the_broker_connection_does_not_wait_for_nagle(mosquitto):
     finally:
         await service.stopService().addTimeout(10, reactor)
         await probe.close(reactor)
+
+
+class _SubscribingClient:
+    """Records what on_connect subscribes (paho's Client, as far as on_connect uses it)."""
+
+    def __init__(self):
+        self.subscribes: list = []
+
+    def subscribe(self, topic, qos=0):
+        self.subscribes.append(topic)
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        pass
+
+
+class _Success:
+    is_failure = False
+
+
+class _CallNow:
+    def callFromThread(self, function, *args):
+        function(*args)
+
+
+def test_a_reconnect_subscribes_every_filter_in_one_subscribe():
+    service = MqttService(MqttConfig(host="127.0.0.1", port=1), reactor=_CallNow(),
+                          status_topic="t/status")
+    for topic_filter in ("t/cmd/+", "t/+/cmd/+", "t/cmd/+"):
+        service.subscribe(topic_filter, lambda message: None)
+    client = _SubscribingClient()
+    service._on_connect(client, None, None, _Success(), None)
+    assert client.subscribes == [[("t/cmd/+", 1), ("t/+/cmd/+", 1)]]
+
+
+def test_each_message_reaches_the_handlers_of_the_filters_it_matches():
+    service = MqttService(MqttConfig(host="127.0.0.1", port=1), reactor=_CallNow(),
+                          status_topic="t/status")
+    seen = []
+    service.subscribe("t/+/cmd/+", lambda m: seen.append(("named", m.topic)))
+    service.subscribe("t/cmd/+", lambda m: seen.append(("plain", m.topic)))
+    service.subscribe("t/cmd/+", lambda m: seen.append(("plain again", m.topic)))
+    service.running = True
+    for topic in ("t/a/cmd/x", "t/cmd/y", "t/a/b/cmd/z", "u/cmd/y"):
+        service._message_received(Message(topic, b"1"))
+    assert seen == [("named", "t/a/cmd/x"), ("plain", "t/cmd/y"), ("plain again", "t/cmd/y")]
+
+
+def test_publishing_builds_no_debug_event_unless_debug_is_on():
+    class Client:
+        def publish(self, topic, payload, qos=0, retain=False):
+            return success
+
+    success = type("Info", (), {"rc": MQTTErrorCode.MQTT_ERR_SUCCESS})()
+    service = MqttService(MqttConfig(host="127.0.0.1", port=1), reactor=_CallNow(),
+                          status_topic="t/status")
+    service._client = Client()
+    with capturedLogs() as events:
+        service.publish("t/inputs/1", "{}")
+    assert events == []
+    set_level("debug")
+    try:
+        with capturedLogs() as events:
+            service.publish("t/inputs/1", "{}")
+    finally:
+        set_level("info")
+    assert [formatEvent(e) for e in events] == ["published t/inputs/1 {}"]
