@@ -156,31 +156,32 @@ class CommandRouter:
     """Every inverter's commands through one subscription, each message to its bridge by a dict.
 
     One filter covers all inverters with named topics (``<prefix>/+/cmd/...``),
-    one the inverter without (``<prefix>/cmd/...``): a broker reconnect sends
-    one SUBSCRIBE, and a message costs the same with 1 or 10,000 inverters.
+    and one the inverter without (``<prefix>/cmd/...``), if there is one: a
+    broker reconnect sends one SUBSCRIBE, and a message costs the same with 1
+    or 10,000 inverters.
     """
 
     def __init__(self, subscribe, prefix: str):
         """``subscribe(topic_filter, handler)``: ``MqttService.subscribe`` in production."""
         self._subscribe = subscribe
         self._prefix = prefix
-        self._bridges: dict[str | None, InverterBridge] = {}  # by Topics.inverter
-        self._filters: set[str] = set()
+        self._named: dict[str, InverterBridge] = {}  # by Topics.inverter
 
     def add(self, bridge: InverterBridge) -> None:
         """Send ``bridge`` the commands on its topics from now on."""
         name = bridge.topics.inverter
-        self._bridges[name] = bridge
-        topic_filter = Topics(self._prefix, None if name is None else "+").commands
-        if topic_filter not in self._filters:
-            self._filters.add(topic_filter)
-            self._subscribe(topic_filter, self.command_received)
+        if name is None:
+            self._subscribe(bridge.topics.commands, bridge.command_received)
+            return
+        if not self._named:
+            self._subscribe(Topics(self._prefix, "+").commands, self.command_received)
+        self._named[name] = bridge
 
     def command_received(self, message: Message) -> Deferred[str | None]:
-        """Hand ``message`` to the bridge whose topics it is on (fires with its result)."""
-        # <prefix>/<name>/... for a named inverter (Topics.base), else <prefix>/...
+        """Hand ``message`` to the named inverter's bridge (fires with its result)."""
+        # <prefix>/<name>/cmd/..., as Topics.base builds it.
         name = message.topic[len(self._prefix) + 1:].partition("/")[0]
-        bridge = self._bridges.get(name) or self._bridges.get(None)
+        bridge = self._named.get(name)
         if bridge is None:
             return succeed(None)
         return bridge.command_received(message)

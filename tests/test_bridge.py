@@ -321,7 +321,9 @@ def test_an_unnamed_inverter_beside_named_ones_has_its_own_subscription(publishe
     router.add(InverterBridge(learned, publisher, Topics("octolux", "BA12345678")))
     router.add(InverterBridge(FakeInverter(), publisher, Topics("octolux", "BA87654321")))
     assert [f for f, _ in subscriptions.made] == ["octolux/cmd/#", "octolux/+/cmd/#"]
-    router.command_received(Message("octolux/cmd/charge_pct", b"5"))
-    router.command_received(Message("octolux/BA12345678/cmd/charge_pct", b"6"))
+    plain, named = (handler for _, handler in subscriptions.made)
+    plain(Message("octolux/cmd/charge_pct", b"5"))
+    named(Message("octolux/BA12345678/cmd/charge_pct", b"6"))
+    named(Message("octolux/cmd/cmd/charge_pct", b"7"))  # no inverter named "cmd"
     assert configured.requests == [("write_single", 64, 5)]
     assert learned.requests == [("write_single", 64, 6)]
