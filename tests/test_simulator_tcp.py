@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable
 
@@ -13,11 +14,13 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectError
 
 from octolux import lxp
+from octolux.lxp import holding
 from simulator.dongle import Faults, start_simulator
 
 DATALOG = "SIMDL00001"
 INVERTER = "SIMINV0001"
 TIMEOUT = 10  # seconds for any one thing to arrive
+START = datetime.datetime(2024, 6, 21, 12, 0)  # the twistd simulator's --start
 
 
 class FrameCollector(protocol.Protocol):
@@ -197,7 +200,8 @@ def twistd_simulator(tmp_path):
     process = run_twistd(
         ["-n", "--pidfile=", "-l", "-", "lxp-simulator",
          "--port", str(port), "--heartbeat", "0.5", "--first-burst-delay", "0.3",
-         "--burst-gap", "0.1", "--interval", "60", "--seed", "1", "--state", str(state)],
+         "--burst-gap", "0.1", "--interval", "60", "--seed", "1", "--state", str(state),
+         "--start", "2024-06-21T12:00", "--clock-offset", "-300"],
         cwd=tmp_path, log_path=log,
     )
     try:
@@ -214,6 +218,13 @@ async def test_twistd_lxp_simulator_over_real_tcp(twistd_simulator):
     except ConnectError:
         pytest.fail(f"simulator never listened (exit {process.poll()}):\n{log.read_text()}")
     await check_the_dongle_conversation(client)
+    client.send(lxp.ReadRequest(lxp.DeviceFunction.READ_HOLD, DATALOG, INVERTER, 12, 3))
+    reply = await client.wait_for(
+        lambda frame: isinstance(frame, lxp.ReadReply) and frame.register == 12
+    )
+    # --clock-offset -300: five minutes behind the simulated time, which started at noon.
+    inverter_clock = holding.decode_clock(*reply.values)
+    assert START - datetime.timedelta(minutes=5) <= inverter_clock < START
     await disconnect(client)
     assert json.loads(state.read_text())["holding"]["65"] == 42
     text = log.read_text()
