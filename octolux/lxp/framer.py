@@ -25,6 +25,7 @@ from octolux.lxp.frames import (
     TcpFunction,
     length_misfit,
     parse,
+    parse_framed,
 )
 
 # The longest frame seen in the wild is 291 bytes; a length field claiming far
@@ -118,9 +119,8 @@ class FrameDecoder:
                     continue
             if available < total:
                 break
-            frame_bytes = buffer[offset : offset + total]
             try:
-                frame = parse(frame_bytes)
+                frame = parse_framed(buffer[offset : offset + total])
             except FrameError as error:
                 offset = self._skip(results, error.reason, buffer, offset, offset + total)
                 continue

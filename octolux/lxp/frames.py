@@ -376,6 +376,40 @@ TRANSLATED_FRAMES = (
 REQUESTS = (ReadRequest, WriteSingleRequest, WriteMultiRequest, ReadParamRequest, WriteParamRequest)
 
 
+def _unvalidated(cls):
+    """A constructor of ``cls`` for ``parse`` alone: fields set as given, in field order.
+
+    It skips the validators and converters. ``parse`` has checked every field
+    before it builds a frame, and checking again cost a fifth of decoding one.
+    Whoever else builds a frame goes through ``__init__`` and is validated.
+    """
+    setters = tuple(getattr(cls, field.name).__set__ for field in attrs.fields(cls))
+    new = object.__new__
+
+    def construct(*values):
+        frame = new(cls)
+        for set_field, value in zip(setters, values):  # noqa: B905 - parse passes them all
+            set_field(frame, value)
+        return frame
+
+    return construct
+
+
+_parsed_heartbeat = _unvalidated(Heartbeat)
+_parsed_read_request = _unvalidated(ReadRequest)
+_parsed_read_reply = _unvalidated(ReadReply)
+_parsed_write_single_request = _unvalidated(WriteSingleRequest)
+_parsed_write_single_reply = _unvalidated(WriteSingleReply)
+_parsed_write_multi_request = _unvalidated(WriteMultiRequest)
+_parsed_write_multi_reply = _unvalidated(WriteMultiReply)
+_parsed_exception_reply = _unvalidated(ExceptionReply)
+_parsed_read_param_request = _unvalidated(ReadParamRequest)
+_parsed_read_param_reply = _unvalidated(ReadParamReply)
+_parsed_write_param_request = _unvalidated(WriteParamRequest)
+_parsed_write_param_reply = _unvalidated(WriteParamReply)
+_parsed_unknown_frame = _unvalidated(UnknownFrame)
+
+
 # -- building -----------------------------------------------------------------
 
 
@@ -445,10 +479,20 @@ def build(frame: Frame) -> bytes:
 
 # -- parsing ------------------------------------------------------------------
 
-_HEADER = struct.Struct("<2sHHBB10s")
+_FRAMED_HEADER = struct.Struct("<H3xB10s")  # protocol, (length, 01), tcp function, datalog
 _TRANSLATED_HEAD = struct.Struct("<HBB10sH")  # data length, address, function, inverter, register
 _U16 = struct.Struct("<H")
 
+
+# Module-level names for what every frame is compared with: looking up an
+# enum member on its class costs more than the comparison.
+_HEARTBEAT = TcpFunction.HEARTBEAT
+_TRANSLATED_DATA = TcpFunction.TRANSLATED_DATA
+_READ_PARAM = TcpFunction.READ_PARAM
+_WRITE_PARAM = TcpFunction.WRITE_PARAM
+_READS = frozenset({DeviceFunction.READ_HOLD, DeviceFunction.READ_INPUT})
+_WRITE_SINGLE = DeviceFunction.WRITE_SINGLE
+_WRITE_MULTI = DeviceFunction.WRITE_MULTI
 
 # Frames without a CRC (heartbeats, params) can prove their length only by
 # fitting their kind's layout: a heartbeat is 19 bytes; a read-param request
@@ -457,8 +501,8 @@ _U16 = struct.Struct("<H")
 HEARTBEAT_LENGTH = OUTER_HEADER_LENGTH + 1
 _SHORTEST_TRANSLATED = OUTER_HEADER_LENGTH + 18  # data length, address .. register, CRC
 _FIXED_PARAM_LENGTHS = {
-    TcpFunction.READ_PARAM: OUTER_HEADER_LENGTH + 2,  # request: register
-    TcpFunction.WRITE_PARAM: OUTER_HEADER_LENGTH + 3,  # reply: register, status
+    _READ_PARAM: OUTER_HEADER_LENGTH + 2,  # request: register
+    _WRITE_PARAM: OUTER_HEADER_LENGTH + 3,  # reply: register, status
 }
 _PARAM_VALUE_OFFSET = OUTER_HEADER_LENGTH + 4  # register, value length, then the value
 
@@ -474,7 +518,7 @@ def length_misfit(data, offset: int = 0, end: int | None = None) -> str | None:
         end = len(data)
     total = _U16.unpack_from(data, offset + 4)[0] + HEADER_LENGTH
     function = data[offset + 7]
-    if function == TcpFunction.TRANSLATED_DATA:
+    if function == _TRANSLATED_DATA:
         if total < _SHORTEST_TRANSLATED:
             return "translated data frame too short"
         if (
@@ -483,10 +527,10 @@ def length_misfit(data, offset: int = 0, end: int | None = None) -> str | None:
             != total - OUTER_HEADER_LENGTH - 2
         ):
             return "data length field does not match the frame"
-    elif function == TcpFunction.HEARTBEAT:
+    elif function == _HEARTBEAT:
         if total != HEARTBEAT_LENGTH:
             return f"heartbeat not {HEARTBEAT_LENGTH} bytes"
-    elif function == TcpFunction.READ_PARAM or function == TcpFunction.WRITE_PARAM:
+    elif function in _FIXED_PARAM_LENGTHS:
         if total == _FIXED_PARAM_LENGTHS[function]:
             return None
         if total < _PARAM_VALUE_OFFSET:
@@ -504,44 +548,45 @@ def parse(data: bytes) -> Frame:
     """Decode one whole frame; raise ``FrameError`` with the reason if it is not valid."""
     if len(data) < OUTER_HEADER_LENGTH:
         raise FrameError("too short for a frame header")
-    prefix, protocol, length, one, tcp_function, datalog_bytes = _HEADER.unpack_from(data)
-    if prefix != PREFIX:
+    if data[:2] != PREFIX:
         raise FrameError("no A1 1A prefix")
-    if length + HEADER_LENGTH != len(data):
+    if _U16.unpack_from(data, 4)[0] + HEADER_LENGTH != len(data):
         raise FrameError("frame length field does not match the frame")
     misfit = length_misfit(data)
     if misfit is not None:
         raise FrameError(misfit)
+    return parse_framed(data)
+
+
+def parse_framed(data: bytes) -> Frame:
+    """``parse`` for a frame whose header ``FrameDecoder`` has checked, as ``parse`` does.
+
+    The prefix is there, the frame is as long as its length field says and
+    ``length_misfit`` finds nothing wrong; what is left to check (the CRC, the
+    payload) raises ``FrameError``.
+    """
+    protocol, tcp_function, datalog_bytes = _FRAMED_HEADER.unpack_from(data, 2)
     datalog = datalog_bytes.decode("latin-1")
-    if tcp_function == TcpFunction.TRANSLATED_DATA:
+    if tcp_function == _TRANSLATED_DATA:
         return _parse_translated(data, protocol, datalog)
     payload = data[OUTER_HEADER_LENGTH:]
-    if tcp_function == TcpFunction.HEARTBEAT:
-        return Heartbeat(datalog, protocol, payload)
-    if tcp_function == TcpFunction.READ_PARAM:
+    if tcp_function == _HEARTBEAT:
+        return _parsed_heartbeat(datalog, protocol, payload)
+    if tcp_function == _READ_PARAM:
         if len(payload) == 2:
-            return ReadParamRequest(datalog, _U16.unpack(payload)[0], protocol)
-        return ReadParamReply(datalog, _U16.unpack_from(payload)[0], payload[4:], protocol)
-    if tcp_function == TcpFunction.WRITE_PARAM:
+            return _parsed_read_param_request(datalog, _U16.unpack(payload)[0], protocol)
+        register = _U16.unpack_from(payload)[0]
+        return _parsed_read_param_reply(datalog, register, payload[4:], protocol)
+    if tcp_function == _WRITE_PARAM:
         if len(payload) == 3:
             register, status = struct.unpack("<HB", payload)
-            return WriteParamReply(datalog, register, status, protocol)
-        return WriteParamRequest(datalog, _U16.unpack_from(payload)[0], payload[4:], protocol)
-    return UnknownFrame(tcp_function, datalog, payload, protocol)
+            return _parsed_write_param_reply(datalog, register, status, protocol)
+        register = _U16.unpack_from(payload)[0]
+        return _parsed_write_param_request(datalog, register, payload[4:], protocol)
+    return _parsed_unknown_frame(tcp_function, datalog, payload, protocol)
 
 
 def _parse_translated(data: bytes, protocol: int, datalog: str) -> Frame:
-    try:
-        return _parse_translated_unguarded(data, protocol, datalog)
-    except ValueError as error:
-        # The checks above should leave nothing for the frame validators to
-        # refuse; if one does, it is still just a bad frame, not a crash.
-        if isinstance(error, FrameError):
-            raise
-        raise FrameError(f"invalid frame: {error}") from error
-
-
-def _parse_translated_unguarded(data: bytes, protocol: int, datalog: str) -> Frame:
     # length_misfit has checked both length fields.
     _, address, function, inverter_bytes, register = _TRANSLATED_HEAD.unpack_from(
         data, OUTER_HEADER_LENGTH
@@ -560,49 +605,59 @@ def _parse_translated_unguarded(data: bytes, protocol: int, datalog: str) -> Fra
 
 
 def _parse_request(function, protocol, datalog, inverter, register, section) -> Frame:
-    if function in (DeviceFunction.READ_HOLD, DeviceFunction.READ_INPUT):
+    if function in _READS:
         if len(section) != 2:
             raise FrameError("read request must carry a 2-byte count")
-        return ReadRequest(function, datalog, inverter, register, _U16.unpack(section)[0], protocol)
-    if function == DeviceFunction.WRITE_SINGLE:
+        (count,) = _U16.unpack(section)
+        return _parsed_read_request(
+            _DEVICE_FUNCTIONS[function], datalog, inverter, register, count, protocol
+        )
+    if function == _WRITE_SINGLE:
         if len(section) != 2:
             raise FrameError("single write must carry a 2-byte value")
-        return WriteSingleRequest(datalog, inverter, register, _U16.unpack(section)[0], protocol)
-    if function == DeviceFunction.WRITE_MULTI:
+        (value,) = _U16.unpack(section)
+        return _parsed_write_single_request(datalog, inverter, register, value, protocol)
+    if function == _WRITE_MULTI:
         if len(section) < 3:
             raise FrameError("multi write too short")
         count, byte_count = struct.unpack_from("<HB", section)
         if byte_count != 2 * count or len(section) != 3 + byte_count or count == 0:
             raise FrameError("multi write counts do not match its values")
         values = _u16s(count).unpack_from(section, 3)
-        return WriteMultiRequest(datalog, inverter, register, values, protocol)
+        return _parsed_write_multi_request(datalog, inverter, register, values, protocol)
     raise FrameError(f"unknown device function {function} in a request")
 
 
 def _parse_reply(function, protocol, datalog, inverter, register, section) -> Frame:
-    if function in (DeviceFunction.READ_HOLD, DeviceFunction.READ_INPUT):
+    if function in _READS:
+        read_function = _DEVICE_FUNCTIONS[function]
         if protocol == 1:
             if len(section) != 2:
                 raise FrameError("protocol 1 read reply must carry one value")
-            return ReadReply(function, datalog, inverter, register, _U16.unpack(section), protocol)
+            values = _U16.unpack(section)
+            return _parsed_read_reply(read_function, datalog, inverter, register, values, protocol)
         if not section or section[0] != len(section) - 1 or section[0] % 2:
             raise FrameError("read reply byte count does not match its values")
         count = section[0] // 2
         if not 0 < count <= 127:
             raise FrameError("read reply must carry 1 to 127 values")
         values = _u16s(count).unpack_from(section, 1)
-        return ReadReply(function, datalog, inverter, register, values, protocol)
-    if function == DeviceFunction.WRITE_SINGLE:
+        return _parsed_read_reply(read_function, datalog, inverter, register, values, protocol)
+    if function == _WRITE_SINGLE:
         if len(section) != 2:
             raise FrameError("single write reply must carry a 2-byte value")
-        return WriteSingleReply(datalog, inverter, register, _U16.unpack(section)[0], protocol)
-    if function == DeviceFunction.WRITE_MULTI:
+        (value,) = _U16.unpack(section)
+        return _parsed_write_single_reply(datalog, inverter, register, value, protocol)
+    if function == _WRITE_MULTI:
         if len(section) != 2:
             raise FrameError("multi write reply must carry a 2-byte count")
-        return WriteMultiReply(datalog, inverter, register, _U16.unpack(section)[0], protocol)
+        (count,) = _U16.unpack(section)
+        return _parsed_write_multi_reply(datalog, inverter, register, count, protocol)
     base = function & ~EXCEPTION_FLAG
-    if function & EXCEPTION_FLAG and base in DeviceFunction._value2member_map_:
+    if function & EXCEPTION_FLAG and base in _DEVICE_FUNCTIONS:
         if len(section) != 1:
             raise FrameError("exception reply must carry a 1-byte code")
-        return ExceptionReply(base, datalog, inverter, register, section[0], protocol)
+        return _parsed_exception_reply(
+            _DEVICE_FUNCTIONS[base], datalog, inverter, register, section[0], protocol
+        )
     raise FrameError(f"unknown device function {function} in a reply")

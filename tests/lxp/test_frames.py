@@ -215,6 +215,72 @@ def test_every_frame_field_survives_the_round_trip(frame):
         assert getattr(parsed, field.name) == getattr(frame, field.name), field.name
 
 
+def _validated_copy(frame):
+    """``frame`` built again through its ``__init__``: its validators and converters."""
+    return type(frame)(*attrs.astuple(frame, recurse=False))
+
+
+# parse builds frames without running their validators (it has checked the
+# bytes already); these make sure it never builds one that they would refuse.
+
+
+@given(frames)
+def test_parsed_frames_pass_the_validators_they_skipped(frame):
+    parsed = lxp.parse(lxp.build(frame))
+    copy = _validated_copy(parsed)
+    assert copy == parsed
+    # A device function must come out as an enum member, as the converter makes it.
+    assert type(getattr(parsed, "function", None)) is type(getattr(copy, "function", None))
+
+
+def _checksummed(address: int, function: int, section: bytes, protocol: int) -> bytes:
+    data = bytes([address, function]) + b"5555555555\x00\x00" + section
+    data += crc16_modbus(data).to_bytes(2, "little")
+    payload = len(data).to_bytes(2, "little") + data
+    return _outer(protocol, 0xC2, payload)
+
+
+def _outer(protocol: int, tcp_function: int, payload: bytes) -> bytes:
+    length = (len(payload) + 12).to_bytes(2, "little")
+    return b"\xa1\x1a" + protocol.to_bytes(2, "little") + length + bytes([1, tcp_function]) + (
+        b"2222222222" + payload
+    )
+
+
+any_frame_bytes = st.one_of(
+    st.builds(_checksummed, st.integers(0, 1), st.integers(0, 255), st.binary(max_size=260),
+              st.sampled_from([1, 2, 5])),
+    st.builds(_outer, st.sampled_from([1, 2, 5]), st.integers(0xC0, 0xCF), st.binary(max_size=30)),
+)
+
+
+@given(any_frame_bytes)
+def test_whatever_parses_passes_the_validators(data):
+    try:
+        frame = lxp.parse(data)
+    except FrameError:
+        return
+    assert _validated_copy(frame) == frame
+    assert lxp.build(frame) == data
+
+
+def test_frames_built_by_callers_are_still_validated():
+    datalog, serial = "2222222222", "5555555555"
+    read_input = lxp.DeviceFunction.READ_INPUT
+    with pytest.raises(ValueError, match="1 to 127 values"):
+        lxp.ReadReply(read_input, datalog, serial, 0, tuple(range(128)))
+    with pytest.raises(ValueError, match="integers 0-65535"):
+        lxp.ReadReply(read_input, datalog, serial, 0, (1, 65536))
+    with pytest.raises(ValueError, match="exactly one value"):
+        lxp.ReadReply(read_input, datalog, serial, 0, (1, 2), protocol=1)
+    with pytest.raises(ValueError, match="not a device function"):
+        lxp.ReadRequest(7, datalog, serial, 0, 40)
+    with pytest.raises(ValueError, match="inverter"):
+        lxp.WriteSingleRequest(datalog, "short", 21, 0)
+    with pytest.raises(ValueError, match="code"):
+        lxp.ExceptionReply(lxp.DeviceFunction.WRITE_SINGLE, datalog, serial, 21, 256)
+
+
 def test_vectors_cover_every_frame_kind_we_parse():
     kinds = {type(lxp.parse(bytes.fromhex(v["hex"]))).__name__ for v in VECTORS.values()}
     assert kinds >= {
