@@ -23,7 +23,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests")
 from vectors import frame_bytes  # noqa: E402
 
 from octolux.lxp import FrameDecoder, frames  # noqa: E402
-from octolux.lxp.inputs import decode_inputs  # noqa: E402
+
+# The tables of names are data, shared; the code that uses them is not.
+from octolux.lxp.inputs import (  # noqa: E402
+    FAULT_NAMES,
+    STATUS_TEXTS,
+    WARNING_NAMES,
+    decode_inputs,
+)
 
 # -- the baseline: what one would write by hand for exactly these frames -------
 # Deliberately its own code, CRC table included: it is what octolux is measured
@@ -55,10 +62,17 @@ def s16(x):
     return x - 65536 if x & 0x8000 else x
 
 
+def bit_names(bits, names):
+    return [names[bit] for bit in range(32) if bits >> bit & 1]
+
+
 def baseline_block_1(v):
     pf = v[19]
+    status = v[0]
     return {
-        "status": v[0], "v_pv_1": v[1] / 10, "v_pv_2": v[2] / 10, "v_pv_3": v[3] / 10,
+        "status": status,
+        "status_text": STATUS_TEXTS.get(status, f"unknown ({status})"),
+        "v_pv_1": v[1] / 10, "v_pv_2": v[2] / 10, "v_pv_3": v[3] / 10,
         "v_bat": v[4] / 10, "soc": v[5] & 255, "soh": v[5] >> 8, "internal_fault": v[6],
         "p_pv_1": v[7], "p_pv_2": v[8], "p_pv_3": v[9], "p_pv": v[7] + v[8] + v[9],
         "p_charge": v[10], "p_discharge": v[11], "p_battery": v[10] - v[11],
@@ -67,7 +81,7 @@ def baseline_block_1(v):
         "pf": (1000 - pf if 1000 < pf < 2000 else pf) / 1000,
         "v_eps": v[20] / 10, "v_eps_s": v[21] / 10, "v_eps_t": v[22] / 10,
         "f_eps": v[23] / 100, "p_eps": v[24], "s_eps": v[25], "p_to_grid": v[26],
-        "p_to_user": v[27], "p_grid": v[27] - v[26],
+        "p_to_user": v[27], "p_grid": v[27] - v[26], "p_load": v[27] + v[16] - v[17] - v[26],
         "e_pv_1_day": v[28] / 10, "e_pv_2_day": v[29] / 10, "e_pv_3_day": v[30] / 10,
         "e_pv_day": (v[28] + v[29] + v[30]) / 10, "e_inv_day": v[31] / 10,
         "e_rec_day": v[32] / 10, "e_chg_day": v[33] / 10, "e_dischg_day": v[34] / 10,
@@ -85,7 +99,10 @@ def baseline_block_2(v):
         "e_chg_all": (v[50] | v[51] << 16) / 10, "e_dischg_all": (v[52] | v[53] << 16) / 10,
         "e_eps_all": (v[54] | v[55] << 16) / 10, "e_to_grid_all": (v[56] | v[57] << 16) / 10,
         "e_to_user_all": (v[58] | v[59] << 16) / 10, "fault_code": v[60] | v[61] << 16,
-        "warning_code": v[62] | v[63] << 16, "t_inner": s16(v[64]), "t_rad_1": s16(v[65]),
+        "warning_code": v[62] | v[63] << 16,
+        "fault_codes": bit_names(v[60] | v[61] << 16, FAULT_NAMES),
+        "warning_codes": bit_names(v[62] | v[63] << 16, WARNING_NAMES),
+        "t_inner": s16(v[64]), "t_rad_1": s16(v[65]),
         "t_rad_2": s16(v[66]), "t_bat": s16(v[67]), "runtime": v[69] | v[70] << 16,
     }
 
