@@ -9,15 +9,17 @@ from __future__ import annotations
 import itertools
 import json
 
+import attrs
 import pytest_twisted
 from e2e_support import MqttProbe, poll_until
 from support import free_port
 from twisted.internet import protocol, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
 from twisted.logger import formatEvent, globalLogPublisher
 
 from octolux import lxp
-from octolux.config import Config, InverterConfig, MqttConfig, ServerConfig
+from octolux.config import Config, InverterConfig, ListenerConfig, MqttConfig, ServerConfig
+from octolux.inverter import Inverter
 from octolux.listener import FLOOD_BYTES, DongleListener
 from octolux.tap import build_service
 from simulator.dialer import start_dialing_simulator
@@ -254,5 +256,52 @@ async def test_a_vendor_server_that_is_down_changes_nothing_locally(mosquitto):
         before = len(rig.probe.on(rig.topic("inputs/1")))
         await rig.probe.next_on(reactor, rig.topic("inputs/1"), after=before, timeout=TIMEOUT)
         assert rig.logged("the vendor's server 127.0.0.1")
+        # The vendor's server comes back: the relay redials it and the cloud takes over.
+        vendor = await FakeVendorServer().start(reactor, port=down)
+        try:
+            await vendor.when_frame(lambda f: isinstance(f, lxp.ReadReply)).addTimeout(
+                TIMEOUT, reactor)
+            await poll_until(reactor, lambda: vendor.heartbeats_answered >= 1, TIMEOUT,
+                             "the vendor answering heartbeats")
+            assert rig.logged("relaying to the vendor's server 127.0.0.1")
+        finally:
+            await vendor.stop()
     finally:
         await rig.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_accept_unknown_takes_a_dongle_no_section_names(mosquitto):
+    rig = Bridge(mosquitto, [{"name": "inverter", "datalog": "SIMDL00001"}])
+    rig.config = attrs.evolve(rig.config, listener=ListenerConfig(accept_unknown=True))
+    rig.service = build_service(rig.config, reactor)
+    rig.listener = next(s for s in rig.service if isinstance(s, DongleListener))
+    await rig.start()
+    try:
+        dongle = rig.dial(datalog="BA77777777", inverter="IV77777777", seed=7)
+        message = await rig.probe.next_on(reactor, rig.topic("inputs/1", "BA77777777"),
+                                          timeout=TIMEOUT)
+        assert "soc" in json.loads(message.payload)
+        assert await rig.command("charge_pct", b"21", "BA77777777") == "OK"
+        assert dongle.plant.holding[64] == 21
+        assert rig.logged("accepted as 'BA77777777'")
+    finally:
+        await rig.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bridge_that_dials_learns_the_serials_too():
+    from simulator.dongle import start_simulator
+
+    dongle = await start_simulator(reactor, datalog="BA88888888", inverter="IV88888888",
+                                   **FAST, seed=8).addTimeout(5, reactor)
+    inverter = Inverter(HostnameEndpoint(reactor, "127.0.0.1", dongle.port), None, None,
+                        clock=reactor, retry_policy=retry_quickly)
+    inverter.startService()
+    try:
+        assert await inverter.read_hold(21).addTimeout(TIMEOUT, reactor) == {
+            21: dongle.plant.holding[21]}
+        assert (inverter.datalog, inverter.serial) == ("BA88888888", "IV88888888")
+    finally:
+        await inverter.stopService()
+        await dongle.stop()
