@@ -55,6 +55,8 @@ wait_for_port() {  # port, what, log
 
 broker_port="$(free_port)"
 dongle_port="$(free_port)"
+# The OS may hand out the port it just gave (and took back): two ports, not one.
+while [ "$dongle_port" = "$broker_port" ]; do dongle_port="$(free_port)"; done
 datalog=DEMODL0001
 serial=DEMOINV001
 
