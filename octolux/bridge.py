@@ -72,10 +72,14 @@ class InverterBridge:
     def registers_received(self, registers: dict[int, int]) -> None:
         """Publish each register value on ``hold/<register>``, and ``settings`` if it changed.
 
-        Retained, so that a client subscribing later gets the current values at once.
+        Both retained, so that a client subscribing later gets the current
+        values at once. ``hold/`` with QoS 0: 240 of them come at every
+        connection, and QoS 1 ones would fill paho's bounded queue (which the
+        inputs need) on a bridge with several inverters; ``settings``, one
+        message that sums them up, with QoS 1.
         """
         for register, value in sorted(registers.items()):
-            self.publisher.publish(self.topics.hold(register), str(value), qos=1, retain=True)
+            self.publisher.publish(self.topics.hold(register), str(value), retain=True)
         self._registers.update(registers)
         if not SETTING_REGISTERS.isdisjoint(registers):
             self._publish_settings()

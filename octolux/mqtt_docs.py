@@ -43,7 +43,7 @@ def _topics() -> list[str]:
         (topics.hold("<register>"), "published, retained",
          "decimal value of a holding register, whenever the inverter reports it"
          " (anybody's read or write); all of 0-239 are read on every connection"),
-        (topics.settings, "published, retained",
+        (topics.settings, "published, retained, QoS 1",
          "JSON object of every named setting (below), republished whenever a register it is"
          " read from changes"),
         (topics.command("<command>"), "subscribed", "a command (below)"),

@@ -101,10 +101,10 @@ def test_every_register_value_is_published_retained(bridge, publisher):
     holds = [(topic, payload, qos, retain) for topic, payload, qos, retain in publisher.published
              if "/hold/" in topic]
     assert holds == [
-        ("octolux/hold/21", "128", 1, True),
-        ("octolux/hold/64", "100", 1, True),
-        ("octolux/hold/65", "50", 1, True),
-        ("octolux/hold/200", "7", 1, True),
+        ("octolux/hold/21", "128", 0, True),
+        ("octolux/hold/64", "100", 0, True),
+        ("octolux/hold/65", "50", 0, True),
+        ("octolux/hold/200", "7", 0, True),
     ]
 
 
