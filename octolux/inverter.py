@@ -318,12 +318,13 @@ class Inverter(service.Service):
         """Write consecutive holding registers from ``register``, one single write each.
 
         The writes run back to back (no other request between them), each
-        answered by its own echo; the first failure ends it (registers already written stay
-        written). Fires with the echoed values. For pairs such as a time slot,
-        where single writes are what every inverter accepts.
+        answered by its own echo; the first failure ends it (registers already
+        written stay written). Fires with the echoed values. For pairs such as
+        a time slot, where single writes are what every inverter accepts.
         """
         if self.read_only:
             return fail(CommandFailed(READ_ONLY_REASON))
+        values = tuple(values)
         try:
             requests = [
                 lxp.WriteSingleRequest(self._datalog, self._serial, register + offset, value)
@@ -333,7 +334,7 @@ class Inverter(service.Service):
                 raise ValueError("no values to write")
         except ValueError as error:
             return fail(CommandFailed(f"invalid request: {error}"))
-        description = f"write_singles({register}, {tuple(values)})"
+        description = f"write_singles({register}, {values})"
         return self._submit(description, self._write_singles_steps(requests))
 
     def write_multi(self, register: int, values) -> Deferred[dict[int, int]]:
