@@ -1,8 +1,10 @@
 """The MQTT contract without MQTT: topic names, payload parsing and the command table.
 
-Pure: nothing here does I/O. ``Topics`` is the only place a topic string is
-built; ``COMMANDS`` maps each ``cmd/<name>`` to how its payload is read and
-what it asks of the inverter (MQ.md, plus the original tool's extra commands).
+Pure: nothing here does I/O (``sync_time`` reads the local clock when it
+runs). ``Topics`` is the only place a topic string is built; ``COMMANDS`` maps
+each ``cmd/<name>`` to how its payload is read and what it asks of the
+inverter: MQ.md's commands, the original tool's extra ones, and one for every
+writable setting of ``octolux.settings.SETTINGS``.
 """
 
 from __future__ import annotations
