@@ -35,8 +35,12 @@ KEEPALIVE = 60  # seconds
 RECONNECT_MIN_DELAY = 1  # seconds; paho doubles it per failed attempt ...
 RECONNECT_MAX_DELAY = 30  # ... up to this
 # QoS 1 messages wait in paho's queue while the broker is away; a long outage
-# must not grow it without bound.
+# must not grow it without bound. They are all sent at once, not 20 at a time
+# (paho's default): a fleet's input bursts, or its holding registers read on
+# connecting, outrun 20 in flight, and the queue would fill while connected.
 MAX_QUEUED_MESSAGES = 1000
+# Messages dropped because that queue is full are reported once in this many seconds.
+DROP_REPORT_INTERVAL = 60.0
 
 
 @attrs.frozen
@@ -90,6 +94,8 @@ class MqttService(service.Service):
         self._handlers = MQTTMatcher()
         self._connect_failed_logged = False
         self.connected = False  # as last seen on the reactor thread
+        self._dropped = 0  # messages dropped on a full queue since the last report
+        self._next_drop_report = 0.0
 
     # -- the reactor side -----------------------------------------------------
 
@@ -123,10 +129,29 @@ class MqttService(service.Service):
                 self.log.debug("published {topic} {payload}", topic=topic, payload=payload)
         elif info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
             self.log.debug("queued until the broker is back: {topic}", topic=topic)
+        elif info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            self._queue_full(topic)
         else:
             self.log.debug(
                 "not published ({error}): {topic}", topic=topic, error=paho.error_string(info.rc)
             )
+
+    def _queue_full(self, topic: str) -> None:
+        """A message lost: say so, but at most once per DROP_REPORT_INTERVAL."""
+        self._dropped += 1
+        now = self._reactor.seconds()
+        if now < self._next_drop_report:
+            return
+        self._next_drop_report = now + DROP_REPORT_INTERVAL
+        self.log.warn(
+            "MQTT: dropped {count} message(s), {limit} already waiting for broker {address}"
+            " (the last: {topic})",
+            count=self._dropped,
+            limit=MAX_QUEUED_MESSAGES,
+            address=self.config.address,
+            topic=topic,
+        )
+        self._dropped = 0
 
     def startService(self) -> None:
         """Create the client and start paho's thread; it connects, and reconnects, by itself."""
@@ -174,6 +199,7 @@ class MqttService(service.Service):
         client.will_set(self._status_topic, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)
         client.max_queued_messages_set(MAX_QUEUED_MESSAGES)
+        client.max_inflight_messages_set(MAX_QUEUED_MESSAGES)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

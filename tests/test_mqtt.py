@@ -9,7 +9,7 @@ import pytest_twisted
 from e2e_support import MqttProbe
 from paho.mqtt.enums import MQTTErrorCode
 from twisted.internet import reactor
-from twisted.logger import capturedLogs, formatEvent
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from octolux.config import MqttConfig
 from octolux.logging import set_level
@@ -208,8 +208,13 @@ class _Success:
 
 
 class _CallNow:
+    now = 0.0
+
     def callFromThread(self, function, *args):
         function(*args)
+
+    def seconds(self):
+        return self.now
 
 
 def test_a_reconnect_subscribes_every_filter_in_one_subscribe():
@@ -254,3 +259,29 @@ def test_publishing_builds_no_debug_event_unless_debug_is_on():
     finally:
         set_level("info")
     assert [formatEvent(e) for e in events] == ["published t/inputs/1 {}"]
+
+
+def test_messages_dropped_on_a_full_queue_are_reported_once_a_minute():
+    full = type("Info", (), {"rc": MQTTErrorCode.MQTT_ERR_QUEUE_SIZE})()
+
+    class Client:
+        def publish(self, topic, payload, qos=0, retain=False):
+            return full
+
+    reactor_now = _CallNow()
+    service = MqttService(MqttConfig(host="127.0.0.1", port=1), reactor=reactor_now,
+                          status_topic="t/status")
+    service._client = Client()
+    with capturedLogs() as events:
+        for second in range(0, 130):
+            reactor_now.now = float(second)
+            service.publish(f"t/inputs/{second}", "{}", qos=1)
+    warnings = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.warn]
+    assert warnings == [
+        "MQTT: dropped 1 message(s), 1000 already waiting for broker 127.0.0.1:1"
+        " (the last: t/inputs/0)",
+        "MQTT: dropped 60 message(s), 1000 already waiting for broker 127.0.0.1:1"
+        " (the last: t/inputs/60)",
+        "MQTT: dropped 60 message(s), 1000 already waiting for broker 127.0.0.1:1"
+        " (the last: t/inputs/120)",
+    ]
