@@ -10,9 +10,13 @@ holding register value it reports goes out on ``inputs/<n>`` and
 
 from __future__ import annotations
 
+import collections
 import json
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
+import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,6 +28,18 @@ from octolux.settings import SETTING_REGISTERS, decode_settings
 
 OK = "OK"
 FAIL = "FAIL"
+RECENT_RESULTS = 20  # results kept for the page
+
+
+@attrs.frozen
+class CommandResult:
+    """One command's outcome, as published on ``result/<name>`` and logged."""
+
+    at: float  # seconds since the epoch
+    command: str  # the <name> of cmd/<name>
+    payload: str  # as shown in the log
+    result: str  # OK or FAIL
+    reason: str = ""  # why it failed
 
 
 class Publisher(Protocol):
@@ -57,6 +73,12 @@ class InverterBridge:
         self.any_register = any_register
         self._registers: dict[int, int] = {}  # every holding register value seen
         self._settings: str | None = None  # the settings JSON last published
+        # The last results, newest last, and who wants to hear of each (the page).
+        self.recent_results: collections.deque[CommandResult] = collections.deque(
+            maxlen=RECENT_RESULTS
+        )
+        self.result_observers: list[Callable[[CommandResult], None]] = []
+        self.now: Callable[[], float] = time.time
 
     # -- InverterObserver: the inverter reported something --------------------
 
@@ -147,8 +169,12 @@ class InverterBridge:
         return self._result(topic, name, shown, FAIL, "unexpected error")
 
     def _result(self, topic: str, name: str, shown: str, result: str, why: str = "") -> str:
-        """Publish ``result/<name>`` and log the one line for this command."""
+        """Publish ``result/<name>``, log the one line for this command, keep it for the page."""
         self.publisher.publish(self.topics.result(name), result, qos=1)
+        outcome = CommandResult(self.now(), name, shown, result, why)
+        self.recent_results.append(outcome)
+        for observer in self.result_observers:
+            observer(outcome)
         if result == OK:
             self.log.info("{topic} {payload} -> OK", topic=topic, payload=shown)
         else:

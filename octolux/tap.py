@@ -13,11 +13,19 @@ from twisted.python import usage
 from octolux import logging
 from octolux.bridge import CommandRouter, InverterBridge
 from octolux.commands import Topics
-from octolux.config import LOG_LEVELS, Config, ConfigError, InverterConfig, load_config
+from octolux.config import (
+    LOG_LEVELS,
+    MQTT_PREFIX,
+    Config,
+    ConfigError,
+    InverterConfig,
+    load_config,
+)
 from octolux.history import HistoryService, open_stores
 from octolux.inverter import Inverter
 from octolux.listener import DongleListener, Route
 from octolux.mqtt import MqttService
+from octolux.page import LiveInverter, Page
 from octolux.timesync import ClockKeeper
 from octolux.web import ApiService, api_root
 
@@ -125,7 +133,8 @@ def build_service(config: Config, reactor) -> OctoluxService:
     # Started in this order. The API first: if its port is taken, start-up
     # stops before anything connects. The history and MQTT before the
     # inverters, so the first inputs find them under way.
-    root = api_root(inverters, history=history, now=reactor.seconds)
+    page = Page(control=config.server.control, history=history, clock=reactor)
+    root = api_root(inverters, history=history, now=reactor.seconds, page=page, clock=reactor)
     ApiService(reactor, config.server, root).setServiceParent(top)
     if history is not None:
         history.setServiceParent(top)
@@ -143,13 +152,23 @@ def build_service(config: Config, reactor) -> OctoluxService:
             keeper = ClockKeeper(inverter, clock=reactor)
             keeper.setServiceParent(top)
             inverter.add_observer(keeper)
-        if mqtt is not None:
-            topics = Topics(config.mqtt.prefix, inverter.name if named else None)
+        bridge = None
+        if mqtt is not None or config.server.control:
+            # Without MQTT the bridge still runs the page's commands.
+            prefix = config.mqtt.prefix if mqtt is not None else MQTT_PREFIX
+            topics = Topics(prefix, inverter.name if named else None)
             bridge = InverterBridge(
-                inverter, mqtt, topics, any_register=options.set_hold_any_register
+                inverter, mqtt or _NoBroker(), topics,
+                any_register=options.set_hold_any_register,
             )
             inverter.add_observer(bridge)
-            commands.add(bridge)
+            if mqtt is not None:
+                commands.add(bridge)
+        # The first inverter's API is /api/... too; every one's is /api/<name>/...
+        api_path = "/api" if inverter is inverters[0] else f"/api/{inverter.name}"
+        live = LiveInverter(inverter, bridge=bridge, api_path=api_path, clock=reactor)
+        inverter.add_observer(live)
+        page.add(live)
 
     for inverter in inverters:
         attach(inverter, config.named_topics)
@@ -221,6 +240,13 @@ def _unknown_dongles(reactor, model: InverterConfig, attach):
 
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _NoBroker:
+    """The publisher of a bridge without MQTT: commands from the page still run."""
+
+    def publish(self, topic: str, payload, *, qos: int = 0, retain: bool = False) -> None:
+        """Nowhere to publish."""
 
 
 def _inverter(reactor, config: InverterConfig) -> Inverter:

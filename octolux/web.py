@@ -10,6 +10,8 @@ thread (see ``HistoryResource``).
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,6 +34,19 @@ class _Node(resource.Resource):
     def getChild(self, path: bytes, request) -> resource.IResource:
         """Any path not put here (the default's page is deprecated for not escaping)."""
         return pages.notFound()
+
+
+class _ApiNode(_Node):
+    """``/api``: also ``/api/<name>/...`` of an inverter added while running."""
+
+    def __init__(self, find: Callable[[str], resource.Resource | None]):
+        super().__init__()
+        self._find = find
+
+    def getChild(self, path: bytes, request) -> resource.IResource:
+        """An inverter by name, or a 404."""
+        found = self._find(path.decode("utf-8", "replace"))
+        return found if found is not None else pages.notFound()
 
 
 class JsonResource(resource.Resource):
@@ -128,9 +143,205 @@ class HistoryResource(resource.Resource):
             write_json(request, answer, code)
 
 
-def inverter_resource(inverter, history=None, now=time.time) -> resource.Resource:
-    """``inputs``, ``registers`` and ``history`` of one inverter."""
-    node = _Node()
+# -- the page -------------------------------------------------------------------------------
+
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+EVENT_DELAY = 0.2  # seconds: the blocks of one burst go out as one event
+KEEPALIVE = 15.0  # seconds between comments on an idle event stream
+MAX_COMMAND_BODY = 4096  # bytes
+_COMMAND = re.compile(r"[a-z0-9_]{1,40}(/[0-9]{1,5})?\Z")
+
+
+_CONTENT_TYPES = {
+    ".html": b"text/html; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".css": b"text/css; charset=utf-8",
+}
+
+
+class _StaticFile(resource.Resource):
+    """One file of the page, read once (they ship in the package: octolux/static/)."""
+
+    isLeaf = True
+
+    def __init__(self, name: str):
+        super().__init__()
+        with open(os.path.join(STATIC, name), "rb") as file:
+            self._body = file.read()
+        self._type = _CONTENT_TYPES[os.path.splitext(name)[1]]
+
+    def render_GET(self, request) -> bytes:
+        """The file; revalidated on every load, so a new version shows at once."""
+        if request.postpath and request.postpath != [b""]:
+            return pages.notFound().render(request)
+        request.setHeader(b"content-type", self._type)
+        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        return self._body
+
+
+def _event(kind: str, value: Any) -> bytes:
+    data = json.dumps(value, separators=(",", ":"))
+    return f"event: {kind}\ndata: {data}\n\n".encode()
+
+
+class EventsResource(resource.Resource):
+    """``GET /api/events``: server-sent events, the page's live updates.
+
+    A ``state`` event (all of ``/api/state``) on connecting, then an
+    ``inverter`` event with one inverter's state whenever it changes (several
+    changes within ``EVENT_DELAY`` make one event).
+    """
+
+    isLeaf = True
+
+    def __init__(self, page, clock):
+        super().__init__()
+        self._page = page
+        self._clock = clock
+        self._clients: set = set()
+        self._changed: dict[str, Any] = {}  # name -> LiveInverter, waiting to go out
+        self._sending = None
+        self._keepalive = None
+        page.listeners.append(self._inverter_changed)
+
+    def render_GET(self, request):
+        """Keep the request open and stream events on it."""
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        request.write(b"retry: 2000\n\n" + _event("state", self._page.state()))
+        self._clients.add(request)
+        request.notifyFinish().addBoth(lambda _: self._clients.discard(request))
+        if self._keepalive is None:
+            self._keepalive = self._clock.callLater(KEEPALIVE, self._keep_alive)
+        return server.NOT_DONE_YET
+
+    def _inverter_changed(self, live) -> None:
+        self._changed[live.name] = live
+        if self._sending is None and self._clients:
+            self._sending = self._clock.callLater(EVENT_DELAY, self._send)
+
+    def _send(self) -> None:
+        self._sending = None
+        changed, self._changed = self._changed, {}
+        events = b"".join(_event("inverter", live.state()) for live in changed.values())
+        self._write(events)
+
+    def _keep_alive(self) -> None:
+        self._keepalive = None
+        if self._clients:
+            # A comment: proxies and phones keep an idle stream open for it.
+            self._write(b": keepalive\n\n")
+            self._keepalive = self._clock.callLater(KEEPALIVE, self._keep_alive)
+
+    def _write(self, data: bytes) -> None:
+        for request in list(self._clients):
+            request.write(data)
+
+    def close(self) -> None:
+        """End every stream and timer (the service is stopping)."""
+        for call in (self._sending, self._keepalive):
+            if call is not None and call.active():
+                call.cancel()
+        self._sending = self._keepalive = None
+        for request in list(self._clients):
+            request.finish()
+        self._clients.clear()
+
+
+class CommandResource(resource.Resource):
+    """``POST /api/command``: ``{"inverter": name, "command": name, "value": ...}`` -> OK/FAIL.
+
+    Only with ``[server] control = yes``. The command runs through the bridge's
+    command handler, as ``cmd/<command>`` would; ``value`` is the payload
+    (true/false become ``on``/``off``). Cross-site requests cannot reach it: a
+    browser sends ``application/json`` to another origin only after a CORS
+    preflight, which this server never grants, and an ``Origin`` header, when
+    sent, must name this very host.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, page):
+        super().__init__()
+        self._page = page
+
+    def render_POST(self, request):
+        """Check the request, run the command, answer ``{"result": "OK"}`` or an error."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            code, why = refusal
+            write_json(request, {"error": why}, code)
+            return server.NOT_DONE_YET
+        try:
+            live, command, payload = self._parse(request)
+        except ValueError as error:
+            write_json(request, {"error": str(error)}, 400)
+            return server.NOT_DONE_YET
+        gone: list = []
+        request.notifyFinish().addErrback(gone.append)
+        running = live.run_command(command, payload)
+        running.addCallback(lambda result: gone or write_json(request, {"result": result}))
+        running.addErrback(lambda failure: self.log.failure("page command", failure))
+        return server.NOT_DONE_YET
+
+    def _refusal(self, request) -> tuple[int, str] | None:
+        if not self._page.control:
+            return 403, "control is off: set [server] control = yes to command from the page"
+        content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip()
+        if content_type.lower() != b"application/json":
+            return 415, "send the command as application/json"
+        origin = request.getHeader(b"origin")
+        host = request.getHeader(b"host")
+        if origin is not None and origin.split(b"://", 1)[-1] != host:
+            return 403, "cross-origin request refused"
+        return None
+
+    def _parse(self, request):
+        body = request.content.read(MAX_COMMAND_BODY + 1)
+        if len(body) > MAX_COMMAND_BODY:
+            raise ValueError("body too large")
+        try:
+            fields = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError("not JSON") from None
+        if not isinstance(fields, dict):
+            raise ValueError("not a JSON object")
+        live = self._page.inverter(fields.get("inverter"))
+        if live is None:
+            raise ValueError(f"no inverter named {fields.get('inverter')!r}")
+        command = fields.get("command")
+        if not isinstance(command, str) or not _COMMAND.match(command):
+            raise ValueError("command: a command name, as in cmd/<name>")
+        value = fields.get("value", "")
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        elif isinstance(value, int | float):
+            value = str(value)
+        if not isinstance(value, str):
+            raise ValueError("value: text, a number or true/false")
+        return live, command, value.encode()
+
+
+def page_resources(root: resource.Resource, api: resource.Resource, page, clock):
+    """Put the page (``/``, ``/static/...``) and its API (state, events, command) in the tree."""
+    api.putChild(b"state", JsonResource(page.state))
+    events = EventsResource(page, clock)
+    api.putChild(b"events", events)
+    api.putChild(b"command", CommandResource(page))
+    root.putChild(b"", _StaticFile("index.html"))
+    files = _Node()
+    for name in sorted(os.listdir(STATIC)):
+        if os.path.splitext(name)[1] in _CONTENT_TYPES and name != "index.html":
+            files.putChild(name.encode(), _StaticFile(name))
+    root.putChild(b"static", files)
+    return events
+
+
+def inverter_resource(inverter, history=None, now=time.time, node=None) -> resource.Resource:
+    """``inputs``, ``registers`` and ``history`` of one inverter (in ``node``, or a new one)."""
+    node = _Node() if node is None else node
     node.putChild(b"inputs", JsonResource(lambda: inverter.latest_inputs))
     node.putChild(
         b"registers",
@@ -142,19 +353,35 @@ def inverter_resource(inverter, history=None, now=time.time) -> resource.Resourc
 
 
 def api_root(
-    inverters: Sequence, *, history=None, now: Callable[[], float] = time.time
+    inverters: Sequence,
+    *,
+    history=None,
+    now: Callable[[], float] = time.time,
+    page=None,
+    clock=None,
 ) -> resource.Resource:
     """The resource tree: ``/api/...`` for the first inverter, ``/api/<name>/...`` for each.
 
     ``history`` is the ``HistoryService`` (None: no history); ``now`` gives
-    the default ``until`` of history queries.
+    the default ``until`` of history queries. With a ``page`` (an
+    ``octolux.page.Page``), ``/`` is the page and ``/api/state``,
+    ``/api/events`` and ``/api/command`` serve it (``clock`` times its events);
+    the root's ``events`` attribute is then the event stream, to close on stop.
     """
-    api = inverter_resource(inverters[0], history, now)
+
+    def added_while_running(name: str) -> resource.Resource | None:
+        live = page.inverter(name) if page is not None else None
+        return None if live is None else inverter_resource(live.inverter, history, now)
+
+    api = inverter_resource(inverters[0], history, now, _ApiNode(added_while_running))
     if len(inverters) > 1:
         for inverter in inverters:
             api.putChild(inverter.name.encode(), inverter_resource(inverter, history, now))
     root = _Node()
     root.putChild(b"api", api)
+    root.events = None
+    if page is not None:
+        root.events = page_resources(root, api, page, clock)
     return root
 
 
@@ -216,8 +443,11 @@ class ApiService(service.Service):
         self.log.info("HTTP API on http://{host}:{port}/api/", host=host, port=self.port)
 
     def stopService(self) -> defer.Deferred:
-        """Stop listening."""
+        """Stop listening, and end the page's event streams."""
         super().stopService()
+        events = getattr(self.site.resource, "events", None)
+        if events is not None:
+            events.close()
         listening, self.listening = self.listening, None
         if listening is None:
             return defer.succeed(None)

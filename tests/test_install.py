@@ -79,3 +79,12 @@ def test_the_installed_package_carries_no_plugin_cache(installed):
     # (it would overwrite Twisted's own). The record lists what pip installed.
     record = next(site.glob("octolux-*.dist-info")) / "RECORD"
     assert "dropin.cache" not in record.read_text()
+
+
+def test_the_installed_package_carries_the_page(installed):
+    venv, _ = installed
+    site = next((venv / "lib").glob("python*/site-packages"))
+    static = site / "octolux" / "static"
+    assert {"index.html", "app.js", "style.css"} <= {p.name for p in static.iterdir()}
+    source = ROOT / "octolux" / "static" / "app.js"
+    assert (static / "app.js").read_bytes() == source.read_bytes()

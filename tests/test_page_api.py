@@ -1,0 +1,227 @@
+"""The page's HTTP side without a browser: its files, state, event stream and POST /api/command.
+
+In-process, over real HTTP on a loopback port, with a fake inverter behind
+the real bridge (so commands take the bridge's path, as from MQTT).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import pytest_twisted
+from e2e_support import get, poll_until, read_body
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.task import Clock
+from twisted.web.client import Agent, FileBodyProducer
+from twisted.web.http_headers import Headers
+
+from octolux.bridge import InverterBridge
+from octolux.commands import Topics
+from octolux.config import ServerConfig
+from octolux.mqtt import Message
+from octolux.page import LiveInverter, Page
+from octolux.web import EVENT_DELAY, KEEPALIVE, ApiService, api_root
+
+
+class FakeInverter:
+    """Just what the page and the bridge use; ``set_bit`` answers like an inverter."""
+
+    name = "inverter"
+
+    def __init__(self):
+        self.connected = True
+        self.latest_inputs = {"soc": 60, "p_pv": 1200, "p_load": 450}
+        self.registers = {21: 0x0102}
+        self.writes = []
+
+    def set_bit(self, register, bit, on):
+        self.writes.append((register, bit, on))
+        old = self.registers[register]
+        value = old | 1 << bit if on else old & ~(1 << bit)
+        self.registers[register] = value
+        return defer.succeed(value)
+
+
+class Published:
+    def __init__(self):
+        self.messages = []
+
+    def publish(self, topic, payload, *, qos=0, retain=False):
+        self.messages.append((topic, payload))
+
+
+@pytest_twisted.async_yield_fixture(params=[True, False], ids=["control", "read-only"])
+async def site(request):
+    inverter = FakeInverter()
+    published = Published()
+    bridge = InverterBridge(inverter, published, Topics("octolux"))
+    bridge.now = lambda: 1_764_500_000.0
+    clock = Clock()  # the page's: when its events go out is the test's to say
+    clock.advance(1_764_500_000)
+    page = Page(control=request.param, clock=clock)
+    live = LiveInverter(inverter, bridge=bridge, api_path="/api", clock=clock)
+    page.add(live)
+    root = api_root([inverter], page=page, clock=clock)
+    service = ApiService(reactor, ServerConfig(port=0), root)
+    service.startService()
+    try:
+        yield {"url": f"http://127.0.0.1:{service.port}", "inverter": inverter, "live": live,
+               "published": published, "control": request.param, "clock": clock}
+    finally:
+        await service.stopService()
+
+
+async def post(url, body: bytes, headers: dict):
+    producer = FileBodyProducer(io.BytesIO(body))
+    response = await Agent(reactor).request(
+        b"POST", url.encode(), Headers({k: [v] for k, v in headers.items()}), producer
+    ).addTimeout(5, reactor)
+    return response.code, json.loads(await read_body(response))
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_page_and_its_files_are_served(site):
+    response, body = await get(reactor, site["url"] + "/")
+    assert response.code == 200
+    assert response.headers.getRawHeaders(b"content-type") == [b"text/html; charset=utf-8"]
+    assert b'<script src="static/app.js">' in body
+    for name, kind in (("app.js", b"text/javascript"), ("style.css", b"text/css")):
+        response, body = await get(reactor, f"{site['url']}/static/{name}")
+        assert response.code == 200 and len(body) > 1000
+        assert response.headers.getRawHeaders(b"content-type")[0].startswith(kind)
+    response, _ = await get(reactor, site["url"] + "/static/")
+    assert response.code == 404  # no listing
+    response, _ = await get(reactor, site["url"] + "/static/../octolux/web.py")
+    assert response.code == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_state_has_the_live_values_and_the_settings(site):
+    response, body = await get(reactor, site["url"] + "/api/state")
+    state = json.loads(body)
+    assert state["control"] is site["control"]
+    assert state["history"] == {"enabled": False, "stores": []}
+    inverter = state["inverters"][0]
+    assert (inverter["name"], inverter["connected"], inverter["api"]) == ("inverter", True, "/api")
+    assert inverter["inputs"] == {"soc": 60, "p_pv": 1200, "p_load": 450}
+    assert inverter["settings"]["ac_charge"] is False  # register 21 bit 7
+    # 0x0102: bits 1 and 8.
+    assert inverter["settings"]["ovf_load_derate"] is True
+    assert inverter["settings"]["seamless_eps_switching"] is True
+    assert inverter["settings"]["eps"] is False
+    assert state["settings_table"]["ac_charge"]["writable"] is True
+    assert state["settings_table"]["ac_charge_slot_1"]["kind"] == "time_slot"
+
+
+class Stream(protocol.Protocol):
+    """Collects a server-sent event stream."""
+
+    def __init__(self):
+        self.data = b""
+
+    def dataReceived(self, data):
+        self.data += data
+
+    def events(self):
+        found = []
+        for block in self.data.decode().split("\n\n"):
+            lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+            if "event" in lines:
+                found.append((lines["event"], json.loads(lines["data"])))
+        return found
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_stream_the_state_then_each_change(site):
+    response = await Agent(reactor).request(
+        b"GET", (site["url"] + "/api/events").encode()
+    ).addTimeout(5, reactor)
+    assert response.headers.getRawHeaders(b"content-type") == [b"text/event-stream; charset=utf-8"]
+    stream = Stream()
+    response.deliverBody(stream)
+    await poll_until(reactor, stream.events, 5, "the first event")
+    assert stream.events()[0][0] == "state"
+    # A burst (three blocks) makes one event, with the new values.
+    site["inverter"].latest_inputs["soc"] = 61
+    for block in (1, 2, 3):
+        site["live"].inputs_received({block: {}})
+        site["clock"].advance(0.05)
+    site["clock"].advance(EVENT_DELAY)
+    events = await poll_until(reactor, lambda: stream.events()[1:], 5, "an inverter event")
+    assert len(events) == 1
+    kind, inverter = events[0]
+    assert kind == "inverter" and inverter["inputs"]["soc"] == 61
+    assert inverter["last_frame"] == 1_764_500_000.1
+    # An idle stream gets a comment now and then, so that it stays open.
+    site["clock"].advance(KEEPALIVE)
+    await poll_until(reactor, lambda: b": keepalive" in stream.data, 5, "a keepalive")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_command_goes_the_bridge_s_way(site):
+    code, answer = await post(
+        site["url"] + "/api/command",
+        json.dumps({"inverter": "inverter", "command": "ac_charge", "value": True}).encode(),
+        JSON,
+    )
+    if not site["control"]:
+        assert code == 403 and "control = yes" in answer["error"]
+        assert site["inverter"].writes == []
+        return
+    assert (code, answer) == (200, {"result": "OK"})
+    assert site["inverter"].writes == [(21, 7, True)]
+    assert ("octolux/result/ac_charge", "OK") in site["published"].messages  # as from MQTT
+    _, body = await get(reactor, site["url"] + "/api/state")
+    result = json.loads(body)["inverters"][0]["results"][0]
+    assert result == {"at": 1_764_500_000.0, "command": "ac_charge", "payload": "'on'",
+                      "result": "OK", "reason": ""}
+    # A bad value is the bridge's FAIL, and nothing is written.
+    code, answer = await post(site["url"] + "/api/command",
+                              b'{"command": "charge_pct", "value": 150}', JSON)
+    assert (code, answer) == (200, {"result": "FAIL"})
+    assert site["inverter"].writes == [(21, 7, True)]
+
+
+@pytest.mark.parametrize(("body", "headers", "code", "error"), [
+    (b'{"command": "ac_charge", "value": "on"}', {"Content-Type": "text/plain"}, 415,
+     "application/json"),
+    (b"command=ac_charge&value=on", {"Content-Type": "application/x-www-form-urlencoded"}, 415,
+     "application/json"),
+    (b'{"command": "ac_charge", "value": "on"}',
+     {**JSON, "Origin": "http://evil.example"}, 403, "cross-origin"),
+    (b"not json", JSON, 400, "not JSON"),
+    (b'["ac_charge"]', JSON, 400, "not a JSON object"),
+    (b'{"command": "ac charge"}', JSON, 400, "command"),
+    (b'{"command": "ac_charge", "inverter": "garage"}', JSON, 400, "no inverter named"),
+    (b'{"command": "ac_charge", "value": [1]}', JSON, 400, "value"),
+])
+@pytest_twisted.ensureDeferred
+async def test_what_the_command_endpoint_refuses(site, body, headers, code, error):
+    if not site["control"]:
+        code, error = 403, "control is off"
+    answer_code, answer = await post(site["url"] + "/api/command", body, headers)
+    assert answer_code == code
+    assert error in answer["error"]
+    assert site["inverter"].writes == []
+
+
+def test_the_bridge_keeps_only_the_last_results():
+    from octolux.bridge import RECENT_RESULTS
+
+    bridge = InverterBridge(FakeInverter(), Published(), Topics("octolux"))
+    clock = Clock()
+    bridge.now = clock.seconds
+    heard = []
+    bridge.result_observers.append(heard.append)
+    for _ in range(RECENT_RESULTS + 5):
+        clock.advance(1)
+        bridge.command_received(Message("octolux/cmd/charge_pct", b"nope"))
+    assert len(bridge.recent_results) == RECENT_RESULTS
+    assert bridge.recent_results[-1].at == RECENT_RESULTS + 5
+    assert len(heard) == RECENT_RESULTS + 5
+    assert heard[-1].result == "FAIL" and "not a whole number" in heard[-1].reason
