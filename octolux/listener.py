@@ -257,9 +257,12 @@ class DongleListener(service.Service):
 
     @property
     def relays(self) -> bool:
-        """Does any route relay to the vendor's server?"""
-        return any(route.cloud is not None for route in self.routes) or (
-            self._accept_unknown is not None)
+        """Does any route relay to the vendor's server?
+
+        (Routes made by ``accept_unknown`` copy a configured section's relay, so
+        the configured routes say it for them too.)
+        """
+        return any(route.cloud is not None for route in self.routes)
 
     @property
     def port(self) -> int | None:
