@@ -592,7 +592,7 @@ def _parse_translated(data: bytes, protocol: int, datalog: str) -> Frame:
         data, OUTER_HEADER_LENGTH
     )
     (crc,) = _U16.unpack_from(data, len(data) - 2)
-    if crc16_modbus(memoryview(data)[OUTER_HEADER_LENGTH + 2 : -2]) != crc:
+    if crc16_modbus(data, OUTER_HEADER_LENGTH + 2, len(data) - 2) != crc:
         raise FrameError("bad CRC")
     inverter = inverter_bytes.decode("latin-1")
     section = data[OUTER_HEADER_LENGTH + 16 : -2]

@@ -306,6 +306,12 @@ def test_crc_matches_the_textbook_definition_for_any_length(data):
     assert crc16_modbus(memoryview(data)) == _bytewise_crc(data)
 
 
+@given(st.binary(max_size=100), st.integers(0, 100), st.integers(0, 100))
+def test_crc_of_a_range_is_the_crc_of_that_slice(data, start, stop):
+    start, stop = min(start, stop, len(data)), min(max(start, stop), len(data))
+    assert crc16_modbus(data, start, stop) == _bytewise_crc(data[start:stop])
+
+
 @pytest.mark.parametrize("value", ["short", "elevenchars", 1234567890, None, "\u20ac" * 10])
 def test_check_serial_refuses_what_no_frame_can_carry(value):
     with pytest.raises(ValueError, match="datalog must be 10 characters"):
