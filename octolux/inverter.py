@@ -388,6 +388,10 @@ class Inverter(service.Service):
 
     def _addressed(self, request: lxp.Frame) -> lxp.Frame:
         """``request`` with the serials learned since it was built, if it was built before."""
+        if not hasattr(request, "inverter"):  # a dongle parameter: the datalog only
+            if request.datalog == self.datalog:
+                return request
+            return attrs.evolve(request, datalog=self.datalog)
         if request.datalog == self.datalog and request.inverter == self.serial:
             return request
         return attrs.evolve(request, datalog=self.datalog, inverter=self.serial)

@@ -185,8 +185,7 @@ class _Connection:
         self.closed = True
         self._cancel_identify()
         if not quiet:
-            self.log.info("{listener}: closing the connection from {peer}: {reason}",
-                          listener=self.listener.name, peer=self.protocol.peer, reason=reason)
+            self.listener.closing(self.protocol.peer, reason)
         self.protocol.abort(reason)
 
     def to_dongle(self, chunk: bytes) -> None:
@@ -226,6 +225,7 @@ class DongleListener(service.Service):
     """
 
     log = Logger()
+    closing_lines_every = 60.0  # seconds: at most one "closing" line per this, plus a count
 
     def __init__(
         self,
@@ -252,6 +252,8 @@ class DongleListener(service.Service):
         self._by_datalog: dict[str, Route] = {}
         self._refused: set[str] = set()
         self._full_logged = False
+        self._closing_quiet_until = 0.0
+        self._closings_unlogged = 0
         self._factory = _ListenerFactory(self, clock, no_data_timeout=no_data_timeout,
                                          name=self.name)
 
@@ -311,6 +313,24 @@ class DongleListener(service.Service):
         self._full_logged = False
         self.connections.add(connection)
         return True
+
+    def closing(self, peer: str, reason: str) -> None:
+        """Log that a misbehaving connection is being closed, at most one line a minute.
+
+        Otherwise a flood of bad connections would be a flood of log lines.
+        """
+        now = self.clock.seconds()
+        if now < self._closing_quiet_until:
+            self._closings_unlogged += 1
+            self.log.debug("{name}: closing the connection from {peer}: {reason}",
+                           name=self.name, peer=peer, reason=reason)
+            return
+        more = self._closings_unlogged
+        self.log.info("{name}: closing the connection from {peer}: {reason}{more}",
+                      name=self.name, peer=peer, reason=reason,
+                      more=f" ({more} more closed since the last such line)" if more else "")
+        self._closings_unlogged = 0
+        self._closing_quiet_until = now + self.closing_lines_every
 
     def forget(self, connection: _Connection) -> None:
         self.connections.discard(connection)

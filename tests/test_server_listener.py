@@ -360,3 +360,18 @@ def test_cloud_frames_for_a_dongle_that_is_not_reading_are_dropped():
     transport.producer.pauseProducing()
     cloud.dataReceived(heartbeat(DATALOG_A))
     assert transport.value() == b"" and connection.chunks_dropped == 1
+
+
+def test_closing_bad_connections_logs_one_line_a_minute(caplog_events):
+    rig = Rig((DATALOG_A, SERIAL_A), identify_timeout=1)
+    for _ in range(50):
+        rig.connect()
+    rig.clock.advance(1)  # all 50 time out at once
+    rig.clock.advance(60)
+    rig.connect()
+    rig.clock.advance(1)
+    lines = [formatEvent(e) for e in caplog_events
+             if "closing the connection" in e.get("log_format", "")
+             and e["log_level"].name == "info"]
+    assert len(lines) == 2
+    assert "(49 more closed since the last such line)" in lines[1]
