@@ -56,7 +56,7 @@ def timed_batches(write, samples) -> float:
 
 
 class _Reactor:
-    """Just enough reactor for a writer driven without one: run calls at once."""
+    """Just enough reactor for a writer driven without one: calls run at once, on the caller."""
 
     def callFromThread(self, function, *arguments, **keywords):  # noqa: N802 -- Twisted's name
         function(*arguments, **keywords)
@@ -64,36 +64,18 @@ class _Reactor:
 
 def through_writer(store, samples) -> float:
     """Seconds from the first add to the last sample committed, via the writer's thread."""
-    done = threading.Event()
     writer = HistoryWriter(store, _Reactor(), buffer_size=len(samples) + 1,
                            prune_interval=1e9)
-    original = writer._succeeded  # noqa: SLF001 -- observe commits without polling
-
-    def succeeded(count):
-        original(count)
-        if writer.stats.written == len(samples):
-            done.set()
-
-    writer._succeeded = succeeded  # noqa: SLF001
-    writer._stopped = None  # noqa: SLF001 -- stop() is not used: no Deferred needed
+    writer.start()
     started = time.perf_counter()
-    thread = threading.Thread(target=writer._run, daemon=True)  # noqa: SLF001
-    thread.start()
     for i in range(0, len(samples), 100):  # as frames arrive: ~100 samples at a time
         writer.add(samples[i:i + 100])
-    done.wait()
+    idle = threading.Event()  # never set: its wait is the pause between looks
+    while writer.stats.written < len(samples):
+        idle.wait(0.001)
     elapsed = time.perf_counter() - started
-    with writer._lock:  # noqa: SLF001
-        writer._stopping = True  # noqa: SLF001
-        writer._wakeup.notify()  # noqa: SLF001
-    writer._stopped = _Ignored()  # noqa: SLF001
-    thread.join()
+    writer.stop()
     return elapsed
-
-
-class _Ignored:
-    def callback(self, _):
-        pass
 
 
 def sqlite_figures(count: int, workdir: Path) -> None:

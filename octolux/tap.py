@@ -80,6 +80,7 @@ class OctoluxService(service.MultiService):
         super().__init__()
         self.mqtt = mqtt
         self.history = history
+        self.page: Page | None = None  # what the web page shows
 
     def startService(self) -> None:
         """Start the children in order; a port the API cannot have ends the process."""
@@ -133,7 +134,7 @@ def build_service(config: Config, reactor) -> OctoluxService:
     # Started in this order. The API first: if its port is taken, start-up
     # stops before anything connects. The history and MQTT before the
     # inverters, so the first inputs find them under way.
-    page = Page(control=config.server.control, history=history, clock=reactor)
+    page = top.page = Page(control=config.server.control, history=history, clock=reactor)
     root = api_root(inverters, history=history, now=reactor.seconds, page=page, clock=reactor)
     ApiService(reactor, config.server, root).setServiceParent(top)
     if history is not None:

@@ -344,9 +344,8 @@ async def api(tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_the_api_answers_from_the_database(api):
     history, url = api
-    recorder = history.recorder("inverter")
-    clock = Clock()
-    recorder._clock = clock  # noqa: SLF001 -- times the test can name
+    clock = Clock()  # times the test can name
+    recorder = Recorder("inverter", history, clock)
     for minute in range(10):
         clock.advance(T0 - 600 + minute * 60 - clock.seconds())
         recorder.inputs_received({1: {"soc": 50 + minute, "p_pv": 1000}})

@@ -225,3 +225,21 @@ def test_the_bridge_keeps_only_the_last_results():
     assert bridge.recent_results[-1].at == RECENT_RESULTS + 5
     assert len(heard) == RECENT_RESULTS + 5
     assert heard[-1].result == "FAIL" and "not a whole number" in heard[-1].reason
+
+
+def test_without_mqtt_the_page_still_commands_through_a_bridge():
+    from octolux.config import Config, InverterConfig
+    from octolux.tap import build_service
+
+    def page_of(control):
+        config = Config(
+            inverters=(InverterConfig(name="inverter", host="127.0.0.1", port=1,
+                                      serial="SIMINV0001", datalog="SIMDL00001"),),
+            server=ServerConfig(port=0, control=control),
+        )
+        return build_service(config, reactor).page
+
+    live = page_of(True).inverters[0]
+    assert isinstance(live.bridge, InverterBridge)
+    live.bridge.publisher.publish("octolux/result/x", "OK")  # goes nowhere, raises nothing
+    assert page_of(False).inverters[0].bridge is None  # read-only, no MQTT: no command path
