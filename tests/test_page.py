@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from e2e_support import MqttProbe
-from support import free_port, run_twistd, stop_process
+from support import run_twistd, stop_process
 
 from octolux import lxp
 from octolux.history import Recorder, SqliteStore
@@ -37,6 +38,7 @@ DATALOG, SERIAL = "SIMDL00001", "SIMINV0001"
 PREFIX = "page"
 INTERVAL = 4  # seconds between the simulator's bursts
 TIMEOUT = 20_000  # ms, for anything the page waits for
+STARTUP = 60.0  # s for each process to start (a loaded machine is slow to start Python)
 
 
 class _PlantClock:
@@ -118,30 +120,38 @@ class Rig:
 
     def __init__(self, workdir: Path, mosquitto):
         self.workdir = workdir
-        self.sim_port = free_port()
-        self.http_port = free_port()
-        self.url = f"http://127.0.0.1:{self.http_port}/"
         seed_history(workdir / "history.sqlite")
-        (workdir / "config.ini").write_text(
-            f"[lxp]\nhost = 127.0.0.1\nport = {self.sim_port}\nserial = {SERIAL}\n"
-            f"datalog = {DATALOG}\ncommand_timeout = 5\n"
-            f"[server]\nport = {self.http_port}\ncontrol = yes\n"
-            f"[mqtt]\nuri = mqtt://{mosquitto.host}:{mosquitto.port}\nprefix = {PREFIX}\n"
-            "[history]\npath = history.sqlite\n"
-        )
+        # Port 0 for both, read back from their logs: a port picked beforehand
+        # could be taken by another process before they bind it.
+        self.bridge = None
         self.simulator = run_twistd(
-            ["-n", "--pidfile=", "-l", "-", "lxp-simulator", "--port", str(self.sim_port),
+            ["-n", "--pidfile=", "-l", "-", "lxp-simulator", "--port", "0",
              "--interval", str(INTERVAL), "--burst-gap", "0.05", "--first-burst-delay", "0.1",
              "--seed", "4"],
             workdir, workdir / "simulator.log",
         )
-        self.bridge = None
-        wait_for(lambda: _accepts(self.sim_port), "the simulator listening")
+        self.sim_port = int(wait_for(
+            lambda: _logged(workdir / "simulator.log", r"listening on 127\.0\.0\.1:(\d+)"),
+            "the simulator listening", timeout=STARTUP))
+        (workdir / "config.ini").write_text(
+            f"[lxp]\nhost = 127.0.0.1\nport = {self.sim_port}\nserial = {SERIAL}\n"
+            f"datalog = {DATALOG}\ncommand_timeout = 5\n"
+            "[server]\nport = 0\ncontrol = yes\n"
+            f"[mqtt]\nuri = mqtt://{mosquitto.host}:{mosquitto.port}\nprefix = {PREFIX}\n"
+            "[history]\npath = history.sqlite\n"
+        )
         self.bridge = run_twistd(["-n", "--pidfile=", "-l", "-", "octolux", "-c", "config.ini"],
                                  workdir, workdir / "bridge.log")
-        wait_for(self.ready, "the bridge connected, with input values")
+        http_port = wait_for(
+            lambda: _logged(workdir / "bridge.log", r"HTTP API on http://127\.0\.0\.1:(\d+)/"),
+            "the bridge's HTTP API", timeout=STARTUP)
+        self.url = f"http://127.0.0.1:{http_port}/"
+        wait_for(self.ready, "the bridge connected, with input values", timeout=STARTUP)
 
     def ready(self) -> bool:
+        for process, log in ((self.simulator, "simulator.log"), (self.bridge, "bridge.log")):
+            if process.poll() is not None:
+                raise AssertionError(f"{log} ended:\n{(self.workdir / log).read_text()[-3000:]}")
         try:
             status, state = http(self.url + "api/state")
         except OSError:
@@ -155,12 +165,10 @@ class Rig:
                 stop_process(process)
 
 
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+def _logged(path: Path, pattern: str) -> str | None:
+    """The first group of ``pattern`` in the log at ``path``, once it is there."""
+    match = re.search(pattern, path.read_text()) if path.exists() else None
+    return match and match[1]
 
 
 @pytest.fixture(scope="module")
@@ -255,10 +263,7 @@ def test_with_control_on_a_click_changes_the_simulated_inverter(page, rig):
     button = page.locator("button[data-command=ac_charge]")
     button.wait_for(timeout=TIMEOUT)
     button.click()
-    page.wait_for_function(
-        "() => document.querySelector('[data-notice]').textContent.endsWith(': OK')",
-        timeout=TIMEOUT,
-    )
+    wait_for_notice(page, f"ac_charge {str(not was_on).lower()}: OK")
     assert read_simulator_register(rig.sim_port, 21) == original ^ 0x80  # bit 7, nothing else
     expected = "off" if was_on else "on"
     page.wait_for_selector(f"[data-setting=ac_charge]:text('{expected}')", timeout=TIMEOUT)
@@ -266,6 +271,35 @@ def test_with_control_on_a_click_changes_the_simulated_inverter(page, rig):
     # And back, through the same path.
     page.locator("button[data-command=ac_charge]").click()
     wait_for(lambda: read_simulator_register(rig.sim_port, 21) == original, "ac_charge back")
+
+
+def wait_for_notice(page, text: str) -> None:
+    page.wait_for_function(
+        "text => document.querySelector('[data-notice]').textContent === text",
+        arg=text, timeout=TIMEOUT,
+    )
+
+
+def test_with_control_on_rates_and_time_slots_are_set_from_their_fields(page, rig):
+    page.fill("input[data-input=charge_pct]", "55")
+    page.click("button[data-command=charge_pct]")
+    wait_for_notice(page, "charge_pct 55: OK")
+    assert read_simulator_register(rig.sim_port, 64) == 55
+    page.wait_for_selector("[data-setting=charge_pct][data-value='55']", timeout=TIMEOUT)
+
+    page.fill("input[data-input=ac_charge_slot_1]", "01:30-04:00")
+    page.press("input[data-input=ac_charge_slot_1]", "Enter")
+    wait_for_notice(page, "ac_charge_slot_1 01:30-04:00: OK")
+    # Low byte the hour, high byte the minute (PROTOCOL.md): 01:30 and 04:00.
+    assert read_simulator_register(rig.sim_port, 68) == 1 | 30 << 8
+    assert read_simulator_register(rig.sim_port, 69) == 4
+    page.wait_for_selector("[data-setting=ac_charge_slot_1][data-value='01:30-04:00']",
+                           timeout=TIMEOUT)
+
+    page.fill("input[data-input=charge_pct]", "101")  # out of range: the bridge says no
+    page.click("button[data-command=charge_pct]")
+    wait_for_notice(page, "charge_pct 101: FAIL")
+    assert read_simulator_register(rig.sim_port, 64) == 55
 
 
 def test_it_fits_a_phone_screen(chromium, rig):
