@@ -100,9 +100,12 @@ class Page:
     added while running: a dongle that dialled in unannounced).
     """
 
-    def __init__(self, *, control: bool = False, history=None, clock):
+    def __init__(self, *, control: bool = False, local_only: bool = False, history=None, clock):
         self.inverters: list[LiveInverter] = []
         self.control = control
+        # Listening on loopback only: a command must come to a loopback name
+        # (a web site whose name points at 127.0.0.1 is not the bridge).
+        self.local_only = local_only
         self.history = history  # HistoryService, or None
         self.clock = clock
         self.listeners: list[Callable[[LiveInverter], None]] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import attrs
 from twisted.application import service
 from twisted.internet import defer
@@ -134,7 +136,12 @@ def build_service(config: Config, reactor) -> OctoluxService:
     # Started in this order. The API first: if its port is taken, start-up
     # stops before anything connects. The history and MQTT before the
     # inverters, so the first inputs find them under way.
-    page = top.page = Page(control=config.server.control, history=history, clock=reactor)
+    page = top.page = Page(
+        control=config.server.control,
+        local_only=_is_loopback(config.server.listen_host),
+        history=history,
+        clock=reactor,
+    )
     root = api_root(inverters, history=history, now=reactor.seconds, page=page, clock=reactor)
     ApiService(reactor, config.server, root).setServiceParent(top)
     if history is not None:
@@ -241,6 +248,14 @@ def _unknown_dongles(reactor, model: InverterConfig, attach):
 
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_loopback(host: str) -> bool:
+    """Is ``host`` (``[server] listen_host``) a loopback address or ``localhost``?"""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
 
 
 class _NoBroker:

@@ -249,6 +249,17 @@ class EventsResource(resource.Resource):
         self._clients.clear()
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _host_name(host: bytes) -> str:
+    """The name in a Host header, without the port: ``[::1]:4346`` -> ``::1``."""
+    text = host.decode("ascii", "replace").strip().lower()
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    return text.rpartition(":")[0] if text.count(":") == 1 else text
+
+
 class CommandResource(resource.Resource):
     """``POST /api/command``: ``{"inverter": name, "command": name, "value": ...}`` -> OK/FAIL.
 
@@ -257,7 +268,8 @@ class CommandResource(resource.Resource):
     (true/false become ``on``/``off``). Cross-site requests cannot reach it: a
     browser sends ``application/json`` to another origin only after a CORS
     preflight, which this server never grants, and an ``Origin`` header, when
-    sent, must name this very host.
+    sent, must name this very host. Listening on loopback only, the request
+    must also be addressed to a loopback name (``Page.local_only``).
     """
 
     isLeaf = True
@@ -293,9 +305,13 @@ class CommandResource(resource.Resource):
         if content_type.lower() != b"application/json":
             return 415, "send the command as application/json"
         origin = request.getHeader(b"origin")
-        host = request.getHeader(b"host")
+        host = request.getHeader(b"host") or b""
         if origin is not None and origin.split(b"://", 1)[-1] != host:
             return 403, "cross-origin request refused"
+        if self._page.local_only and _host_name(host) not in LOOPBACK_NAMES:
+            # DNS rebinding: another site's name, pointed at 127.0.0.1, is
+            # same-origin to the browser; the Host header still names it.
+            return 403, "commands only through localhost, 127.0.0.1 or [::1]"
         return None
 
     def _parse(self, request):

@@ -60,7 +60,7 @@ async def site(request):
     bridge.now = lambda: 1_764_500_000.0
     clock = Clock()  # the page's: when its events go out is the test's to say
     clock.advance(1_764_500_000)
-    page = Page(control=request.param, clock=clock)
+    page = Page(control=request.param, local_only=True, clock=clock)
     live = LiveInverter(inverter, bridge=bridge, api_path="/api", clock=clock)
     page.add(live)
     root = api_root([inverter], page=page, clock=clock)
@@ -199,6 +199,10 @@ async def test_a_command_goes_the_bridge_s_way(site):
     (b'{"command": "ac charge"}', JSON, 400, "command"),
     (b'{"command": "ac_charge", "inverter": "garage"}', JSON, 400, "no inverter named"),
     (b'{"command": "ac_charge", "value": [1]}', JSON, 400, "value"),
+    # DNS rebinding: a foreign name pointed at 127.0.0.1, same-origin to the browser.
+    (b'{"command": "ac_charge", "value": "on"}',
+     {**JSON, "Host": "evil.example:4346", "Origin": "http://evil.example:4346"}, 403,
+     "only through localhost"),
 ])
 @pytest_twisted.ensureDeferred
 async def test_what_the_command_endpoint_refuses(site, body, headers, code, error):
@@ -225,6 +229,31 @@ def test_the_bridge_keeps_only_the_last_results():
     assert bridge.recent_results[-1].at == RECENT_RESULTS + 5
     assert len(heard) == RECENT_RESULTS + 5
     assert heard[-1].result == "FAIL" and "not a whole number" in heard[-1].reason
+
+
+@pytest.mark.parametrize(("host", "name"), [
+    (b"127.0.0.1:4346", "127.0.0.1"), (b"localhost:4346", "localhost"), (b"[::1]:4346", "::1"),
+    (b"LOCALHOST", "localhost"), (b"evil.example:4346", "evil.example"), (b"[::1]", "::1"),
+])
+def test_host_names_without_their_port(host, name):
+    from octolux.web import _host_name
+
+    assert _host_name(host) == name
+
+
+@pytest.mark.parametrize(("listen_host", "local_only"), [
+    ("127.0.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False), ("::", False),
+])
+def test_only_a_loopback_page_insists_on_loopback_names(listen_host, local_only):
+    from octolux.config import Config, InverterConfig
+    from octolux.tap import build_service
+
+    config = Config(
+        inverters=(InverterConfig(name="inverter", host="127.0.0.1", port=1,
+                                  serial="SIMINV0001", datalog="SIMDL00001"),),
+        server=ServerConfig(listen_host=listen_host, port=0, control=True),
+    )
+    assert build_service(config, reactor).page.local_only is local_only
 
 
 def test_without_mqtt_the_page_still_commands_through_a_bridge():
