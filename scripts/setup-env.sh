@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Prepare everything the demo and the tests need: mosquitto, and .venv with
-# octolux installed (plus test extras). Idempotent; a second run takes about a second.
+# Prepare everything the demo and the tests need: mosquitto, .venv with
+# octolux installed (plus test extras), and Home Assistant Core in .venv-ha
+# (scripts/setup-ha.sh). Idempotent; a second run takes about a second.
 #
 #   bash scripts/setup-env.sh      # just set up
 #   . scripts/setup-env.sh         # set up, then put .venv/bin first on PATH in this shell
@@ -69,6 +70,10 @@ _octolux_setup_env() (
         echo "setup-env: chromium not found; installing it with apt-get" >&2
         _octolux_apt_install chromium
     fi
+
+    # Home Assistant Core in its own .venv-ha, for the discovery tests; cached
+    # by its own stamp (a no-op once installed at the pinned versions).
+    bash "$root/scripts/setup-ha.sh"
 
     if [ ! -x "$venv/bin/python" ]; then
         echo "setup-env: creating $venv"
