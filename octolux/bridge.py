@@ -2,8 +2,9 @@
 
 ``InverterBridge`` observes an ``Inverter``: every input block and every
 holding register value it reports goes out on ``inputs/<n>`` and
-``hold/<register>`` (retained), whoever asked for it, and ``settings``
-(retained) whenever a register it is decoded from changes. It also runs the
+``hold/<register>`` (retained), whoever asked for it, ``settings``
+(retained) whenever a register it is decoded from changes, and whether its
+datalogger is connected on ``connection`` (retained). It also runs the
 ``cmd/<name>`` messages against the inverter and answers each with exactly one
 ``result/<name>``: ``OK`` or ``FAIL``.
 """
@@ -23,7 +24,7 @@ from twisted.python.failure import Failure
 
 from octolux.commands import COMMANDS, PayloadError, Topics, describe_payload
 from octolux.inverter import CommandFailed
-from octolux.mqtt import Message
+from octolux.mqtt import OFFLINE, ONLINE, Message
 from octolux.settings import SETTING_REGISTERS, decode_settings
 
 OK = "OK"
@@ -113,7 +114,21 @@ class InverterBridge:
             self.publisher.publish(self.topics.settings, settings, qos=1, retain=True)
 
     def connection_changed(self, connected: bool) -> None:
-        """Nothing to publish: the inverter logs its connection itself."""
+        """Publish ``connection``: ``online`` or ``offline``, retained."""
+        self._publish_connection(connected)
+
+    def broker_connected(self) -> None:
+        """Publish ``connection`` again on every broker connection.
+
+        A bridge that died while connected left ``online`` retained; the will
+        covers the bridge's ``status``, not this.
+        """
+        self._publish_connection(self.inverter.connected)
+
+    def _publish_connection(self, connected: bool) -> None:
+        self.publisher.publish(
+            self.topics.connection, ONLINE if connected else OFFLINE, qos=1, retain=True
+        )
 
     # -- commands ---------------------------------------------------------------
 

@@ -270,6 +270,11 @@ class Topics:
         """``online``/``offline`` of the bridge itself, retained (one per bridge)."""
         return f"{self.prefix}/status"
 
+    @property
+    def connection(self) -> str:
+        """``online``/``offline``: this inverter's datalogger link, retained."""
+        return f"{self.base}/connection"
+
     def inputs(self, block: int) -> str:
         """Input block ``block`` as JSON."""
         return f"{self.base}/inputs/{block}"

@@ -34,15 +34,17 @@ COMMAND_TIMEOUT = 10.0
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 LOG_LEVEL = "info"
 DEFAULT_INVERTER_NAME = "inverter"
+HOMEASSISTANT_PREFIX = "homeassistant"
 
 # The keys this project reads, by section; any other key is logged as ignored.
 _KNOWN_KEYS = {
-    "lxp": {"host", "port", "serial", "datalog", "name", "listen", "cloud",
+    "lxp": {"host", "port", "serial", "datalog", "name", "device_name", "listen", "cloud",
             "heartbeat_echo", "no_data_timeout", "command_timeout",
             "read_only", "sync_time", "set_hold_any_register"},
     "server": {"listen_host", "host", "port", "control"},
     "mqtt": {"uri", "prefix", "ca_file", "client_id"},
     "log": {"level"},
+    "homeassistant": {"enabled", "prefix"},
     "history": {"enabled", "path", "uri", "retention", "max_size"},
     "listener": {"max_connections", "identify_timeout", "accept_unknown"},
 }
@@ -81,6 +83,7 @@ class InverterConfig:
     read_only: bool = False  # refuse every write to this inverter
     sync_time: bool = False  # keep the inverter's clock on the bridge's local time
     set_hold_any_register: bool = False  # cmd/set_hold may write any register
+    device_name: str | None = None  # its device's name in Home Assistant; None: a default
 
 
 @attrs.frozen
@@ -132,6 +135,14 @@ class MqttConfig:
 
 
 @attrs.frozen
+class HomeAssistantConfig:
+    """MQTT discovery for Home Assistant (``[homeassistant]``): off unless enabled."""
+
+    enabled: bool = False
+    prefix: str = HOMEASSISTANT_PREFIX
+
+
+@attrs.frozen
 class Config:
     """Everything ``twistd octolux`` needs to build its services."""
 
@@ -141,6 +152,7 @@ class Config:
     history: HistoryConfig | None = None  # None: no history (no [history] section)
     listener: ListenerConfig = ListenerConfig()
     log_level: str = LOG_LEVEL
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     # One line per section or key that was read but is not used, for the log.
     ignored: tuple[str, ...] = ()
 
@@ -200,6 +212,7 @@ class _Reader:
         history = self.history()
         log_level = self.log_level()
         listener = self.listener()
+        homeassistant = self.homeassistant(mqtt)
         self.check_api_clash(inverters, server)
         for section in self.parser.sections():
             if section not in _KNOWN_KEYS and _lxp_name(section) is None:
@@ -211,6 +224,7 @@ class _Reader:
             history=history,
             log_level=log_level,
             listener=listener,
+            homeassistant=homeassistant,
             ignored=tuple(self.ignored),
         )
 
@@ -264,6 +278,7 @@ class _Reader:
                 read_only=self.boolean(section, "read_only", False),
                 sync_time=self.boolean(section, "sync_time", False),
                 set_hold_any_register=self.boolean(section, "set_hold_any_register", False),
+                device_name=self.get(section, "device_name") or None,
             ))
         return tuple(inverters)
 
@@ -323,9 +338,7 @@ class _Reader:
                     self.note("mqtt", key, "no uri, so no MQTT")
             return None
         mqtt = self.parse_uri(uri)
-        prefix = self.get("mqtt", "prefix", MQTT_PREFIX).strip("/")
-        if not prefix or any(c in prefix for c in "+#\0") or "//" in prefix:
-            raise self.error("mqtt", "prefix", "not a usable topic prefix", prefix)
+        prefix = self.topic_prefix("mqtt", MQTT_PREFIX)
         ca_file = self.get("mqtt", "ca_file")
         if ca_file is not None:
             if not mqtt.tls:
@@ -379,6 +392,19 @@ class _Reader:
             max_size=self.size("history", "max_size", HISTORY_MAX_SIZE),
         )
 
+    def homeassistant(self, mqtt: MqttConfig | None) -> HomeAssistantConfig:
+        if not self.parser.has_section("homeassistant"):
+            return HomeAssistantConfig()
+        self.check_keys("homeassistant", _KNOWN_KEYS["homeassistant"])
+        enabled = self.boolean("homeassistant", "enabled", False)
+        if enabled and mqtt is None:
+            # As for [mqtt] prefix without a uri: the example enables both halves.
+            self.note("homeassistant", "enabled", "no [mqtt] uri, so no discovery")
+            enabled = False
+        return HomeAssistantConfig(
+            enabled=enabled, prefix=self.topic_prefix("homeassistant", HOMEASSISTANT_PREFIX)
+        )
+
     def log_level(self) -> str:
         if not self.parser.has_section("log"):
             return LOG_LEVEL
@@ -415,6 +441,12 @@ class _Reader:
         if not (0 if allow_zero else 1) <= number <= 65535:
             raise self.error(section, key, "not a port number (1-65535)", value)
         return number
+
+    def topic_prefix(self, section: str, default: str) -> str:
+        prefix = self.get(section, "prefix", default).strip("/")
+        if not prefix or any(c in prefix for c in "+#\0") or "//" in prefix:
+            raise self.error(section, "prefix", "not a usable topic prefix", prefix)
+        return prefix
 
     def integer(self, section: str, key: str, value: str) -> int:
         try:

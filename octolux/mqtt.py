@@ -93,6 +93,7 @@ class MqttService(service.Service):
         # its topic, not a match against every filter.
         self._handlers = MQTTMatcher()
         self._connect_failed_logged = False
+        self._connect_handlers: list[Callable[[], object]] = []
         self.connected = False  # as last seen on the reactor thread
         self._dropped = 0  # messages dropped on a full queue since the last report
         self._next_drop_report = 0.0
@@ -116,6 +117,14 @@ class MqttService(service.Service):
             # SUBSCRIBE while disconnected is refused harmlessly, and a second
             # one for the same filter is harmless too.
             self._client.subscribe(topic_filter, qos=1)
+
+    def add_connect_handler(self, handler: Callable[[], object]) -> None:
+        """Call ``handler()`` on the reactor thread after every connection to the broker.
+
+        For what must be (re)published each time: a retained message the
+        broker may have lost, or that a crash left stale.
+        """
+        self._connect_handlers.append(handler)
 
     def publish(self, topic: str, payload: str | bytes, *, qos: int = 0, retain: bool = False):
         """Send one message. With QoS 0 it is dropped while the broker is unreachable."""
@@ -211,6 +220,12 @@ class MqttService(service.Service):
         self.connected = True
         self._connect_failed_logged = False
         self.log.info("Connected to MQTT broker {address}", address=self.config.address)
+        for handler in self._connect_handlers:
+            try:
+                handler()
+            except Exception:
+                self.log.failure("after connecting to MQTT broker {address}",
+                                 address=self.config.address)
 
     def _refused(self, reason: str) -> None:
         self._failed_once(self.log.error, "MQTT broker {address} refused the connection", reason)

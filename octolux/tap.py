@@ -24,6 +24,7 @@ from octolux.config import (
     load_config,
 )
 from octolux.history import HistoryService, open_stores
+from octolux.homeassistant import HomeAssistantDiscovery
 from octolux.inverter import Inverter
 from octolux.listener import DongleListener, Route
 from octolux.mqtt import MqttService
@@ -172,6 +173,10 @@ def build_service(config: Config, reactor) -> OctoluxService:
             inverter.add_observer(bridge)
             if mqtt is not None:
                 commands.add(bridge)
+                mqtt.add_connect_handler(bridge.broker_connected)
+                if config.homeassistant.enabled:
+                    _home_assistant(mqtt, inverter, topics, config.homeassistant.prefix,
+                                    options.device_name)
         # The first inverter's API is /api/... too; every one's is /api/<name>/...
         api_path = "/api" if inverter is inverters[0] else f"/api/{inverter.name}"
         live = LiveInverter(inverter, bridge=bridge, api_path=api_path, clock=reactor)
@@ -183,6 +188,18 @@ def build_service(config: Config, reactor) -> OctoluxService:
     for listener in _listeners(reactor, config, inverters, attach):
         listener.setServiceParent(top)
     return top
+
+
+def _home_assistant(mqtt, inverter, topics, prefix: str, device_name: str | None) -> None:
+    """Home Assistant discovery for one inverter: its configs kept on the broker."""
+    discovery = HomeAssistantDiscovery(
+        inverter, mqtt, topics, prefix, device_name, subscribe=mqtt.subscribe
+    )
+    inverter.add_observer(discovery)
+    mqtt.add_connect_handler(discovery.broker_connected)
+    mqtt.subscribe(discovery.status_topic, discovery.home_assistant_status)
+    log.info("Home Assistant discovery for inverter {name} under {prefix}/",
+             name=inverter.name, prefix=prefix)
 
 
 def _listeners(reactor, config: Config, inverters: list[Inverter], attach) -> list[DongleListener]:

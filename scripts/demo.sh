@@ -91,6 +91,9 @@ uri = mqtt://127.0.0.1:$broker_port
 [server]
 listen_host = 127.0.0.1
 port = 0
+
+[homeassistant]
+enabled = yes
 EOF
 "$bin/twistd" --nodaemon --pidfile= --logfile="$work/bridge.log" octolux \
     --config "$work/config.ini" &
@@ -102,6 +105,7 @@ demo: mosquitto on 127.0.0.1:$broker_port, simulator on 127.0.0.1:$dongle_port,
 demo: the inverter broadcasts every 10 s; live MQTT traffic follows. Try, in another shell:
       mosquitto_pub -p $broker_port -t octolux/cmd/discharge_pct -m 50
       mosquitto_pub -p $broker_port -t octolux/cmd/ac_charge -m on
+      mosquitto_sub -p $broker_port -t 'homeassistant/#' -v    # Home Assistant discovery
 demo: in 15 s this script sends cmd/ac_charge on by itself, to show a command's round trip.
 EOF
 

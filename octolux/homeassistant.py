@@ -1,0 +1,381 @@
+"""Home Assistant MQTT discovery: one device per inverter, an entity for every value and control.
+
+The payloads are built here from the bridge's own tables (the input fields of
+``octolux.lxp.inputs``, and the topics of ``commands.Topics``), so that every
+entity reads a topic the bridge publishes and every control writes the
+command topic a person would use: there is no second way in. This part is
+pure (``discovery_messages``). ``HomeAssistantDiscovery`` keeps the retained
+configs on the broker current; ``tap.build_service`` wires it to MQTT.
+
+Each entity has its own retained config topic,
+``<prefix>/<component>/octolux_<serial>/<key>/config``, a form every Home
+Assistant release still in use reads. Entities are available while the
+bridge is ``online`` and the inverter's datalogger is connected.
+
+    python -m octolux.homeassistant --list     # what appears in Home Assistant
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from octolux import __version__
+from octolux.commands import Topics
+from octolux.lxp import inputs
+from octolux.mqtt import OFFLINE, ONLINE, Message
+
+MANUFACTURER = "LuxPower"
+ORIGIN = {"name": "octolux", "sw_version": __version__}
+
+# -- sensors: what Home Assistant needs to know beyond the field table ---------------
+
+# By unit: (device_class, state_class). Home Assistant checks that the unit
+# fits the class, and that a state class only goes with numbers.
+_SENSOR_CLASSES: dict[str, tuple[str | None, str]] = {
+    "kWh": ("energy", "total_increasing"),  # the _day counters too: they reset at midnight
+    "W": ("power", "measurement"),
+    "VA": ("apparent_power", "measurement"),
+    "V": ("voltage", "measurement"),
+    "A": ("current", "measurement"),
+    "Hz": ("frequency", "measurement"),
+    "°C": ("temperature", "measurement"),
+    "s": ("duration", "total_increasing"),
+    "%": (None, "measurement"),
+    "Ah": (None, "measurement"),
+}
+# Fields without a unit that are quantities nonetheless; every other unitless
+# field is a code (status, fault bits, BMS words) or text: no state class.
+_UNITLESS_QUANTITIES: dict[str, tuple[str | None, str]] = {
+    "pf": ("power_factor", "measurement"),
+    "bat_count": (None, "measurement"),
+    "bat_cycle_count": (None, "total_increasing"),
+}
+_DEVICE_CLASS_BY_KEY = {"soc": "battery"}
+# Of interest when something is wrong, not on a dashboard: Home Assistant
+# files them under "Diagnostic". Temperatures and codes are added below.
+_DIAGNOSTIC_KEYS = frozenset({
+    "v_bus_1", "v_bus_2", "soh", "runtime", "max_chg_curr", "max_dischg_curr",
+    "charge_volt_ref", "dischg_cut_volt", "max_cell_voltage", "min_cell_voltage",
+    "max_cell_temp", "min_cell_temp", "bat_capacity", "bat_count", "bat_cycle_count",
+    "v_bat_inv", "inverter_serial", "pf",
+})
+# inputs/4 only exists on some models: its sensors start disabled, to be
+# enabled by whoever has such a model, instead of sitting "unknown" on the rest.
+_MODEL_SPECIFIC_BLOCKS = frozenset({4})
+# Text that belongs on a dashboard, unlike the other unitless fields (codes).
+_MAIN_TEXT_KEYS = frozenset({"status_text"})
+# Lists of names (JSON arrays): shown as one line, "none" when empty.
+_LIST_KINDS = frozenset({inputs.Kind.FAULT_NAMES, inputs.Kind.WARNING_NAMES})
+# Names where the field's description, cut at its first colon or bracket, is not one.
+_NAMES = {
+    "status": "Status code",
+    "status_text": "Status",
+    "fault_codes": "Faults",
+    "warning_codes": "Warnings",
+}
+
+
+@attrs.frozen
+class Entity:
+    """One Home Assistant entity of an inverter: its platform, its key and its own config."""
+
+    component: str  # sensor, binary_sensor, ...
+    key: str  # unique within the inverter: the input key or command name
+    name: str
+    config: Mapping[str, Any]  # the component's own keys: state_topic, device_class, ...
+    # False: the availability is the bridge's status alone (the connection's own entity)
+    needs_connection: bool = True
+
+
+def _name(description: str) -> str:
+    name = re.split(r"[:(]", description, maxsplit=1)[0].strip().rstrip(",")
+    return name[:1].upper() + name[1:]
+
+
+def _value(key: str) -> str:
+    return "{{ value_json." + key + " }}"
+
+
+def _names(key: str) -> str:
+    return "{{ value_json." + key + " | join(', ') or 'none' }}"
+
+
+def sensor(field: inputs.InputField, topics: Topics) -> Entity:
+    """The sensor of one input field: read from its ``inputs/<n>`` JSON."""
+    config: dict[str, Any] = {
+        "state_topic": topics.inputs(field.block),
+        "value_template": _names(field.key) if field.kind in _LIST_KINDS else _value(field.key),
+    }
+    if field.unit:
+        device_class, state_class = _SENSOR_CLASSES[field.unit]
+        config["unit_of_measurement"] = field.unit
+    else:
+        device_class, state_class = _UNITLESS_QUANTITIES.get(field.key, (None, None))
+    device_class = _DEVICE_CLASS_BY_KEY.get(field.key, device_class)
+    if device_class is not None:
+        config["device_class"] = device_class
+    if state_class is not None:
+        config["state_class"] = state_class
+    code = not field.unit and state_class is None and field.key not in _MAIN_TEXT_KEYS
+    if field.key in _DIAGNOSTIC_KEYS or field.unit == "°C" or code:
+        config["entity_category"] = "diagnostic"
+    if field.block in _MODEL_SPECIFIC_BLOCKS:
+        config["enabled_by_default"] = False
+    return Entity("sensor", field.key, _NAMES.get(field.key, _name(field.description)), config)
+
+
+def connection_sensor(topics: Topics) -> Entity:
+    """On while the bridge is connected to the inverter's datalogger."""
+    return Entity("binary_sensor", "connection", "Datalogger connection", {
+        "state_topic": topics.connection,
+        "payload_on": ONLINE,
+        "payload_off": OFFLINE,
+        "device_class": "connectivity",
+        "entity_category": "diagnostic",
+    }, needs_connection=False)
+
+
+def inverter_entities(topics: Topics) -> tuple[Entity, ...]:
+    """Every entity the bridge offers for one inverter."""
+    return (
+        *(sensor(field, topics) for field in inputs.FIELDS),
+        connection_sensor(topics),
+    )
+
+
+# -- the device -------------------------------------------------------------------
+
+FIRMWARE_CODE = (7, 8)  # four characters, two a register, low byte first
+FIRMWARE_VERSIONS = (9, 10)  # 9: slave CPU (low), comms CPU (high); 10: control CPU (low), ...
+
+
+def firmware(registers: Mapping[int, int]) -> str | None:
+    """The firmware as ``<code>-<comms><control>`` (``BAAA-0A0A``), once registers 7-10 are known.
+
+    The four-letter code and the versions of the communication and control
+    processors, in hex; None until the inverter has reported those registers.
+    """
+    if not all(register in registers for register in FIRMWARE_CODE + FIRMWARE_VERSIONS):
+        return None
+    code = b"".join(registers[r].to_bytes(2, "little") for r in FIRMWARE_CODE)
+    text = code.decode("latin-1").strip("\x00 ")
+    if not (text and text.isascii() and text.isprintable()):
+        return None
+    comms = registers[FIRMWARE_VERSIONS[0]] >> 8
+    control = registers[FIRMWARE_VERSIONS[1]] & 0xFF
+    return f"{text}-{comms:02X}{control:02X}"
+
+
+@attrs.frozen
+class Device:
+    """The Home Assistant device of one inverter."""
+
+    serial: str  # the inverter's serial: its identity
+    name: str
+    sw_version: str | None = None
+
+    @property
+    def node_id(self) -> str:
+        """The level of the config topics that holds this inverter's entities."""
+        return f"octolux_{self.serial.lower()}"
+
+    def payload(self) -> dict[str, Any]:
+        """The ``device`` object of every config."""
+        device = {
+            "identifiers": [self.node_id],
+            "manufacturer": MANUFACTURER,
+            "name": self.name,
+            "serial_number": self.serial,
+        }
+        if self.sw_version is not None:
+            device["sw_version"] = self.sw_version
+        return device
+
+
+def default_device_name(serial: str) -> str:
+    """The device name when the configuration gives none."""
+    return f"{MANUFACTURER} {serial}"
+
+
+def config_topic(prefix: str, component: str, node_id: str, key: str) -> str:
+    """``<prefix>/<component>/<node_id>/<key>/config``."""
+    return f"{prefix}/{component}/{node_id}/{key}/config"
+
+
+def discovery_config(entity: Entity, device: Device, topics: Topics) -> dict[str, Any]:
+    """The full discovery payload of one entity."""
+    unique_id = f"{device.node_id}_{entity.key}"
+    availability = [{"topic": topics.status}]
+    if entity.needs_connection:
+        availability.append({"topic": topics.connection})
+    return {
+        "name": entity.name,
+        "unique_id": unique_id,
+        # The entity id Home Assistant gives it: sensor.octolux_<serial>_<key>.
+        "object_id": unique_id,
+        **entity.config,
+        "availability": availability,
+        "availability_mode": "all",
+        "device": device.payload(),
+        "origin": ORIGIN,
+    }
+
+
+def discovery_messages(prefix: str, device: Device, topics: Topics) -> dict[str, str]:
+    """Config topic -> JSON payload, for every entity of one inverter."""
+    return {
+        config_topic(prefix, entity.component, device.node_id, entity.key):
+            json.dumps(discovery_config(entity, device, topics), separators=(",", ":"))
+        for entity in inverter_entities(topics)
+    }
+
+
+# -- keeping them on the broker ------------------------------------------------------
+
+
+class HomeAssistantDiscovery:
+    """Keeps one inverter's retained discovery configs on the broker current.
+
+    Publishes them on every connection to the broker (``broker_connected``),
+    whenever Home Assistant announces itself on ``<prefix>/status``
+    (``home_assistant_status``) and when the inverter's firmware becomes
+    known. A retained config under this inverter's node id that is no longer
+    offered (an entity an older version had) is cleared (``config_seen``,
+    subscribed with ``subscribe``). Also an inverter observer: an inverter
+    whose serial is learned from its frames (server mode) has no device, and
+    so no entities, until then.
+    """
+
+    log = Logger()
+
+    def __init__(self, inverter, publisher, topics: Topics, prefix: str,
+                 name: str | None = None, *, subscribe):
+        self.inverter = inverter
+        self.publisher = publisher
+        self.topics = topics
+        self.prefix = prefix
+        self.name = name
+        self.device: Device | None = None
+        self._subscribe = subscribe
+        self._registers: dict[int, int] = {}
+        self._messages: dict[str, str] = {}
+        self._identify()
+
+    def _identify(self) -> bool:
+        """Make the device once the serial is known; True if this call made it."""
+        serial = self.inverter.serial
+        if self.device is not None or serial is None:
+            return False
+        self.device = Device(serial, self.name or default_device_name(serial),
+                             firmware(self._registers))
+        self._messages = discovery_messages(self.prefix, self.device, self.topics)
+        self._subscribe(self.own_configs, self.config_seen)
+        return True
+
+    @property
+    def status_topic(self) -> str:
+        """Where Home Assistant says ``online`` when it (re)starts."""
+        return f"{self.prefix}/status"
+
+    @property
+    def own_configs(self) -> str:
+        """The subscription filter matching every config topic of this inverter."""
+        return config_topic(self.prefix, "+", self.device.node_id, "+")
+
+    def publish_all(self) -> None:
+        """Publish every config, retained (none before the serial is known)."""
+        for topic, payload in self._messages.items():
+            self.publisher.publish(topic, payload, qos=1, retain=True)
+
+    def broker_connected(self) -> None:
+        """A (re)connection: the broker may have lost what we retained."""
+        self.publish_all()
+
+    def home_assistant_status(self, message: Message) -> None:
+        """Home Assistant (re)started: it may have forgotten every entity."""
+        if message.payload == ONLINE.encode():
+            self.publish_all()
+
+    def config_seen(self, message: Message) -> None:
+        """A retained config under our node id: clear it if it is not one we offer."""
+        if message.retained and message.payload and message.topic not in self._messages:
+            self.log.info("Home Assistant: clearing {topic}, an entity no longer offered",
+                          topic=message.topic)
+            self.publisher.publish(message.topic, b"", qos=1, retain=True)
+
+    # -- InverterObserver ---------------------------------------------------------
+
+    def registers_received(self, registers: dict[int, int]) -> None:
+        """Republish when the firmware becomes known or changes (the device shows it)."""
+        firmware_registers = {
+            register: value for register, value in registers.items()
+            if register in FIRMWARE_CODE + FIRMWARE_VERSIONS
+        }
+        self._registers.update(firmware_registers)
+        if self._identify():
+            self.publish_all()
+            return
+        if not firmware_registers or self.device is None:
+            return
+        version = firmware(self._registers)
+        if version != self.device.sw_version:
+            self.device = attrs.evolve(self.device, sw_version=version)
+            self._messages = discovery_messages(self.prefix, self.device, self.topics)
+            self.publish_all()
+
+    def inputs_received(self, blocks) -> None:
+        """Publish the configs if this is how the inverter's serial became known."""
+        if self._identify():
+            self.publish_all()
+
+    def connection_changed(self, connected: bool) -> None:
+        """Publish the configs if the serial became known (the availability is the bridge's)."""
+        if self._identify():
+            self.publish_all()
+
+
+# -- the list for the docs -----------------------------------------------------------------
+
+
+def entity_table(topics: Topics | None = None) -> list[str]:
+    """A Markdown table of every entity of one inverter and the topics behind it."""
+    topics = topics or Topics()
+    rows = ["| entity | name | reads | writes | class, unit |", "|---|---|---|---|---|"]
+    for entity in inverter_entities(topics):
+        config = entity.config
+        reads = config.get("state_topic", "")
+        template = config.get("value_template")
+        if template:
+            reads += " `" + template.split(".", 1)[1].rstrip(" }") + "`"
+        details = ", ".join(
+            str(config[key]) for key in ("device_class", "state_class", "unit_of_measurement",
+                                         "entity_category")
+            if key in config
+        )
+        if config.get("enabled_by_default") is False:
+            details += ", disabled by default"
+        rows.append(
+            f"| {entity.component}.octolux_&lt;serial&gt;_{entity.key} | {entity.name} "
+            f"| {reads} | {config.get('command_topic', '')} | {details} |"
+        )
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    """``python -m octolux.homeassistant --list``: print the entity table."""
+    if argv != ["--list"]:
+        print("usage: python -m octolux.homeassistant --list", file=sys.stderr)
+        return 2
+    print("\n".join(entity_table()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,243 @@
+"""Discovery proven in a real Home Assistant: mosquitto, two simulated inverters, the bridge.
+
+One Home Assistant start for the whole module (it takes a few seconds): the
+tests share it, in file order; the last one disconnects an inverter. Home
+Assistant is asked through its own REST and websocket APIs, as a dashboard
+or an automation would; nothing here skips (scripts/setup-env.sh installs
+Home Assistant, and its absence is a failure).
+"""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import pytest_twisted
+from e2e_support import MqttProbe, poll_until
+from ha_support import HomeAssistant
+from twisted.internet import reactor, task
+
+from octolux.commands import Topics
+from octolux.config import Config, HomeAssistantConfig, InverterConfig, MqttConfig, ServerConfig
+from octolux.homeassistant import Device, discovery_config, inverter_entities
+from octolux.lxp.inputs import STATUS_TEXTS
+from octolux.tap import build_service
+from simulator.dongle import start_simulator
+
+HA_PREFIX = "ha-e2e"  # discovery prefix: its own, on the session's shared broker
+PREFIX = "octolux-ha"
+SERIALS = (("SIMDL00001", "SIMINV0001"), ("SIMDL00002", "SIMINV0002"))
+NAMES = ("house", "garage")
+DEVICE_NAMES = ("Home battery", None)  # the second one gets the default name
+WAIT = 30.0  # seconds for Home Assistant to catch up with something
+STALE_TOPIC = f"{HA_PREFIX}/sensor/octolux_siminv0001/old_value/config"
+STALE_ENTITY = "sensor.octolux_siminv0001_old_value"
+
+
+@attrs.define
+class Home:
+    """Everything the tests drive: Home Assistant, the simulated inverters, the bridge."""
+
+    ha: HomeAssistant
+    dongles: list
+    probe: MqttProbe
+    service: object
+
+    def topics(self, index: int) -> Topics:
+        return Topics(PREFIX, NAMES[index])
+
+    def device(self, index: int) -> Device:
+        serial = SERIALS[index][1]
+        return Device(serial, DEVICE_NAMES[index] or f"LuxPower {serial}")
+
+    def entity_ids(self, index: int) -> dict[str, dict]:
+        """entity id -> discovery config, of every entity offered for inverter ``index``."""
+        device, topics = self.device(index), self.topics(index)
+        configs = {}
+        for entity in inverter_entities(topics):
+            config = discovery_config(entity, device, topics)
+            configs[f"{entity.component}.{config['object_id']}"] = config
+        return configs
+
+    async def states(self) -> dict[str, dict]:
+        return await self.ha.states(reactor)
+
+    async def until_states(self, condition, what: str, timeout: float = WAIT):
+        """Poll Home Assistant's states until ``condition(states)`` is truthy; return it."""
+        last = {}
+
+        async def check():
+            nonlocal last
+            last = await self.states()
+            return condition(last)
+
+        deadline = reactor.seconds() + timeout
+        while True:
+            result = await check()
+            if result:
+                return result
+            if reactor.seconds() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what};"
+                                     f" Home Assistant log:\n{self.ha.log_tail()}")
+            await task.deferLater(reactor, 0.25, lambda: None)
+
+
+def _config() -> Config:
+    return Config(
+        inverters=tuple(
+            InverterConfig(name=name, host="127.0.0.1", port=0, serial=serial, datalog=datalog,
+                           command_timeout=5.0, device_name=device_name)
+            for name, (datalog, serial), device_name in zip(NAMES, SERIALS, DEVICE_NAMES,
+                                                            strict=True)
+        ),
+        server=ServerConfig(port=0),
+        homeassistant=HomeAssistantConfig(enabled=True, prefix=HA_PREFIX),
+    )
+
+
+@pytest_twisted.async_yield_fixture(scope="module")
+async def home(mosquitto, tmp_path_factory):
+    probe = MqttProbe(mosquitto.host, mosquitto.port, [f"{HA_PREFIX}/#", f"{PREFIX}/#"])
+    await probe.ready(reactor)
+    dongles = []
+    ha = HomeAssistant(tmp_path_factory.mktemp("homeassistant"), mosquitto.host, mosquitto.port,
+                       HA_PREFIX)
+    service = None
+    try:
+        for n, (datalog, serial) in enumerate(SERIALS):
+            dongles.append(await start_simulator(
+                reactor, datalog=datalog, inverter=serial, interval=2.0, burst_gap=0.05,
+                first_burst_delay=0.1, seed=n,
+            ).addTimeout(5, reactor))
+        await ha.start(reactor, lambda: [m for m in probe.on(f"{HA_PREFIX}/status")
+                                         if m.text == "online"])
+        # What an older bridge offered and this one no longer does: Home
+        # Assistant has it, until the bridge clears it.
+        probe.publish(STALE_TOPIC, json.dumps({
+            "name": "Old value", "unique_id": "octolux_siminv0001_old_value",
+            "object_id": "octolux_siminv0001_old_value", "state_topic": f"{PREFIX}/old",
+            "device": {"identifiers": ["octolux_siminv0001"]},
+        }), retain=True)
+        await poll_until(reactor, lambda: ha.log_text().count(STALE_ENTITY) > 0, WAIT,
+                         "Home Assistant to discover the stale entity", ha.log_tail)
+        config = _config()
+        config = attrs.evolve(
+            config,
+            inverters=tuple(attrs.evolve(inverter, port=dongle.port)
+                            for inverter, dongle in zip(config.inverters, dongles, strict=True)),
+            mqtt=MqttConfig(host=mosquitto.host, port=mosquitto.port, prefix=PREFIX),
+        )
+        service = build_service(config, reactor)
+        service.startService()
+        print(f"\nHome Assistant: up with MQTT in {ha.started_in:.1f} s,"
+              f" RSS {ha.rss_kib() // 1024} MiB")
+        yield Home(ha, dongles, probe, service)
+    finally:
+        if service is not None:
+            await service.stopService().addTimeout(10, reactor)
+        await ha.stop(reactor)
+        for dongle in dongles:
+            await dongle.stop().addTimeout(5, reactor)
+        await probe.close(reactor)
+
+
+def _published(config: dict) -> bool:
+    """Does the bridge publish a value for this entity here (the simulator has blocks 1-3)?"""
+    return config.get("enabled_by_default", True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_entity_appears_with_a_valid_state(home):
+    expected = {**home.entity_ids(0), **home.entity_ids(1)}
+    enabled = {entity_id for entity_id, config in expected.items() if _published(config)}
+
+    def all_valid(states):
+        missing = [e for e in enabled if states.get(e, {}).get("state") in (None, "unknown",
+                                                                            "unavailable")]
+        return states if not missing else None
+
+    states = await home.until_states(all_valid, f"{len(enabled)} entities with values")
+    for entity_id in enabled:
+        config, attributes = expected[entity_id], states[entity_id]["attributes"]
+        for key, attribute in (("device_class", "device_class"),
+                               ("unit_of_measurement", "unit_of_measurement"),
+                               ("state_class", "state_class")):
+            assert attributes.get(attribute) == config.get(key), (entity_id, key)
+        if config.get("state_class"):
+            float(states[entity_id]["state"])  # a number, as the state class promises
+    assert states["binary_sensor.octolux_siminv0001_connection"]["state"] == "on"
+    assert states["sensor.octolux_siminv0001_inverter_serial"]["state"] == "SIMINV0001"
+    assert states["sensor.octolux_siminv0002_inverter_serial"]["state"] == "SIMINV0002"
+    assert states["sensor.octolux_siminv0001_fault_codes"]["state"] == "none"
+    assert states["sensor.octolux_siminv0001_status_text"]["state"] in STATUS_TEXTS.values()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_registry_has_one_device_per_inverter_and_every_entity(home):
+    entities = await home.ha.ws(reactor, "config/entity_registry/list")
+    devices = await home.ha.ws(reactor, "config/device_registry/list")
+    ours = {device["id"]: device for device in devices
+            if any(i[0] == "mqtt" and i[1].startswith("octolux_") for i in device["identifiers"])}
+    assert sorted(device["name"] for device in ours.values()) == [
+        "Home battery", "LuxPower SIMINV0002"]
+    for device in ours.values():
+        assert device["manufacturer"] == "LuxPower"
+        assert device["serial_number"] in ("SIMINV0001", "SIMINV0002")
+        # The bridge reads the holding registers on connect: registers 7-10 tell it.
+        assert device["sw_version"] == "BAAA-0A0A"
+    registry = {entry["entity_id"]: entry for entry in entities if entry["platform"] == "mqtt"}
+    for index in (0, 1):
+        for entity_id, config in home.entity_ids(index).items():
+            entry = registry.get(entity_id)
+            assert entry is not None, f"{entity_id} is not in Home Assistant's registry"
+            assert entry["unique_id"] == config["unique_id"]
+            assert entry["entity_category"] == config.get("entity_category")
+            assert ours[entry["device_id"]]["serial_number"] == SERIALS[index][1]
+            disabled = config.get("enabled_by_default") is False
+            assert (entry["disabled_by"] == "integration") == disabled, entity_id
+    assert len({entry["unique_id"] for entry in registry.values()}) == len(registry)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_entity_no_longer_offered_is_cleared_from_home_assistant(home):
+    cleared = await home.probe.until(
+        reactor, lambda: [m for m in home.probe.on(STALE_TOPIC) if m.payload == b""], WAIT,
+        "the stale config cleared")
+    assert cleared
+    await home.until_states(lambda states: STALE_ENTITY not in states,
+                            f"{STALE_ENTITY} gone from Home Assistant")
+    entities = await home.ha.ws(reactor, "config/entity_registry/list")
+    assert STALE_ENTITY not in [entry["entity_id"] for entry in entities]
+
+
+@pytest_twisted.ensureDeferred
+async def test_configs_are_sent_again_when_home_assistant_announces_itself(home):
+    topic = next(iter(home.entity_ids(0).values()))["unique_id"].removeprefix(
+        "octolux_siminv0001_")
+    config_topic = f"{HA_PREFIX}/sensor/octolux_siminv0001/{topic}/config"
+    before = len(home.probe.on(config_topic))
+    home.probe.publish(f"{HA_PREFIX}/status", "online")
+    again = await home.probe.next_on(reactor, config_topic, after=before, timeout=WAIT)
+    assert json.loads(again.payload)["unique_id"] == f"octolux_siminv0001_{topic}"
+
+
+@pytest_twisted.ensureDeferred
+async def test_home_assistant_logged_no_discovery_warning(home):
+    # After the first test, every entity has been discovered and has a state.
+    assert home.ha.problems() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_disconnected_inverter_makes_its_entities_unavailable(home):
+    second, first = home.entity_ids(1), home.entity_ids(0)
+    await home.dongles[1].stop().addTimeout(5, reactor)
+
+    def second_unavailable(states):
+        gone = all(states[e]["state"] == "unavailable" for e in second
+                   if _published(second[e]) and not e.startswith("binary_sensor."))
+        return states if gone else None
+
+    states = await home.until_states(second_unavailable, "the garage inverter unavailable")
+    assert states["binary_sensor.octolux_siminv0002_connection"]["state"] == "off"
+    assert all(states[e]["state"] != "unavailable" for e in first if _published(first[e]))
+    assert home.ha.problems() == []

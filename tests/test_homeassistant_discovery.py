@@ -1,0 +1,361 @@
+"""Home Assistant discovery without Home Assistant: the payloads, and keeping them on the broker.
+
+tests/test_homeassistant.py shows the same payloads to a real Home Assistant;
+these catch the mistakes it would only log (a unit that does not fit its
+device class, a template key nobody publishes) one entity at a time.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import pytest_twisted
+from e2e_support import MqttProbe
+from twisted.internet import reactor
+from twisted.logger import capturedLogs, formatEvent
+
+from octolux.bridge import InverterBridge
+from octolux.commands import Topics
+from octolux.config import ConfigError, HomeAssistantConfig, MqttConfig, parse_config
+from octolux.homeassistant import (
+    Device,
+    HomeAssistantDiscovery,
+    discovery_config,
+    discovery_messages,
+    entity_table,
+    firmware,
+    inverter_entities,
+    main,
+)
+from octolux.lxp import inputs
+from octolux.mqtt import Message, MqttService
+from simulator.plant import default_holding
+
+# The units Home Assistant accepts for each device class used here (its
+# DEVICE_CLASS_UNITS), and the state classes it allows with them.
+UNITS = {
+    "energy": {"Wh", "kWh", "MWh", "GJ", "MJ"},
+    "power": {"W", "kW"},
+    "apparent_power": {"VA"},
+    "voltage": {"V", "mV"},
+    "current": {"A", "mA"},
+    "frequency": {"Hz", "kHz", "MHz", "GHz"},
+    "temperature": {"°C", "°F", "K"},
+    "duration": {"d", "h", "min", "s", "ms"},
+    "battery": {"%"},
+    "power_factor": {"%", None},
+}
+STATE_CLASSES = {
+    "energy": {"total", "total_increasing"},
+    "duration": {"measurement", "total", "total_increasing"},
+}
+COMPONENTS = {"sensor", "binary_sensor", "switch", "number", "text", "button"}
+TOPICS = Topics()
+DEVICE = Device("0123456789", "LuxPower 0123456789")
+
+
+def configs(topics=TOPICS, device=DEVICE) -> list[dict]:
+    return [discovery_config(entity, device, topics) for entity in inverter_entities(topics)]
+
+
+def sensors(topics=TOPICS) -> list[dict]:
+    return [discovery_config(entity, DEVICE, topics)
+            for entity in inverter_entities(topics) if entity.component == "sensor"]
+
+
+def test_every_unit_fits_its_device_class_and_state_class():
+    for config in sensors():
+        device_class = config.get("device_class")
+        if device_class is None:
+            continue
+        assert config.get("unit_of_measurement") in UNITS[device_class], config["unique_id"]
+        allowed = STATE_CLASSES.get(device_class, {"measurement"})
+        assert config.get("state_class") in allowed, config["unique_id"]
+
+
+def test_energy_counters_are_total_increasing_kwh_and_powers_measurements_in_w():
+    by_key = {entity.key: discovery_config(entity, DEVICE, TOPICS)
+              for entity in inverter_entities(TOPICS)}
+    for key in ("e_pv_all", "e_to_grid_day", "e_chg_all"):
+        assert (by_key[key]["device_class"], by_key[key]["state_class"],
+                by_key[key]["unit_of_measurement"]) == ("energy", "total_increasing", "kWh")
+    for key in ("p_pv", "p_grid", "p_battery", "p_to_user"):
+        assert (by_key[key]["device_class"], by_key[key]["state_class"],
+                by_key[key]["unit_of_measurement"]) == ("power", "measurement", "W")
+    assert by_key["soc"]["device_class"] == "battery"
+    assert by_key["soc"]["unit_of_measurement"] == "%"
+    for key in ("t_inner", "v_bus_1", "max_cell_voltage", "fault_code", "bat_status_0",
+                "inverter_serial"):
+        assert by_key[key]["entity_category"] == "diagnostic", key
+    for key in ("soc", "p_pv", "e_pv_all", "v_bat", "p_load", "status_text"):
+        assert "entity_category" not in by_key[key], key
+    assert by_key["fault_codes"]["value_template"] == (
+        "{{ value_json.fault_codes | join(', ') or 'none' }}")
+
+
+def test_every_value_template_key_is_published_on_its_state_topic():
+    for config in sensors():
+        block = int(config["state_topic"].rsplit("/", 1)[1])
+        key = config["value_template"].removeprefix("{{ value_json.").split()[0]
+        assert key in inputs.BLOCK_KEYS[block], config["unique_id"]
+
+
+def test_text_and_codes_have_no_state_class():
+    quantities = ("pf", "bat_count", "bat_cycle_count")
+    for entity in inverter_entities(TOPICS):
+        field = inputs.FIELDS_BY_KEY.get(entity.key)
+        if field is None or entity.key in quantities:
+            continue
+        if field.kind is inputs.Kind.TEXT or not field.unit:
+            assert "state_class" not in entity.config, entity.key
+
+
+def test_every_entity_is_unique_and_available_only_with_the_bridge_and_its_inverter():
+    two = [*configs(Topics("octolux", "house")),
+           *configs(Topics("octolux", "garage"), Device("9876543210", "Garage"))]
+    assert len({config["unique_id"] for config in two}) == len(two)
+    for config in configs():
+        topics = [entry["topic"] for entry in config["availability"]]
+        if config["unique_id"].endswith("_connection"):
+            assert topics == ["octolux/status"]
+        else:
+            assert topics == ["octolux/status", "octolux/connection"]
+        assert config["availability_mode"] == "all"
+        assert config["device"]["identifiers"] == ["octolux_0123456789"]
+        assert config["device"]["manufacturer"] == "LuxPower"
+        assert config["object_id"] == config["unique_id"]
+
+
+def test_config_topics_are_per_entity_under_the_node_id():
+    messages = discovery_messages("homeassistant", DEVICE, TOPICS)
+    for topic, payload in messages.items():
+        prefix, component, node, key, config = topic.split("/")
+        assert (prefix, node, config) == ("homeassistant", "octolux_0123456789", "config")
+        assert component in COMPONENTS
+        assert json.loads(payload)["unique_id"] == f"octolux_0123456789_{key}"
+    assert len(messages) == len(inverter_entities(TOPICS))
+
+
+def test_inputs_4_sensors_start_disabled():
+    for entity in inverter_entities(TOPICS):
+        field = inputs.FIELDS_BY_KEY.get(entity.key)
+        if field is not None:
+            assert (entity.config.get("enabled_by_default") is False) == (field.block == 4)
+
+
+def test_firmware_from_registers_7_to_10():
+    holding = dict(enumerate(default_holding()))
+    assert firmware(holding) == "BAAA-0A0A"
+    del holding[9]
+    assert firmware(holding) is None
+    assert firmware({7: 0, 8: 0, 9: 0, 10: 0}) is None  # a code of NULs is no firmware
+
+
+def test_the_entity_list():
+    table = entity_table()
+    assert len(table) == 2 + len(inverter_entities(TOPICS))
+    assert any("`soc`" in row and "battery" in row for row in table)
+    assert main(["--nonsense"]) == 2
+
+
+# -- keeping the configs on the broker ---------------------------------------------------
+
+
+class FakePublisher:
+    def __init__(self):
+        self.published: list[tuple[str, str | bytes, int, bool]] = []
+
+    def publish(self, topic, payload, *, qos=0, retain=False):
+        self.published.append((topic, payload, qos, retain))
+
+
+@pytest.fixture
+def publisher():
+    return FakePublisher()
+
+
+class FakeInverter:
+    def __init__(self, serial=None):
+        self.serial = serial
+        self.connected = False
+
+
+@pytest.fixture
+def subscriptions():
+    return []
+
+
+@pytest.fixture
+def discovery(publisher, subscriptions):
+    return HomeAssistantDiscovery(FakeInverter("0123456789"), publisher, TOPICS, "homeassistant",
+                                  "Battery", subscribe=lambda *s: subscriptions.append(s))
+
+
+def test_configs_are_published_retained_on_every_broker_connection(discovery, publisher):
+    discovery.broker_connected()
+    expected = discovery_messages("homeassistant", Device("0123456789", "Battery"), TOPICS)
+    assert {topic: payload for topic, payload, _, _ in publisher.published} == expected
+    assert {(qos, retain) for _, _, qos, retain in publisher.published} == {(1, True)}
+    discovery.broker_connected()
+    assert len(publisher.published) == 2 * len(expected)
+
+
+def test_configs_are_published_again_when_home_assistant_comes_online(discovery, publisher):
+    discovery.home_assistant_status(Message("homeassistant/status", b"offline"))
+    assert publisher.published == []
+    discovery.home_assistant_status(Message("homeassistant/status", b"online"))
+    assert len(publisher.published) == len(inverter_entities(TOPICS))
+
+
+def test_a_retained_config_no_longer_offered_is_cleared(discovery, publisher, subscriptions):
+    assert subscriptions == [("homeassistant/+/octolux_0123456789/+/config",
+                              discovery.config_seen)]
+    old = "homeassistant/sensor/octolux_0123456789/old_value/config"
+    offered = "homeassistant/sensor/octolux_0123456789/soc/config"
+    with capturedLogs() as events:
+        discovery.config_seen(Message(old, b'{"name":"old"}', retained=True))
+    assert publisher.published == [(old, b"", 1, True)]
+    assert any(old in formatEvent(event) for event in events)
+    # Not cleared: one we offer, an empty one (already cleared), a live message.
+    discovery.config_seen(Message(offered, b"{}", retained=True))
+    discovery.config_seen(Message(old, b"", retained=True))
+    discovery.config_seen(Message(old, b"{}", retained=False))
+    assert len(publisher.published) == 1
+    assert discovery.own_configs == "homeassistant/+/octolux_0123456789/+/config"
+
+
+def test_the_firmware_joins_the_device_once_known(discovery, publisher):
+    discovery.registers_received({21: 0xF354})
+    assert publisher.published == []
+    holding = default_holding()
+    discovery.registers_received({register: holding[register] for register in range(0, 40)})
+    assert publisher.published
+    assert {json.loads(payload)["device"]["sw_version"]
+            for _, payload, _, _ in publisher.published} == {"BAAA-0A0A"}
+    publisher.published.clear()
+    discovery.registers_received({9: holding[9]})  # the same again: nothing new
+    assert publisher.published == []
+
+
+def test_an_inverter_whose_serial_is_learned_gets_its_device_then(publisher, subscriptions):
+    inverter = FakeInverter(serial=None)  # server mode, no serial in config.ini
+    discovery = HomeAssistantDiscovery(inverter, publisher, TOPICS, "homeassistant",
+                                       subscribe=lambda *s: subscriptions.append(s))
+    discovery.broker_connected()
+    discovery.home_assistant_status(Message("homeassistant/status", b"online"))
+    discovery.connection_changed(True)
+    discovery.registers_received({7: 16706})
+    assert (publisher.published, subscriptions) == ([], [])
+    inverter.serial = "0252016063"
+    discovery.inputs_received({1: {"soc": 50}})
+    assert subscriptions == [("homeassistant/+/octolux_0252016063/+/config",
+                              discovery.config_seen)]
+    assert len(publisher.published) == len(inverter_entities(TOPICS))
+    assert json.loads(publisher.published[0][1])["device"]["name"] == "LuxPower 0252016063"
+    discovery.inputs_received({1: {"soc": 51}})
+    assert len(publisher.published) == len(inverter_entities(TOPICS))
+
+
+# -- the bridge's connection topic ---------------------------------------------------------
+
+
+def test_the_bridge_publishes_the_datalogger_connection_retained(publisher):
+    inverter = FakeInverter()
+    bridge = InverterBridge(inverter, publisher, Topics("octolux", "garage"))
+    bridge.broker_connected()
+    bridge.connection_changed(True)
+    bridge.connection_changed(False)
+    inverter.connected = True
+    bridge.broker_connected()
+    assert publisher.published == [
+        ("octolux/garage/connection", "offline", 1, True),
+        ("octolux/garage/connection", "online", 1, True),
+        ("octolux/garage/connection", "offline", 1, True),
+        ("octolux/garage/connection", "online", 1, True),
+    ]
+
+
+# -- config.ini ------------------------------------------------------------------------------
+
+LXP = "[lxp]\nhost = 10.0.0.1\nserial = 0123456789\ndatalog = BA12345678\n"
+MQTT = "[mqtt]\nuri = mqtt://127.0.0.1\n"
+
+
+def test_an_original_config_has_discovery_off():
+    assert parse_config(LXP + MQTT).homeassistant == HomeAssistantConfig(enabled=False)
+
+
+def test_the_homeassistant_section():
+    config = parse_config(LXP + "device_name = Home battery\n" + MQTT
+                          + "[homeassistant]\nenabled = yes\nprefix = /ha/\n")
+    assert config.homeassistant == HomeAssistantConfig(enabled=True, prefix="ha")
+    assert config.inverters[0].device_name == "Home battery"
+    assert parse_config(LXP + MQTT + "[homeassistant]\nenabled = on\n").homeassistant.prefix == (
+        "homeassistant")
+
+
+def test_discovery_without_mqtt_is_off_and_says_so():
+    config = parse_config(LXP + "[homeassistant]\nenabled = yes\n")
+    assert not config.homeassistant.enabled
+    assert config.ignored == (
+        "config.ini: [homeassistant] enabled: no [mqtt] uri, so no discovery",)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (LXP + MQTT + "[homeassistant]\nenabled = maybe\n",
+     "config.ini: [homeassistant] enabled: not yes/no: 'maybe'"),
+    (LXP + MQTT + "[homeassistant]\nenabled = yes\nprefix = ha/#\n",
+     "config.ini: [homeassistant] prefix: not a usable topic prefix: 'ha/#'"),
+])
+def test_homeassistant_mistakes_stop_start_up_with_one_line(text, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(text)
+    assert str(error.value) == message
+
+
+# -- on a real broker -------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_connect_handlers_run_on_every_broker_connection(mosquitto):
+    connected = []
+    service = MqttService(MqttConfig(mosquitto.host, mosquitto.port), reactor=reactor,
+                          status_topic="ha-handlers/status")
+    service.add_connect_handler(lambda: connected.append(service.connected))
+    probe = MqttProbe(mosquitto.host, mosquitto.port, ["ha-handlers/#"])
+    try:
+        await probe.ready(reactor)
+        service.startService()
+        await probe.until(reactor, lambda: connected, what="the first connection")
+        await mosquitto.restarted(reactor)
+        await probe.until(reactor, lambda: len(connected) == 2, timeout=20,
+                          what="the reconnection")
+        assert connected == [True, True]
+    finally:
+        await service.stopService().addTimeout(10, reactor)
+        await probe.close(reactor)
+
+
+# -- wiring ----------------------------------------------------------------------------------
+
+
+def _subscriptions(text: str) -> tuple[str, ...]:
+    from twisted.internet.testing import MemoryReactorClock
+
+    from octolux.tap import build_service
+
+    top = build_service(parse_config(text), reactor=MemoryReactorClock())
+    mqtt = next(child for child in top if isinstance(child, MqttService))
+    return mqtt._topic_filters
+
+
+def test_discovery_is_wired_per_inverter_only_when_enabled():
+    second = "[lxp garage]\nhost = 10.0.0.2\nserial = 9876543210\ndatalog = BA12345679\n"
+    assert _subscriptions(LXP + second + MQTT) == ("octolux/+/cmd/#",)
+    assert _subscriptions(LXP + second + MQTT + "[homeassistant]\nenabled = yes\n") == (
+        "octolux/+/cmd/#",
+        "homeassistant/+/octolux_0123456789/+/config",
+        "homeassistant/status",
+        "homeassistant/+/octolux_9876543210/+/config",
+    )
