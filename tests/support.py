@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -11,7 +12,24 @@ from pathlib import Path
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that was free a moment ago (bind to port 0, then release it)."""
+    """Return a TCP port that was free a moment ago, below the ephemeral range.
+
+    Port 0 would give one from the ephemeral range, where any process's
+    outgoing connection (the benchmarks open thousands) can take it between
+    this check and the test's bind; ports below that range only go to those
+    who ask for them.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for port in random.sample(range(10_000, max(low, 10_001)), 200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
-import socket
-from pathlib import Path
 
 import attrs
 import pytest_twisted
 from e2e_support import MqttProbe, poll_until
+from support import free_port
 from twisted.internet import protocol, reactor
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
 from twisted.logger import formatEvent, globalLogPublisher
@@ -30,23 +28,6 @@ from simulator.vendor import FakeVendorServer
 TIMEOUT = 10.0
 _prefixes = itertools.count()
 FAST = {"heartbeat": 0.5, "interval": 1.0, "first_burst_delay": 0.1, "burst_gap": 0.05}
-
-
-def quiet_port() -> int:
-    """A free port below the ephemeral range, which outgoing connections never take.
-
-    ``free_port`` picks from the ephemeral range, where another process's
-    outgoing connection (benchmarks open thousands) may take it before we bind.
-    """
-    low, _ = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    for port in random.sample(range(10_000, low), 200):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 def retry_quickly(attempt: int) -> float:
@@ -264,7 +245,7 @@ async def test_the_relay_passes_frames_both_ways_and_the_cloud_answers_heartbeat
 
 @pytest_twisted.ensureDeferred
 async def test_a_vendor_server_that_is_down_changes_nothing_locally(mosquitto):
-    down = quiet_port()  # nobody listens here
+    down = free_port()  # nobody listens here
     rig = await bridge(mosquitto, [{"name": "inverter", "datalog": "SIMDL00001",
                                     "serial": "SIMINV0001", "cloud": ("127.0.0.1", down)}])
     try:

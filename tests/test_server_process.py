@@ -13,8 +13,7 @@ import re
 
 import pytest_twisted
 from e2e_support import MqttProbe, poll_until
-from support import run_twistd, stop_process
-from test_server_e2e import quiet_port
+from support import free_port, run_twistd, stop_process
 from twisted.internet import reactor
 
 _prefixes = itertools.count()
@@ -24,7 +23,7 @@ TIMEOUT = 20.0
 @pytest_twisted.ensureDeferred
 async def test_twistd_bridge_in_server_mode_and_dialling_simulators(tmp_path, mosquitto):
     prefix = f"srvproc-{next(_prefixes)}"
-    listen_port, api_port = quiet_port(), quiet_port()
+    listen_port, api_port = free_port(), free_port()
     config = tmp_path / "octolux.ini"
     config.write_text(
         f"[lxp a]\nlisten = 127.0.0.1:{listen_port}\ndatalog = SIMDL00001\n"
