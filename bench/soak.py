@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import getpass
 import json
 import os
 import random
@@ -68,6 +69,7 @@ QUARANTINE = 30.0  # seconds a missing command's name stays unused (a late resul
 COOLDOWN = 0.3  # seconds between a result and the next command of that name
 DUPLICATE_WAIT = 3.0  # seconds the drain goes on once no result is due
 READY_TIMEOUT = 60.0  # seconds for the bridge to come (back) up
+SUBSCRIBED_AFTER = 1.0  # seconds after the bridge logs "Connected to MQTT broker"
 HURRIED = 0.1  # a request sent with less than this share of command_timeout left
 BROKER_DOWN = (0.5, 3.0)  # seconds the broker stays down, at random in this range
 
@@ -332,6 +334,7 @@ class BridgeLog:
         self.unmatched_lines: list[str] = []  # command lines for no command the soak sent
         self.tracebacks: list[str] = []
         self.errors: list[str] = []
+        self.broker_connected_at: float | None = None
 
     def feed(self, line: str, now: float) -> None:
         self.lines += 1
@@ -344,6 +347,8 @@ class BridgeLog:
         for what, pattern in BRIDGE_COUNTED.items():
             if pattern.search(line):
                 self.counts[what] += 1
+                if what == "broker connected":
+                    self.broker_connected_at = now
         match = SENDING.search(line)
         if match:
             self._sent(bytes.fromhex(match["hex"]), index, now)
@@ -504,9 +509,11 @@ def start_broker(workdir: Path, port: int, run: int) -> Child:
     if executable is None:
         raise SystemExit("mosquitto is not installed (run scripts/setup-env.sh)")
     conf = workdir / "mosquitto.conf"
+    # Run as root, mosquitto would switch to its own user, who cannot save to workdir.
     conf.write_text(
         f"listener {port} {HOST}\nallow_anonymous true\npersistence true\n"
         f"persistence_location {workdir}/\nmax_queued_messages 100000\n"
+        f"user {getpass.getuser()}\n"
     )
     broker = Child.spawn(f"mosquitto-{run}", [executable, "-c", str(conf)], workdir)
     deadline = time.monotonic() + 10
@@ -630,6 +637,11 @@ class Soak:
         now = time.monotonic()
         for line in self.bridge.new_lines():
             self.bridge_log.feed(line, now)
+        # Should the fresh "online" be missed (the broker lost the soak's session), the
+        # bridge's own "Connected" line, a second old, says it has subscribed too.
+        connected = self.bridge_log.broker_connected_at
+        if connected is not None and self.broker_started <= connected < now - SUBSCRIBED_AFTER:
+            self.set_bridge_ready(now)
         for line in self.simulator.new_lines():
             self.simulator_log.feed(line, now)
 
@@ -653,11 +665,7 @@ class Soak:
             # A fresh "online" (not a replayed retained one) since the broker started:
             # the bridge has re-subscribed, commands reach it again.
             if payload == b"online" and not retained and at >= self.broker_started:
-                if not self.bridge_ready:
-                    for command in self.outstanding.values():
-                        command.deadline = max(command.deadline,
-                                               at + self.timeout + RESULT_GRACE)
-                self.bridge_ready = True
+                self.set_bridge_ready(at)
             return
         name = topic.rpartition("/")[2]
         result = payload.decode("utf-8", "replace")
@@ -673,6 +681,12 @@ class Soak:
             sent[-1].results.append((at, result))  # a duplicate (or a very late one)
         else:
             self.unexpected_results.append(f"{topic} {result}")
+
+    def set_bridge_ready(self, at: float) -> None:
+        if not self.bridge_ready:
+            for command in self.outstanding.values():
+                command.deadline = max(command.deadline, at + self.timeout + RESULT_GRACE)
+        self.bridge_ready = True
 
     def expire(self, now: float) -> None:
         for name, command in list(self.outstanding.items()):
@@ -1008,7 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=900.0, help="length of the run")
     parser.add_argument("--seed", type=int, default=1, help="commands, payloads, fault schedule")
     parser.add_argument("--commands-per-second", type=float, default=2.0)
-    parser.add_argument("--command-timeout", type=float, default=3.0,
+    parser.add_argument("--command-timeout", type=float, default=5.0,
                         help="the bridge's command_timeout; faults are set against it")
     parser.add_argument("--simulator-every", type=float, default=20.0,
                         help="mean seconds between simulator restarts (next fault profile)")

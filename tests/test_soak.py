@@ -29,8 +29,11 @@ def soak(tmp_path_factory):
     """Run the two-minute soak once; yields (figures, printed output, exit status)."""
     figures_path = tmp_path_factory.mktemp("soak") / "figures.json"
     process = subprocess.Popen(
+        # Simulator restarts and freezes more often than by default, so that two
+        # minutes go through every fault profile.
         [sys.executable, str(ROOT / "bench" / "soak.py"), "--seconds", str(SOAK_SECONDS),
-         "--seed", "1", "--json", str(figures_path)],
+         "--seed", "1", "--simulator-every", "15", "--freeze-every", "20",
+         "--json", str(figures_path)],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True,
     )
@@ -96,7 +99,8 @@ def test_the_faults_were_injected(soak):
     faults = figures["faults"]
     for kind in ("broker restarts", "simulator restarts", "simulator frozen (SIGSTOP)",
                  "garbage before a frame", "corrupt CRC", "frame split", "BUSY reply",
-                 "reply delayed"):
+                 "reply delayed", "connection dropped", "mute (request unanswered)",
+                 "silent (bytes ignored)"):
         assert faults.get(kind, 0) > 0, f"no {kind!r} injected:\n{output}"
     reconnections = figures["reconnections"]
     assert reconnections["datalogger connected"] > 1, output
