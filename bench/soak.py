@@ -221,9 +221,9 @@ def fault_profiles(timeout: float) -> list[tuple[str, dict[str, object]]]:
         ("clean", {}),
         ("noisy", {"garbage": 0.1, "corrupt-crc": 0.1, "split": 16, "exception-rate": 0.1,
                    "foreign-traffic": 3}),
-        ("slow", {"reply-delay": round(0.6 * timeout, 2), "garbage": 0.05}),
+        ("slow", {"reply-delay": round(0.6 * timeout, 2), "drop-every": round(1.5 * timeout, 2),
+                  "garbage": 0.05}),
         ("late", {"reply-delay": round(1.3 * timeout, 2), "split": 4}),
-        ("drops", {"drop-every": round(1.5 * timeout, 2), "exception-rate": 0.2}),
         ("mute", {"mute": True, "foreign-traffic": 2}),
         ("silent", {"silent-after": round(1.5 * timeout, 2), "corrupt-crc": 0.2}),
     ]
@@ -777,8 +777,9 @@ class Soak:
                 self.start_simulator()
                 next_simulator = now + chance.uniform(0.7, 1.3) * args.simulator_every
             elif now >= next_freeze and self.frozen_until is None:
-                if next_simulator - now > args.freeze_factor * self.timeout + 1:
-                    self.freeze(now)
+                self.freeze(now)
+                # The simulator restarts only once thawed, and runs a little after.
+                next_simulator = max(next_simulator, self.frozen_until + 2)
                 next_freeze = now + chance.uniform(0.7, 1.3) * args.freeze_every
             if now >= next_command:
                 next_command += 1 / args.commands_per_second
