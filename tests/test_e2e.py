@@ -13,6 +13,7 @@ import json
 import pytest
 import pytest_twisted
 from e2e_support import MqttProbe, get
+from support import free_port
 from twisted.internet import protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
@@ -101,8 +102,10 @@ class Rig:
 
 @pytest_twisted.async_yield_fixture()
 async def rig(mosquitto):
+    # A port below the ephemeral range: one test restarts the simulator on the
+    # same port, and an ephemeral one may meanwhile go to an outgoing connection.
     dongle = await start_simulator(
-        reactor, interval=2.0, burst_gap=0.05, first_burst_delay=0.1, seed=1
+        reactor, port=free_port(), interval=2.0, burst_gap=0.05, first_burst_delay=0.1, seed=1
     ).addTimeout(5, reactor)
     rig = Rig(mosquitto, dongle, f"e2e-{next(_prefixes)}")
     await rig.probe.ready(reactor)
