@@ -118,12 +118,20 @@ class InverterBridge:
         self._publish_connection(connected)
 
     def broker_connected(self) -> None:
-        """Publish ``connection`` again on every broker connection.
+        """Publish the retained state again on every broker connection.
 
-        A bridge that died while connected left ``online`` retained; the will
-        covers the bridge's ``status``, not this.
+        ``connection``: a bridge that died while connected left ``online``
+        retained; the will covers the bridge's ``status``, not this. ``hold/*``
+        and ``settings``: a broker without persistence forgets retained
+        messages when it restarts, and the inverter may not report a register
+        again for days, so a client subscribing after the restart would wait
+        that long for the state. (On the first connection nothing is known yet.)
         """
         self._publish_connection(self.inverter.connected)
+        for register, value in sorted(self._registers.items()):
+            self.publisher.publish(self.topics.hold(register), str(value), retain=True)
+        if self._settings is not None:
+            self.publisher.publish(self.topics.settings, self._settings, qos=1, retain=True)
 
     def _publish_connection(self, connected: bool) -> None:
         self.publisher.publish(

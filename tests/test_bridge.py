@@ -132,6 +132,23 @@ def test_settings_are_republished_only_when_they_change(bridge, publisher):
     assert [s["charge_pct"] for s in settings_published(publisher)] == [30, 31]
 
 
+def test_a_broker_connection_gets_the_retained_state_again(bridge, inverter, publisher):
+    # A broker without persistence forgets retained messages when it restarts.
+    inverter.connected = True
+    bridge.broker_connected()  # the first connection: nothing known but the link
+    assert publisher.messages() == [("octolux/connection", "online")]
+    bridge.registers_received({21: 0x80, 65: 50})
+    publisher.published.clear()
+    bridge.broker_connected()
+    assert publisher.published == [
+        ("octolux/connection", "online", 1, True),
+        ("octolux/hold/21", "128", 0, True),
+        ("octolux/hold/65", "50", 0, True),
+        ("octolux/settings", publisher.published[-1][1], 1, True),
+    ]
+    assert settings_published(publisher)[-1]["discharge_pct"] == 50
+
+
 def test_discharge_pct_writes_register_65_and_reports_ok(bridge, inverter, publisher):
     with capturedLogs() as events:
         running = bridge.command_received(command("discharge_pct", b"50"))

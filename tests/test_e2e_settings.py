@@ -97,6 +97,30 @@ async def test_a_late_subscriber_gets_every_holding_register_and_the_settings(ri
         await late.close(reactor)
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_broker_restarted_without_persistence_gets_the_state_again(rig, mosquitto):
+    await all_settings(rig)
+    await mosquitto.restarted(reactor)  # the test broker runs with persistence false
+    mqtt = rig.service.mqtt
+    await rig.until(lambda: mqtt.connected, "the bridge reconnected to the broker", timeout=15)
+    late = MqttProbe(mosquitto.host, mosquitto.port, [rig.topic("#")])
+    try:
+        await late.ready(reactor)
+        await late.until(
+            reactor,
+            lambda: len({m.topic for m in late.messages if "/hold/" in m.topic}) == 240
+            and late.on(rig.topic("settings")) and late.on(rig.topic("connection")),
+            what="retained hold/0-239, settings and connection after the restart",
+        )
+        assert all(m.retain for m in late.messages)
+        (latest,) = late.on(rig.topic("settings"))
+        assert json.loads(latest.payload)["discharge_pct"] == rig.dongle.plant.holding[65]
+        assert late.on(rig.topic("connection"))[-1].text == "online"
+    finally:
+        await late.close(reactor)
+    await rig.probe.ready(reactor)  # the rig's own probe reconnects for the teardown
+
+
 # (command, payload, {register: value the simulator must then hold}, settings key, value)
 ROUND_TRIPS = [
     ("ac_charge_pct", b"40", {66: 40}, "ac_charge_pct", 40),
