@@ -28,8 +28,9 @@ from twisted.logger import Logger
 
 from octolux import __version__
 from octolux.commands import Topics
-from octolux.lxp import inputs
+from octolux.lxp import holding, inputs
 from octolux.mqtt import OFFLINE, ONLINE, Message
+from octolux.settings import SETTINGS, Setting
 
 MANUFACTURER = "LuxPower"
 ORIGIN = {"name": "octolux", "sw_version": __version__}
@@ -95,7 +96,7 @@ class Entity:
 
 
 def _name(description: str) -> str:
-    name = re.split(r"[:(]", description, maxsplit=1)[0].strip().rstrip(",")
+    name = re.split(r"[:;(]", description, maxsplit=1)[0].strip().rstrip(",")
     return name[:1].upper() + name[1:]
 
 
@@ -142,12 +143,111 @@ def connection_sensor(topics: Topics) -> Entity:
     }, needs_connection=False)
 
 
+# -- controls: the settings table, read from ``settings``, written by ``cmd/<name>`` --------
+
+# The controls of the founding spec's commands: on the dashboard. Every other
+# setting is filed under "Configuration".
+_PRIMARY_CONTROLS = frozenset({
+    "ac_charge", "forced_discharge", "charge_priority",
+    "charge_pct", "discharge_pct", "charge_amount_pct",
+})
+# Percentages that are a state of charge, not a power rate.
+_SOC_REGISTERS = frozenset({
+    holding.AC_CHARGE_SOC_LIMIT, holding.CHARGE_PRIORITY_SOC_LIMIT,
+    holding.FORCED_DISCHARGE_SOC_LIMIT, holding.DISCHARGE_CUTOFF_SOC,
+    holding.EPS_DISCHARGE_CUTOFF_SOC, holding.AC_CHARGE_START_SOC, holding.AC_CHARGE_END_SOC,
+})
+_NUMBER_CLASSES = {"W": "power"}
+TIME_SLOT_PATTERN = r"^\d\d:\d\d-\d\d:\d\d$"
+_SETTING_NAMES = {
+    "eps": "EPS (backup output)",
+    "normal_or_standby": "Inverter on (off: standby)",
+    "feed_in_grid": "Export to the grid",
+    "clock": "Inverter clock",
+}
+ON, OFF = "on", "off"
+OFF = "no"  # what a switch sends; the bridge reads them as MQ.md's booleans
+
+
+def _setting_value(name: str) -> str:
+    """The setting from the ``settings`` JSON; empty (ignored) while it is not known."""
+    return "{{ value_json." + name + " if '" + name + "' in value_json else '' }}"
+
+
+def _setting_switch(name: str) -> str:
+    return ("{{ ('" + ON + "' if value_json." + name + " else '" + OFF + "') if '" + name
+            + "' in value_json else '' }}")
+
+
+def control(setting: Setting, topics: Topics) -> Entity:
+    """The entity of one setting: a switch, number or text that writes ``cmd/<name>``.
+
+    Settings that are not commands (the grid-protection bits) and the clock
+    are shown, read only.
+    """
+    name = _SETTING_NAMES.get(setting.name, _name(setting.description))
+    state = {"state_topic": topics.settings}
+    writes = {"command_topic": topics.command(setting.name)}
+    category = {} if setting.name in _PRIMARY_CONTROLS else {"entity_category": "config"}
+    kind = setting.kind
+    if kind == "bit" and not setting.writable:
+        return Entity("binary_sensor", setting.name, name, {
+            **state, "value_template": _setting_switch(setting.name),
+            "payload_on": ON, "payload_off": OFF, "entity_category": "diagnostic",
+        })
+    if kind == "clock":
+        return Entity("sensor", setting.name, name, {
+            **state, "value_template": _setting_value(setting.name),
+            "entity_category": "diagnostic",
+        })
+    if kind == "bit":
+        return Entity("switch", setting.name, name, {
+            **state, **writes, **category, "value_template": _setting_switch(setting.name),
+            "payload_on": ON, "payload_off": OFF,
+        })
+    if kind in ("percent", "number"):
+        config = {
+            **state, **writes, **category, "value_template": _setting_value(setting.name),
+            "min": setting.minimum, "max": setting.maximum, "step": 1,
+            "unit_of_measurement": setting.unit,
+        }
+        device_class = ("battery" if setting.registers[0] in _SOC_REGISTERS
+                        else _NUMBER_CLASSES.get(setting.unit))
+        if device_class is not None:
+            config["device_class"] = device_class
+        if kind == "number":
+            config["mode"] = "box"  # a slider over -1000..1000 W is hard to hit
+        return Entity("number", setting.name, name, config)
+    # a time slot
+    return Entity("text", setting.name, name, {
+        **state, **writes, **category, "value_template": _setting_value(setting.name),
+        "pattern": TIME_SLOT_PATTERN, "min": 11, "max": 11,
+    })
+
+
+def buttons(topics: Topics) -> tuple[Entity, ...]:
+    """Set the inverter's clock now; read every register again."""
+    return (
+        Entity("button", "sync_time", "Set the clock to now", {
+            "command_topic": topics.command("sync_time"), "payload_press": "now",
+            "entity_category": "config",
+        }),
+        Entity("button", "refresh", "Read all registers again", {
+            "command_topic": topics.command("refresh"), "payload_press": "refresh",
+            "entity_category": "diagnostic",
+        }),
+    )
+
+
 def inverter_entities(topics: Topics) -> tuple[Entity, ...]:
     """Every entity the bridge offers for one inverter."""
     return (
         *(sensor(field, topics) for field in inputs.FIELDS),
         connection_sensor(topics),
+        *(control(setting, topics) for setting in SETTINGS.values()),
+        *buttons(topics),
     )
+
 
 
 # -- the device -------------------------------------------------------------------
@@ -344,36 +444,64 @@ class HomeAssistantDiscovery:
 # -- the list for the docs -----------------------------------------------------------------
 
 
+_INTRODUCTION = """\
+# Home Assistant entities
+
+Generated by `python -m octolux.homeassistant --list` from the same tables as
+[mqtt.md](mqtt.md); do not edit by hand. With `[homeassistant] enabled = yes`,
+each inverter is one device in Home Assistant with these entities. Entity ids
+are `<component>.octolux_<serial>_<key>` (the serial in lower case); topics are
+shown with the default prefix `octolux` and one inverter. A sensor, switch,
+number or text reads the key shown from its topic; a control writes the
+command topic shown, the same command a person would publish. Every entity is
+available while `octolux/status` and `octolux/connection` are both `online`
+(the connection's own binary sensor needs only the first).
+"""
+
+
+def _counts() -> str:
+    counts: dict[str, int] = {}
+    for entity in inverter_entities(Topics()):
+        counts[entity.component] = counts.get(entity.component, 0) + 1
+    return ", ".join(f"{count} {component}" for component, count in counts.items())
+
+
 def entity_table(topics: Topics | None = None) -> list[str]:
     """A Markdown table of every entity of one inverter and the topics behind it."""
     topics = topics or Topics()
-    rows = ["| entity | name | reads | writes | class, unit |", "|---|---|---|---|---|"]
+    rows = ["| entity | name | reads | writes | kind |", "|---|---|---|---|---|"]
     for entity in inverter_entities(topics):
         config = entity.config
-        reads = config.get("state_topic", "")
-        template = config.get("value_template")
-        if template:
-            reads += " `" + template.split(".", 1)[1].rstrip(" }") + "`"
-        details = ", ".join(
-            str(config[key]) for key in ("device_class", "state_class", "unit_of_measurement",
-                                         "entity_category")
-            if key in config
-        )
+        reads = ""
+        if "state_topic" in config:
+            key = re.search(r"value_json\.(\w+)", config.get("value_template", ""))
+            reads = f"`{config['state_topic']}`" + (f" `{key.group(1)}`" if key else "")
+        writes = f"`{config['command_topic']}`" if "command_topic" in config else ""
+        details = [str(config[key]) for key in ("device_class", "state_class",
+                                                "unit_of_measurement", "entity_category")
+                   if config.get(key)]
+        if "min" in config and entity.component == "number":
+            details.append(f"{config['min']} to {config['max']}")
+        if "pattern" in config:
+            details.append("HH:MM-HH:MM")
         if config.get("enabled_by_default") is False:
-            details += ", disabled by default"
-        rows.append(
-            f"| {entity.component}.octolux_&lt;serial&gt;_{entity.key} | {entity.name} "
-            f"| {reads} | {config.get('command_topic', '')} | {details} |"
-        )
+            details.append("disabled by default")
+        rows.append(f"| `{entity.component}.octolux_<serial>_{entity.key}` | {entity.name} "
+                    f"| {reads} | {writes} | {', '.join(details)} |")
     return rows
 
 
+def render() -> str:
+    """docs/homeassistant.md."""
+    return "\n".join([_INTRODUCTION, f"Per inverter: {_counts()}.", "", *entity_table(), ""])
+
+
 def main(argv: list[str]) -> int:
-    """``python -m octolux.homeassistant --list``: print the entity table."""
+    """``python -m octolux.homeassistant --list``: print docs/homeassistant.md."""
     if argv != ["--list"]:
         print("usage: python -m octolux.homeassistant --list", file=sys.stderr)
         return 2
-    print("\n".join(entity_table()))
+    sys.stdout.write(render())
     return 0
 
 

@@ -38,6 +38,9 @@ def _topics() -> list[str]:
     rows = [
         (topics.status, "published, retained",
          "`online` while the bridge runs, `offline` when it stops (also the last will)"),
+        (topics.connection, "published, retained, QoS 1",
+         "`online` while the bridge is connected to this inverter's datalogger, `offline`"
+         " when not (Home Assistant's availability)"),
         (topics.inputs("<n>"), "published, QoS 1",
          "JSON object of input values, as each frame arrives (keys below)"),
         (topics.hold("<register>"), "published, retained",

@@ -17,10 +17,13 @@ from e2e_support import MqttProbe, poll_until
 from ha_support import HomeAssistant
 from twisted.internet import reactor, task
 
+from octolux import lxp
 from octolux.commands import Topics
 from octolux.config import Config, HomeAssistantConfig, InverterConfig, MqttConfig, ServerConfig
 from octolux.homeassistant import Device, discovery_config, inverter_entities
-from octolux.lxp.inputs import STATUS_TEXTS
+from octolux.lxp.holding import decode_time
+from octolux.lxp.inputs import STATUS_TEXTS, to_signed16
+from octolux.settings import SETTINGS, format_time_slot
 from octolux.tap import build_service
 from simulator.dongle import start_simulator
 
@@ -62,8 +65,11 @@ class Home:
     async def states(self) -> dict[str, dict]:
         return await self.ha.states(reactor)
 
-    async def until_states(self, condition, what: str, timeout: float = WAIT):
-        """Poll Home Assistant's states until ``condition(states)`` is truthy; return it."""
+    async def until_states(self, condition, what: str, timeout: float = WAIT, wrong=None):
+        """Poll Home Assistant's states until ``condition(states)`` is truthy; return it.
+
+        ``wrong(states)``, if given, says what is still wrong when time is up.
+        """
         last = {}
 
         async def check():
@@ -77,8 +83,9 @@ class Home:
             if result:
                 return result
             if reactor.seconds() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what};"
-                                     f" Home Assistant log:\n{self.ha.log_tail()}")
+                detail = wrong(last) if wrong is not None else ""
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}: {detail};"
+                                     f" Home Assistant log:\n{self.ha.log_tail(10)}")
             await task.deferLater(reactor, 0.25, lambda: None)
 
 
@@ -142,8 +149,11 @@ async def home(mosquitto, tmp_path_factory):
 
 
 def _published(config: dict) -> bool:
-    """Does the bridge publish a value for this entity here (the simulator has blocks 1-3)?"""
-    return config.get("enabled_by_default", True)
+    """Does the bridge publish a value for this entity here (the simulator has blocks 1-3)?
+
+    A button has no state until pressed.
+    """
+    return config.get("enabled_by_default", True) and "state_topic" in config
 
 
 @pytest_twisted.ensureDeferred
@@ -151,12 +161,12 @@ async def test_every_entity_appears_with_a_valid_state(home):
     expected = {**home.entity_ids(0), **home.entity_ids(1)}
     enabled = {entity_id for entity_id, config in expected.items() if _published(config)}
 
-    def all_valid(states):
-        missing = [e for e in enabled if states.get(e, {}).get("state") in (None, "unknown",
-                                                                            "unavailable")]
-        return states if not missing else None
+    def missing(states):
+        return {e: states.get(e, {}).get("state") for e in enabled
+                if states.get(e, {}).get("state") in (None, "unknown", "unavailable")}
 
-    states = await home.until_states(all_valid, f"{len(enabled)} entities with values")
+    states = await home.until_states(lambda states: None if missing(states) else states,
+                                     f"{len(enabled)} entities with values", wrong=missing)
     for entity_id in enabled:
         config, attributes = expected[entity_id], states[entity_id]["attributes"]
         for key, attribute in (("device_class", "device_class"),
@@ -219,6 +229,92 @@ async def test_configs_are_sent_again_when_home_assistant_announces_itself(home)
     home.probe.publish(f"{HA_PREFIX}/status", "online")
     again = await home.probe.next_on(reactor, config_topic, after=before, timeout=WAIT)
     assert json.loads(again.payload)["unique_id"] == f"octolux_siminv0001_{topic}"
+
+
+async def _until_plant(dongle, condition, what: str):
+    """Poll the simulated inverter (in this process) until ``condition()``."""
+    return await poll_until(reactor, condition, WAIT, what,
+                            lambda: f"requests: {list(dongle.requests)[-5:]}")
+
+
+def _target(setting, current: int) -> int:
+    """A value in the setting's range that differs from ``current``."""
+    middle = (setting.minimum + setting.maximum) // 2 + 1
+    return middle if middle != current else middle + 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_control_drives_the_inverter_and_its_state_follows(home):
+    dongle, ha = home.dongles[0], home.ha
+    plant = dongle.plant
+    node = "octolux_siminv0001"
+    expected: dict[str, str] = {}  # entity id -> the state Home Assistant must end up showing
+    driven = 0
+    for name, setting in SETTINGS.items():
+        if not setting.writable or setting.kind == "clock":
+            continue
+        register = setting.registers[0]
+        if setting.kind == "bit":
+            entity_id = f"switch.{node}_{name}"
+            on = not plant.holding[register] >> setting.bit & 1
+            await ha.call_service(reactor, "switch", "turn_on" if on else "turn_off",
+                                  entity_id=entity_id)
+            await _until_plant(dongle, lambda r=register, b=setting.bit, on=on:
+                               bool(plant.holding[r] >> b & 1) == on, f"{name} {on}")
+            expected[entity_id] = "on" if on else "off"
+        elif setting.kind in ("percent", "number"):
+            entity_id = f"number.{node}_{name}"
+            value = _target(setting, to_signed16(plant.holding[register]))
+            await ha.call_service(reactor, "number", "set_value", entity_id=entity_id,
+                                  value=value)
+            await _until_plant(dongle, lambda r=register, v=value:
+                               to_signed16(plant.holding[r]) == v, f"{name} = {value}")
+            expected[entity_id] = str(float(value))
+        else:  # a time slot
+            entity_id = f"text.{node}_{name}"
+            slot = f"{driven % 24:02}:15-{(driven + 3) % 24:02}:45"
+            await ha.call_service(reactor, "text", "set_value", entity_id=entity_id, value=slot)
+            start, end = setting.registers
+            await _until_plant(dongle, lambda s=start, e=end, t=slot: format_time_slot(
+                decode_time(plant.holding[s]), decode_time(plant.holding[e])) == t,
+                f"{name} = {slot}")
+            expected[entity_id] = slot
+        driven += 1
+
+    def follows(states):
+        wrong = {e: states[e]["state"] for e, want in expected.items()
+                 if _normal(states[e]["state"]) != want}
+        return states if not wrong else None
+
+    await home.until_states(follows, f"the {driven} controls' states to follow",
+                            wrong=lambda states: {e: states[e]["state"] for e in expected})
+
+    # The buttons: the clock is written (registers 12-14 at once), then every register read.
+    writes = len([r for r in dongle.requests if isinstance(r, lxp.WriteMultiRequest)])
+    await ha.call_service(reactor, "button", "press", entity_id=f"button.{node}_sync_time")
+    await _until_plant(dongle, lambda: len([r for r in dongle.requests if isinstance(
+        r, lxp.WriteMultiRequest) and r.register == 12]) > writes, "the clock written")
+    reads = _hold_reads(dongle)
+    await ha.call_service(reactor, "button", "press", entity_id=f"button.{node}_refresh")
+    await _until_plant(dongle, lambda: _hold_reads(dongle) >= reads + 6,
+                       "every holding register read again")
+    states = await home.states()
+    for button in ("sync_time", "refresh"):  # a button's state is when it was last pressed
+        assert states[f"button.{node}_{button}"]["state"] not in ("unknown", "unavailable")
+    assert driven == len(expected) == 32
+
+
+def _normal(state: str) -> str:
+    """A number's state as "42.0" (Home Assistant shows 42 or 42.0), others as they are."""
+    try:
+        return str(float(state)) if ":" not in state else state
+    except ValueError:
+        return state
+
+
+def _hold_reads(dongle) -> int:
+    return len([r for r in dongle.requests if isinstance(r, lxp.ReadRequest)
+                and r.function is lxp.DeviceFunction.READ_HOLD])
 
 
 @pytest_twisted.ensureDeferred

@@ -8,6 +8,8 @@ device class, a template key nobody publishes) one entity at a time.
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -16,7 +18,7 @@ from twisted.internet import reactor
 from twisted.logger import capturedLogs, formatEvent
 
 from octolux.bridge import InverterBridge
-from octolux.commands import Topics
+from octolux.commands import COMMANDS, PayloadError, Topics
 from octolux.config import ConfigError, HomeAssistantConfig, MqttConfig, parse_config
 from octolux.homeassistant import (
     Device,
@@ -27,9 +29,11 @@ from octolux.homeassistant import (
     firmware,
     inverter_entities,
     main,
+    render,
 )
 from octolux.lxp import inputs
 from octolux.mqtt import Message, MqttService
+from octolux.settings import SETTINGS, decode_settings
 from simulator.plant import default_holding
 
 # The units Home Assistant accepts for each device class used here (its
@@ -94,11 +98,63 @@ def test_energy_counters_are_total_increasing_kwh_and_powers_measurements_in_w()
         "{{ value_json.fault_codes | join(', ') or 'none' }}")
 
 
+def _template_key(config: dict) -> str:
+    return re.search(r"value_json\.(\w+)", config["value_template"]).group(1)
+
+
 def test_every_value_template_key_is_published_on_its_state_topic():
-    for config in sensors():
-        block = int(config["state_topic"].rsplit("/", 1)[1])
-        key = config["value_template"].removeprefix("{{ value_json.").split()[0]
-        assert key in inputs.BLOCK_KEYS[block], config["unique_id"]
+    # Every setting is in the settings JSON once its registers have been read.
+    published = {
+        "octolux/settings": set(decode_settings(dict(enumerate(default_holding())))),
+        **{TOPICS.inputs(block): set(keys) for block, keys in inputs.BLOCK_KEYS.items()},
+    }
+    templated = [config for config in configs() if "value_template" in config]
+    assert len(templated) == len(configs()) - 3  # the connection and the two buttons
+    for config in templated:
+        assert _template_key(config) in published[config["state_topic"]], config["unique_id"]
+
+
+def test_every_control_writes_a_command_that_takes_what_it_sends():
+    controls = [config for config in configs() if "command_topic" in config]
+    assert len(controls) == sum(setting.writable and setting.kind != "clock"
+                                for setting in SETTINGS.values()) + 2
+    for config in controls:
+        name = config["command_topic"].removeprefix("octolux/cmd/")
+        command = COMMANDS[name]
+        if "payload_on" in config:  # a switch
+            assert command.parse(config["payload_on"].encode()) is True
+            assert command.parse(config["payload_off"].encode()) is False
+        elif "payload_press" in config:  # a button
+            command.parse(config["payload_press"].encode())
+        elif "pattern" in config:  # a text: a time slot
+            assert re.match(config["pattern"], "00:00-00:00")
+            command.parse(b"22:30-05:00")
+            assert not re.match(config["pattern"], "9-5")
+        else:  # a number: exactly the command's range
+            low, high = config["min"], config["max"]
+            command.parse(str(low).encode())
+            command.parse(str(high).encode())
+            for outside in (low - 1, high + 1):
+                with pytest.raises(PayloadError):
+                    command.parse(str(outside).encode())
+
+
+def test_each_setting_has_the_entity_of_its_kind():
+    components = {entity.key: entity.component for entity in inverter_entities(TOPICS)}
+    assert components["ac_charge"] == "switch"
+    assert components["drms"] == "binary_sensor"  # not a command: shown, read only
+    assert components["charge_amount_pct"] == components["ct_power_offset"] == "number"
+    assert components["forced_discharge_slot_2"] == "text"
+    assert components["clock"] == "sensor"
+    assert components["sync_time"] == components["refresh"] == "button"
+    by_key = {entity.key: entity.config for entity in inverter_entities(TOPICS)}
+    assert by_key["discharge_cutoff_soc"]["device_class"] == "battery"
+    assert (by_key["discharge_cutoff_soc"]["min"], by_key["discharge_cutoff_soc"]["max"]) == (
+        10, 90)
+    assert "device_class" not in by_key["charge_pct"]
+    assert by_key["ct_power_offset"]["device_class"] == "power"
+    assert "entity_category" not in by_key["ac_charge"]
+    assert by_key["eps"]["entity_category"] == "config"
 
 
 def test_text_and_codes_have_no_state_class():
@@ -152,11 +208,15 @@ def test_firmware_from_registers_7_to_10():
     assert firmware({7: 0, 8: 0, 9: 0, 10: 0}) is None  # a code of NULs is no firmware
 
 
-def test_the_entity_list():
+def test_the_entity_list_is_current():
     table = entity_table()
     assert len(table) == 2 + len(inverter_entities(TOPICS))
     assert any("`soc`" in row and "battery" in row for row in table)
     assert main(["--nonsense"]) == 2
+    docs = Path(__file__).resolve().parent.parent / "docs" / "homeassistant.md"
+    assert docs.read_text() == render(), (
+        "docs/homeassistant.md is stale: .venv/bin/python -m octolux.homeassistant --list"
+        " > docs/homeassistant.md")
 
 
 # -- keeping the configs on the broker ---------------------------------------------------
