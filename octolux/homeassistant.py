@@ -1,7 +1,8 @@
 """Home Assistant MQTT discovery: one device per inverter, an entity for every value and control.
 
 The payloads are built here from the bridge's own tables (the input fields of
-``octolux.lxp.inputs``, and the topics of ``commands.Topics``), so that every
+``octolux.lxp.inputs``, the settings of ``octolux.settings`` and the topics of
+``commands.Topics``), so that every
 entity reads a topic the bridge publishes and every control writes the
 command topic a person would use: there is no second way in. This part is
 pure (``discovery_messages``). ``HomeAssistantDiscovery`` keeps the retained
@@ -12,7 +13,7 @@ Each entity has its own retained config topic,
 Assistant release still in use reads. Entities are available while the
 bridge is ``online`` and the inverter's datalogger is connected.
 
-    python -m octolux.homeassistant --list     # what appears in Home Assistant
+    python -m octolux.homeassistant --list > docs/homeassistant.md   # what appears
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ from autobahn.twisted.websocket import (
 )
 from e2e_support import poll_until, read_body
 from support import free_port
-from twisted.internet import defer, task
-from twisted.web.client import Agent, FileBodyProducer
+from twisted.internet import defer, task, utils
+from twisted.internet.error import ConnectError
+from twisted.web.client import Agent, FileBodyProducer, ResponseNeverReceived
 from twisted.web.http_headers import Headers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,7 @@ class HomeAssistant:
 
     # -- lifecycle --------------------------------------------------------------
 
-    def configure(self) -> None:
+    async def configure(self, reactor) -> None:
         """Write the config directory: HTTP on our port, the MQTT entry, one user."""
         storage = self.config_dir / ".storage"
         storage.mkdir(parents=True)
@@ -113,11 +114,12 @@ class HomeAssistant:
             "version": 1, "minor_version": 1, "key": "core.config_entries",
             "data": {"entries": [entry]},
         }))
-        # Blocking, but before any reactor work and under a second.
-        subprocess.run(
-            [str(HASS), "--script", "auth", "-c", str(self.config_dir), "add", USER, PASSWORD],
-            check=True, capture_output=True, timeout=60,
-        )
+        out, err, code = await utils.getProcessOutputAndValue(
+            str(HASS), ["--script", "auth", "-c", str(self.config_dir), "add", USER, PASSWORD],
+            env=dict(os.environ), reactor=reactor,
+        ).addTimeout(60, reactor)
+        if code != 0:
+            raise HomeAssistantError(f"hass --script auth failed ({code}): {out!r} {err!r}")
 
     async def start(self, reactor, mqtt_up) -> None:
         """Start `hass` and wait until the API answers with a token and ``mqtt_up()`` is true.
@@ -126,7 +128,7 @@ class HomeAssistant:
         (Home Assistant's birth message on ``<prefix>/status``, which it sends
         only once discovery is subscribed).
         """
-        self.configure()
+        await self.configure(reactor)
         launched = time.monotonic()
         with open(self.config_dir / "hass.out", "ab") as out:
             self.proc = subprocess.Popen(
@@ -142,8 +144,8 @@ class HomeAssistant:
             self._check_running()
             try:
                 code, _ = await self.request(reactor, b"GET", "/api/", authorized=False)
-            except Exception:  # noqa: BLE001 - not listening yet, of any kind
-                return False
+            except (ConnectError, ResponseNeverReceived, defer.TimeoutError):
+                return False  # not listening yet, or not answering yet
             return code == 401
 
         deadline = reactor.seconds() + START_TIMEOUT
