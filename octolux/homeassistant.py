@@ -2,11 +2,11 @@
 
 The payloads are built here from the bridge's own tables (the input fields of
 ``octolux.lxp.inputs``, the settings of ``octolux.settings`` and the topics of
-``commands.Topics``), so that every
-entity reads a topic the bridge publishes and every control writes the
-command topic a person would use: there is no second way in. This part is
-pure (``discovery_messages``). ``HomeAssistantDiscovery`` keeps the retained
-configs on the broker current; ``tap.build_service`` wires it to MQTT.
+``commands.Topics``), so that every entity reads a topic the bridge publishes
+and every control writes the command topic a person would use: there is no
+second way in. This part is pure (``discovery_messages``).
+``HomeAssistantDiscovery`` keeps the retained configs on the broker current;
+``tap.build_service`` wires it to MQTT.
 
 Each entity has its own retained config topic,
 ``<prefix>/<component>/octolux_<serial>/<key>/config``, a form every Home
