@@ -26,22 +26,21 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any, Protocol
 
 import attrs
 from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from octolux import lxp
 from octolux.lxp.holding import with_bit
 from octolux.lxp.inputs import decode_inputs, split_blocks
-from octolux.protocol import LxpFactory, LxpProtocol, failure_phrase
+from octolux.protocol import FailureReportingEndpoint, LxpFactory, LxpProtocol, failure_phrase
 
 READ_HOLD = lxp.DeviceFunction.READ_HOLD
 READ_INPUT = lxp.DeviceFunction.READ_INPUT
@@ -158,32 +157,6 @@ def _answers(request: lxp.Frame, reply: lxp.Frame) -> bool:
     return False
 
 
-@implementer(IStreamClientEndpoint)
-class _ObservedEndpoint:
-    """Passes connection attempts through, telling ``on_failure`` why one failed.
-
-    ClientService has no hook for a failed attempt; this is how the log line
-    "cannot connect: <why>" gets its reason.
-    """
-
-    def __init__(self, endpoint, on_failure: Callable[[Failure], None]):
-        self._endpoint = endpoint
-        self._on_failure = on_failure
-
-    def connect(self, factory):
-        """Connect through the wrapped endpoint."""
-        attempt = self._endpoint.connect(factory)
-        attempt.addErrback(self._failed)
-        return attempt
-
-    def _failed(self, failure: Failure) -> Failure:
-        self._on_failure(failure)
-        return failure
-
-    def __repr__(self) -> str:
-        return repr(self._endpoint)
-
-
 class Inverter(service.Service):
     """One datalogger and the inverter behind it.
 
@@ -243,7 +216,7 @@ class Inverter(service.Service):
         if endpoint is not None:
             factory = LxpFactory(self, clock, no_data_timeout=no_data_timeout, name=name)
             self._client = ClientService(
-                _ObservedEndpoint(endpoint, self._attempt_failed),
+                FailureReportingEndpoint(endpoint, self._attempt_failed),
                 factory,
                 retryPolicy=self._retry_delay,
                 clock=clock,

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import collections
 import functools
+from collections.abc import Callable
 from typing import Protocol as Interface
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from octolux import lxp
 from octolux.logging import debug_enabled
@@ -60,6 +62,33 @@ def describe_peer(address) -> str:
 def failure_phrase(failure: Failure) -> str:
     """A connection failure as a short phrase: Twisted's message without its full stop."""
     return failure.getErrorMessage().rstrip(".")
+
+
+@implementer(IStreamClientEndpoint)
+class FailureReportingEndpoint:
+    """A client endpoint that tells ``on_failure`` why each failed connection attempt failed.
+
+    ``ClientService`` has no hook for a failed attempt; wrapping its endpoint
+    in this is how the inverter's and the relay's "cannot connect: <why>" log
+    lines get their reason.
+    """
+
+    def __init__(self, endpoint, on_failure: Callable[[Failure], None]):
+        self._endpoint = endpoint
+        self._on_failure = on_failure
+
+    def connect(self, factory):
+        """Connect through the wrapped endpoint."""
+        attempt = self._endpoint.connect(factory)
+        attempt.addErrback(self._failed)
+        return attempt
+
+    def _failed(self, failure: Failure) -> Failure:
+        self._on_failure(failure)
+        return failure
+
+    def __repr__(self) -> str:
+        return repr(self._endpoint)
 
 
 class BadFrameLog:

@@ -27,9 +27,8 @@ from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from octolux.inverter import _ObservedEndpoint
 from octolux.lxp.splitter import FrameSplitter
-from octolux.protocol import describe_peer, failure_phrase
+from octolux.protocol import FailureReportingEndpoint, describe_peer, failure_phrase
 
 
 @implementer(IPushProducer)
@@ -125,7 +124,7 @@ class CloudLink:
         self._retry_policy = retry_policy or backoffPolicy(maxDelay=300.0)
         self._last_problem = "not connected yet"
         self._client = ClientService(
-            _ObservedEndpoint(endpoint, self._attempt_failed),
+            FailureReportingEndpoint(endpoint, self._attempt_failed),
             _CloudFactory(self),
             retryPolicy=self._retry_delay,
             clock=clock,
