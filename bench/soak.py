@@ -54,9 +54,13 @@ import attrs
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+BENCH = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH), str(BENCH.parent / "tests")]
 
-from fleet import HOST, Child, free_port, twistd  # noqa: E402
+# support.free_port picks below the ephemeral range: the broker and the simulator
+# restart on their ports, which an outgoing connection must not take meanwhile.
+from fleet import HOST, Child, twistd  # noqa: E402
+from support import free_port  # noqa: E402
 
 from octolux import lxp  # noqa: E402
 from octolux.commands import COMMANDS, PayloadError, describe_payload  # noqa: E402
