@@ -254,6 +254,7 @@ class Sent:
     expected: Expected | None  # None: a payload (or name) the bridge must refuse
     published: float
     deadline: float
+    profile: str = ""  # the simulator's fault profile when it was published
     mid: int = 0
     acked: float | None = None
     results: list[tuple[float, str]] = attrs.Factory(list)  # (arrival, OK/FAIL) on MQTT
@@ -708,7 +709,8 @@ class Soak:
         name = self.chance.choices(free, [NAME_WEIGHTS[name] for name in free])[0]
         payload = self.maker.make(name)
         command = Sent(len(self.commands) + 1, name, payload, expected_request(name, payload),
-                       now, now + self.timeout + RESULT_GRACE)
+                       now, now + self.timeout + RESULT_GRACE,
+                       self.profile_name + (" (frozen)" if self.frozen_until else ""))
         self.commands.append(command)
         self.by_name[name].append(command)
         self.outstanding[name] = command
@@ -895,6 +897,11 @@ def figures(soak: Soak) -> dict:
             outcome["duplicates"] += 0  # counted above through MQTT; logged here
             problems.append(f"{command.bridge_extra_results + 1} result lines in the bridge log "
                             f"for {label}")
+    by_profile: dict[str, collections.Counter[str]] = collections.defaultdict(
+        collections.Counter)
+    for command in acked:
+        if command.expected is not None and len(command.results) == 1:
+            by_profile[command.profile][command.results[0][1]] += 1
     bad_ok = [c for c in acked if c.expected is None and ("OK" in (r for _, r in c.results))]
     for command in bad_ok:
         problems.append(f"bad payload answered OK: #{command.number} {command.name} "
@@ -960,6 +967,9 @@ def figures(soak: Soak) -> dict:
             **explained,
         },
         "fail reasons": dict(fail_reasons.most_common()),
+        "valid commands by profile": {
+            profile: f"{counts['OK']} OK, {counts['FAIL']} FAIL"
+            for profile, counts in sorted(by_profile.items())},
         "writes": {
             "sent by the bridge": len(writes),
             "received by the inverter": sum(1 for f in writes if f.received is not None),
@@ -1003,7 +1013,8 @@ def report(summary: dict) -> None:
     print()
     print(f"fault soak: {summary['seconds']:g} s, seed {summary['seed']}, command_timeout "
           f"{summary['command_timeout']:g} s")
-    for section in ("faults", "profiles", "reconnections", "commands", "fail reasons", "writes",
+    for section in ("faults", "profiles", "reconnections", "commands", "fail reasons",
+                    "valid commands by profile", "writes",
                     "requests", "bridge log", "bridge RSS MiB", "bridge stop"):
         items = summary[section]
         print(f"{section}:")
