@@ -13,16 +13,12 @@ broadcasts, faults) as the listening ``Dongle``, connected through a
 
 from __future__ import annotations
 
-import collections
-
-from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
 from octolux import lxp
-from simulator.dongle import DongleConfig, DongleFactory, DongleProtocol, _observer
+from simulator.dongle import DongleConfig, DongleFactory, DongleProtocol, SimulatedDongle
 from simulator.plant import Plant
 
 # Heartbeats in a row that may go unanswered before the broadcasts stop.
@@ -95,14 +91,13 @@ class DialingDongleFactory(DongleFactory):
         super().broadcast_now()
 
 
-class DialingDongle(service.Service):
+class DialingDongle(SimulatedDongle):
     """One simulated dongle that connects to ``endpoint`` and keeps reconnecting.
 
-    Like ``Dongle`` for tests: ``plant``, ``requests``, ``faults``, ``clients``,
-    ``when_connected()``, ``when_request()``, ``broadcast_now()``.
+    Its one client is the server it dials; ``broadcast_now`` broadcasts only
+    while that server answers the heartbeats, and ``drop_clients`` closes the
+    connection until the backoff delay has passed.
     """
-
-    log = Logger(observer=_observer)
 
     def __init__(self, clock: IReactorTime, endpoint, config: DongleConfig | None = None,
                  plant: Plant | None = None, *, address: str = "the server",
@@ -115,57 +110,6 @@ class DialingDongle(service.Service):
         self._retry_policy = retry_policy or backoffPolicy(maxDelay=60.0)
         self._client = ClientService(endpoint, self.factory, retryPolicy=self._retry_delay,
                                      clock=clock)
-
-    # -- what tests use -------------------------------------------------------------
-
-    @property
-    def config(self) -> DongleConfig:
-        """The dongle's configuration."""
-        return self.factory.config
-
-    @property
-    def plant(self) -> Plant:
-        """The simulated inverter."""
-        return self.factory.plant
-
-    @property
-    def requests(self) -> collections.deque:
-        """Request frames received from the server, in order (the latest 10 000)."""
-        return self.factory.requests
-
-    @property
-    def clients(self) -> list[DongleProtocol]:
-        """The connection to the server, if it is up (a list, as ``Dongle.clients``)."""
-        return self.factory.clients
-
-    @property
-    def faults(self):
-        """The fault injection in force; assign a new ``Faults`` to change it live."""
-        return self.factory.faults
-
-    @faults.setter
-    def faults(self, faults) -> None:
-        self.factory.faults = faults
-
-    def when_connected(self) -> defer.Deferred:
-        """A Deferred that fires once connected to the server."""
-        return self.factory.when_connected()
-
-    def when_request(self, predicate=None) -> defer.Deferred:
-        """A Deferred firing with the next request frame (matching ``predicate``) once handled."""
-        return self.factory.when_request(predicate)
-
-    def broadcast_now(self) -> None:
-        """Broadcast the input registers now, off schedule (if heartbeats are answered)."""
-        self.factory.broadcast_now()
-
-    def drop_clients(self) -> defer.Deferred:
-        """Close the connection (it is made again after the backoff delay)."""
-        return self.factory.drop_clients()
-
-    def stop(self) -> defer.Deferred:
-        """Stop dialling and close the connection."""
-        return defer.maybeDeferred(self.stopService)
 
     # -- service ------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ Three layers:
 - ``DongleFactory``: the dongle itself. Its plant, the broadcast schedule, the
   answers to requests, the request log, the fault settings.
 - ``Dongle``: a service listening on an endpoint; ``start_simulator`` starts
-  one in-process for tests and exposes its port, plant and request log.
+  one in-process for tests and exposes its port, plant and request log. It and
+  ``simulator.dialer.DialingDongle`` (which dials out) share what tests see of
+  a dongle through ``SimulatedDongle``.
 
 All timers go through the injected clock (``IReactorTime``), so tests drive
 them with ``twisted.internet.task.Clock``.
@@ -801,38 +803,20 @@ def check_input_range(register: int, count: int) -> None:
 # -- the service and the in-process helper ----------------------------------------
 
 
-class Dongle(service.Service):
-    """One simulated dongle as a service: listens on ``endpoint`` and serves its clients.
+class SimulatedDongle(service.Service):
+    """What a test sees of a simulated dongle, whether it listens (``Dongle``) or dials out.
 
-    ``port`` is the bound TCP port once listening (``when_listening()`` waits
-    for it); ``plant``, ``requests`` and ``faults`` are the dongle's.
+    Each is a service around its ``factory`` (the dongle itself): these are
+    views of the factory, the same for both.
     """
 
     log = Logger(observer=_observer)
-
-    def __init__(self, clock: IReactorTime, endpoint, config: DongleConfig | None = None,
-                 plant: Plant | None = None):
-        config = config or DongleConfig()
-        self.name = config.datalog
-        self.factory = DongleFactory(clock, config, plant)
-        self._endpoint = endpoint
-        self._listening_port = None
-        self._listen_failure = None
-        self._listening_waiters: list[defer.Deferred] = []
-
-    # -- what tests use -------------------------------------------------------------
+    factory: DongleFactory
 
     @property
     def config(self) -> DongleConfig:
         """The dongle's configuration."""
         return self.factory.config
-
-    @property
-    def port(self) -> int | None:
-        """The TCP port it listens on, or None before it listens."""
-        if self._listening_port is None:
-            return None
-        return self._listening_port.getHost().port
 
     @property
     def plant(self) -> Plant:
@@ -858,16 +842,6 @@ class Dongle(service.Service):
         """The connected clients."""
         return self.factory.clients
 
-    def when_listening(self) -> defer.Deferred[int]:
-        """A Deferred that fires with the bound port (or fails if listening failed)."""
-        if self._listening_port is not None:
-            return defer.succeed(self.port)
-        if self._listen_failure is not None:
-            return defer.fail(self._listen_failure)
-        waiter: defer.Deferred[int] = defer.Deferred()
-        self._listening_waiters.append(waiter)
-        return waiter
-
     def when_connected(self) -> defer.Deferred:
         """A Deferred that fires once a client is connected."""
         return self.factory.when_connected()
@@ -885,8 +859,43 @@ class Dongle(service.Service):
         return self.factory.drop_clients()
 
     def stop(self) -> defer.Deferred:
-        """Stop listening and close every connection."""
+        """Stop the service and close every connection."""
         return defer.maybeDeferred(self.stopService)
+
+
+class Dongle(SimulatedDongle):
+    """One simulated dongle as a service: listens on ``endpoint`` and serves its clients.
+
+    ``port`` is the bound TCP port once listening (``when_listening()`` waits
+    for it); ``plant``, ``requests`` and ``faults`` are the dongle's.
+    """
+
+    def __init__(self, clock: IReactorTime, endpoint, config: DongleConfig | None = None,
+                 plant: Plant | None = None):
+        config = config or DongleConfig()
+        self.name = config.datalog
+        self.factory = DongleFactory(clock, config, plant)
+        self._endpoint = endpoint
+        self._listening_port = None
+        self._listen_failure = None
+        self._listening_waiters: list[defer.Deferred] = []
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port it listens on, or None before it listens."""
+        if self._listening_port is None:
+            return None
+        return self._listening_port.getHost().port
+
+    def when_listening(self) -> defer.Deferred[int]:
+        """A Deferred that fires with the bound port (or fails if listening failed)."""
+        if self._listening_port is not None:
+            return defer.succeed(self.port)
+        if self._listen_failure is not None:
+            return defer.fail(self._listen_failure)
+        waiter: defer.Deferred[int] = defer.Deferred()
+        self._listening_waiters.append(waiter)
+        return waiter
 
     # -- service ------------------------------------------------------------------------
 
