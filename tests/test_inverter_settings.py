@@ -6,7 +6,7 @@ StringTransport and a fake clock.
 
 from __future__ import annotations
 
-import pytest
+import test_inverter
 from test_inverter import (
     DATALOG,
     HOLD,
@@ -30,20 +30,9 @@ from octolux.inverter import HOLDING_BLOCKS, READ_ONLY_REASON
 
 CLOCK_VALUES = (26 | 11 << 8, 30 | 12 << 8, 34 | 56 << 8)  # 2026-11-30 12:34:56
 
-
-@pytest.fixture
-def harness():
-    """A started Inverter (as in test_inverter.py); it must stop leaving no timers."""
-    made = make_harness()
-    yield made
-    if made.inverter.running:
-        result_of(made.stop())
-    assert made.clock.getDelayedCalls() == []
-
-
-@pytest.fixture
-def link(harness):
-    return harness.connect()
+# The same fixtures: a started Inverter that must stop leaving no timers, and its link.
+harness = test_inverter.harness
+link = test_inverter.link
 
 
 def multi_request(register, values):
