@@ -297,39 +297,33 @@ def _inverter(reactor, config: InverterConfig) -> Inverter:
             datalog=config.datalog or "(to learn)",
             serial=config.serial or "(to learn)",
         )
-        # The listener answers heartbeats (or the cloud, through the relay).
-        return Inverter(
-            None,
-            config.datalog,
-            config.serial,
-            clock=reactor,
-            no_data_timeout=config.no_data_timeout,
-            command_timeout=config.command_timeout,
-            read_only=config.read_only,
-            read_holding_on_connect=True,
+        # The listener hands the connections in, and answers heartbeats (or the
+        # cloud does, through the relay): no endpoint, no echo.
+        endpoint, address, heartbeat_echo = None, _address(host, port), False
+    else:
+        log.info(
+            "Inverter {name}: datalogger {host}:{port}, datalog {datalog}, serial {serial}",
             name=config.name,
-            address=_address(host, port),
+            host=config.host,
+            port=config.port,
+            datalog=config.datalog or "(to learn)",
+            serial=config.serial or "(to learn)",
         )
-    log.info(
-        "Inverter {name}: datalogger {host}:{port}, datalog {datalog}, serial {serial}",
-        name=config.name,
-        host=config.host,
-        port=config.port,
-        datalog=config.datalog or "(to learn)",
-        serial=config.serial or "(to learn)",
-    )
+        endpoint = HostnameEndpoint(reactor, config.host, config.port, timeout=CONNECT_TIMEOUT)
+        address = f"{config.host}:{config.port}"
+        heartbeat_echo = config.heartbeat_echo
     return Inverter(
-        HostnameEndpoint(reactor, config.host, config.port, timeout=CONNECT_TIMEOUT),
+        endpoint,
         config.datalog,
         config.serial,
         clock=reactor,
-        heartbeat_echo=config.heartbeat_echo,
+        heartbeat_echo=heartbeat_echo,
         no_data_timeout=config.no_data_timeout,
         command_timeout=config.command_timeout,
         read_only=config.read_only,
         read_holding_on_connect=True,
         name=config.name,
-        address=f"{config.host}:{config.port}",
+        address=address,
     )
 
 
