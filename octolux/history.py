@@ -260,6 +260,49 @@ class Store(Protocol):
         """Close the calling thread's connection, if any."""
 
 
+class _ConnectionPerThread:
+    """What both stores share: one connection per thread, and the writer thread's series ids.
+
+    A subclass sets ``errors`` and the two series statements (in its driver's
+    parameter style) and opens connections in ``_connection``.
+    """
+
+    errors: tuple[type[BaseException], ...]
+    _INSERT_SERIES: str  # (inverter, key): insert unless already there
+    _SELECT_SERIES: str  # (inverter, key) -> id
+
+    def __init__(self):
+        self._local = threading.local()
+        self._series: dict[tuple[str, str], int] = {}  # writer thread only
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            connection.close()
+
+    def _close_quietly(self) -> None:
+        # After an error: the error being raised is the one worth seeing.
+        with contextlib.suppress(*self.errors):
+            self.close()
+
+    def _reset(self) -> None:
+        # (Writer thread.) After an error the connection may be unusable (a
+        # replaced or removed SQLite file, a restarted server): reopen on the
+        # next attempt, and look the series ids up again.
+        self._series.clear()
+        self._close_quietly()
+
+    def _series_id(self, connection, inverter: str, key: str) -> int:
+        known = self._series.get((inverter, key))
+        if known is None:
+            connection.execute(self._INSERT_SERIES, (inverter, key))
+            (known,) = connection.execute(self._SELECT_SERIES, (inverter, key)).fetchone()
+            self._series[(inverter, key)] = known
+        return known
+
+
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS octolux_series (
     id INTEGER PRIMARY KEY,
@@ -276,7 +319,7 @@ CREATE TABLE IF NOT EXISTS octolux_samples (
 """
 
 
-class SqliteStore:
+class SqliteStore(_ConnectionPerThread):
     """Samples in an SQLite file (stdlib ``sqlite3``), bounded by age and by size.
 
     One row per sample, keyed by (series, time) in a WITHOUT ROWID table:
@@ -286,14 +329,15 @@ class SqliteStore:
     """
 
     errors = (sqlite3.Error,)
+    _INSERT_SERIES = "INSERT OR IGNORE INTO octolux_series (inverter, key) VALUES (?, ?)"
+    _SELECT_SERIES = "SELECT id FROM octolux_series WHERE inverter = ? AND key = ?"
 
     def __init__(self, path: str, *, retention: float = 0.0, max_size: int = 0):
+        super().__init__()
         self.path = os.fspath(path)
         self.retention = retention
         self.max_size = max_size
         self.description = f"SQLite {self.path}"
-        self._local = threading.local()
-        self._series: dict[tuple[str, str], int] = {}  # writer thread only
 
     # -- connections: one per thread ------------------------------------------------
 
@@ -311,19 +355,6 @@ class SqliteStore:
             connection.executescript(_SQLITE_SCHEMA)
             self._local.connection = connection
         return connection
-
-    def close(self) -> None:
-        """Close this thread's connection."""
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
-        if connection is not None:
-            connection.close()
-
-    def _reset(self) -> None:
-        # (Writer thread.) After an error the connection may be unusable (a
-        # replaced or removed file): reopen on the next attempt.
-        self._series.clear()
-        self._close_quietly()
 
     # -- writing ----------------------------------------------------------------------
 
@@ -344,19 +375,6 @@ class SqliteStore:
         except sqlite3.Error:
             self._reset()
             raise
-
-    def _series_id(self, connection: sqlite3.Connection, inverter: str, key: str) -> int:
-        known = self._series.get((inverter, key))
-        if known is None:
-            connection.execute(
-                "INSERT OR IGNORE INTO octolux_series (inverter, key) VALUES (?, ?)",
-                (inverter, key),
-            )
-            (known,) = connection.execute(
-                "SELECT id FROM octolux_series WHERE inverter = ? AND key = ?", (inverter, key)
-            ).fetchone()
-            self._series[(inverter, key)] = known
-        return known
 
     # -- limits -----------------------------------------------------------------------
 
@@ -437,12 +455,6 @@ class SqliteStore:
             self._close_quietly()
             raise
 
-    def _close_quietly(self) -> None:
-        try:
-            self.close()
-        except sqlite3.Error:
-            self._local.connection = None
-
 
 _POSTGRES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS octolux_series (
@@ -465,7 +477,7 @@ CREATE OR REPLACE VIEW octolux_history AS
 _SCHEMA_LOCK = 0x6F63746F6C7578  # "octolux"
 
 
-class PostgresStore:
+class PostgresStore(_ConnectionPerThread):
     """Samples in a PostgreSQL database (psycopg 3), kept for ``retention`` seconds (0: all).
 
     The same records as ``SqliteStore``, with real timestamps, plus a view
@@ -473,10 +485,17 @@ class PostgresStore:
     The size of the database is the server's business: no ``max_size`` here.
     """
 
+    _INSERT_SERIES = (
+        "INSERT INTO octolux_series (inverter, key) VALUES (%s, %s)"
+        " ON CONFLICT (inverter, key) DO NOTHING"
+    )
+    _SELECT_SERIES = "SELECT id FROM octolux_series WHERE inverter = %s AND key = %s"
+
     def __init__(self, uri: str, *, retention: float = 0.0, connect_timeout: int = 5):
         import psycopg  # only a bridge with a [history] uri needs it
         from psycopg.conninfo import conninfo_to_dict
 
+        super().__init__()
         self._psycopg = psycopg
         self.errors = (psycopg.Error,)
         self.retention = retention
@@ -484,8 +503,6 @@ class PostgresStore:
         self._connect_timeout = connect_timeout
         self.password = conninfo_to_dict(uri).get("password")
         self.description = f"PostgreSQL {mask_postgres_uri(uri)}"
-        self._local = threading.local()
-        self._series: dict[tuple[str, str], int] = {}  # writer thread only
 
     def __repr__(self) -> str:
         return f"<PostgresStore {self.description}>"
@@ -509,18 +526,6 @@ class PostgresStore:
             self._local.connection = connection
         return connection
 
-    def close(self) -> None:
-        """Close this thread's connection."""
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
-        if connection is not None:
-            connection.close()
-
-    def _reset(self) -> None:
-        # (Writer thread.) Reconnect on the next attempt; ids are looked up again.
-        self._series.clear()
-        self.close()
-
     def write(self, samples: Sequence[Sample]) -> None:
         """One transaction for all of ``samples`` (psycopg pipelines the inserts)."""
         try:
@@ -537,20 +542,6 @@ class PostgresStore:
         except self._psycopg.Error:
             self._reset()
             raise
-
-    def _series_id(self, connection, inverter: str, key: str) -> int:
-        known = self._series.get((inverter, key))
-        if known is None:
-            connection.execute(
-                "INSERT INTO octolux_series (inverter, key) VALUES (%s, %s)"
-                " ON CONFLICT (inverter, key) DO NOTHING",
-                (inverter, key),
-            )
-            (known,) = connection.execute(
-                "SELECT id FROM octolux_series WHERE inverter = %s AND key = %s", (inverter, key)
-            ).fetchone()
-            self._series[(inverter, key)] = known
-        return known
 
     def prune(self, now: float) -> None:
         """Delete samples older than the retention."""
@@ -584,7 +575,7 @@ class PostgresStore:
             )
             return series_from_rows(query, rows)
         except self._psycopg.Error:
-            self.close()
+            self._close_quietly()
             raise
 
 
