@@ -854,7 +854,9 @@ class HistoryService(service.Service):
         """Flush the writers; then stop the query pool (joining its threads off the reactor)."""
         super().stopService()
         stopping = defer.gatherResults([writer.stop() for writer in self.writers])
-        stopping.addCallback(lambda _: threads.deferToThread(self._stop_pool))
+        # On the reactor's own pool, as given: no global reactor here.
+        stopping.addCallback(lambda _: threads.deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), self._stop_pool))
         return stopping
 
     def _stop_pool(self) -> None:
