@@ -26,14 +26,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import attrs
-from twisted.application import service
 from twisted.internet import defer, protocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from octolux import lxp
 from octolux.inverter import Inverter
+from octolux.listening import ListeningService
 from octolux.lxp.splitter import FrameSplitter
 from octolux.protocol import LxpProtocol
 from octolux.relay import CloudLink, Congestion
@@ -215,7 +214,7 @@ class _Connection:
         self._identify_call = None
 
 
-class DongleListener(service.Service):
+class DongleListener(ListeningService):
     """One listening address; each connection goes to the ``Route`` its datalog serial names.
 
     A route whose inverter has no datalog serial configured takes the first
@@ -246,7 +245,6 @@ class DongleListener(service.Service):
         self.max_connections = max_connections
         self.identify_timeout = identify_timeout
         self.connections: set[_Connection] = set()
-        self.listening = None
         self._endpoint = endpoint
         self._accept_unknown = accept_unknown
         self._by_datalog: dict[str, Route] = {}
@@ -266,25 +264,12 @@ class DongleListener(service.Service):
         """
         return any(route.cloud is not None for route in self.routes)
 
-    @property
-    def port(self) -> int | None:
-        """The TCP port listened on (useful with port 0)."""
-        return None if self.listening is None else self.listening.getHost().port
-
     # -- the service --------------------------------------------------------------------
 
     def startService(self) -> None:
         """Start listening; an address that cannot be bound stops start-up."""
         super().startService()
-        result: list = []
-        # The reactor listens synchronously, so the result is already here.
-        self._endpoint.listen(self._factory).addBoth(result.append)
-        if isinstance(result[0], Failure):
-            why = getattr(getattr(result[0].value, "socketError", None), "strerror", None)
-            self.log.error("{name}: cannot listen: {why}", name=self.name,
-                           why=why or result[0].getErrorMessage())
-            result[0].raiseException()
-        self.listening = result[0]
+        self.listen_now(self._endpoint, self._factory, f"{self.name}: cannot listen")
         names = ", ".join(route.inverter.name for route in self.routes)
         self.log.info("{name}: waiting for dataloggers to connect ({names})", name=self.name,
                       names=names or "any")
@@ -294,10 +279,7 @@ class DongleListener(service.Service):
         super().stopService()
         for connection in list(self.connections):
             connection.close("stopping", quiet=True)
-        listening, self.listening = self.listening, None
-        if listening is None:
-            return defer.succeed(None)
-        return defer.maybeDeferred(listening.stopListening)
+        return self.stop_listening()
 
     # -- called by _Connection ------------------------------------------------------------
 

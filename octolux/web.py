@@ -16,16 +16,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import pages, resource, server
 
 from octolux.config import ServerConfig
 from octolux.history import QueryError, query_from_arguments
+from octolux.listening import ListeningService
 
 
 class _Node(resource.Resource):
@@ -420,7 +419,7 @@ class ApiSite(server.Site):
 _access_log = Logger(namespace="octolux.web.access")
 
 
-class ApiService(service.Service):
+class ApiService(ListeningService):
     """Listens on ``[server] listen_host:port`` while running; ``port`` is the bound port."""
 
     log = Logger()
@@ -429,12 +428,6 @@ class ApiService(service.Service):
         self._reactor = reactor
         self.config = config
         self.site = ApiSite(root)
-        self.listening: IListeningPort | None = None
-
-    @property
-    def port(self) -> int | None:
-        """The TCP port actually listened on (useful with ``port = 0``)."""
-        return None if self.listening is None else self.listening.getHost().port
 
     def startService(self) -> None:
         """Start listening; a port that cannot be bound stops start-up."""
@@ -442,20 +435,7 @@ class ApiService(service.Service):
         host, port = self.config.listen_host, self.config.port
         endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
         endpoint = endpoint_type(self._reactor, port, interface=host)
-        listening = endpoint.listen(self.site)
-        # The reactor listens synchronously, so the result is already here;
-        # raising it stops start-up instead of running without the API.
-        result: list = []
-        listening.addBoth(result.append)
-        if isinstance(result[0], Failure):
-            self.log.error(
-                "HTTP API: cannot listen on {host}:{port}: {why}",
-                host=host,
-                port=port,
-                why=_reason(result[0]),
-            )
-            result[0].raiseException()
-        self.listening = result[0]
+        self.listen_now(endpoint, self.site, f"HTTP API: cannot listen on {host}:{port}")
         self.log.info("HTTP API on http://{host}:{port}/api/", host=host, port=self.port)
 
     def stopService(self) -> defer.Deferred:
@@ -464,13 +444,4 @@ class ApiService(service.Service):
         events = getattr(self.site.resource, "events", None)
         if events is not None:
             events.close()
-        listening, self.listening = self.listening, None
-        if listening is None:
-            return defer.succeed(None)
-        return defer.maybeDeferred(listening.stopListening)
-
-
-def _reason(failure: Failure) -> str:
-    """Why listening failed, without Twisted's restatement of the address."""
-    socket_error = getattr(failure.value, "socketError", None)
-    return getattr(socket_error, "strerror", None) or failure.getErrorMessage()
+        return self.stop_listening()

@@ -6,9 +6,12 @@ time is a ``task.Clock``.
 
 from __future__ import annotations
 
+import errno
+
 import pytest
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 
@@ -207,6 +210,23 @@ def test_connections_beyond_the_maximum_are_refused():
     first[0].connectionLost()
     fourth = rig.connect()
     assert not fourth[1].disconnecting
+
+
+class _TakenEndpoint:
+    """A server endpoint whose address another process has."""
+
+    def listen(self, factory):
+        in_use = OSError(errno.EADDRINUSE, "Address already in use")
+        return defer.fail(CannotListenError("127.0.0.1", 4346, in_use))
+
+
+def test_an_address_that_cannot_be_bound_stops_start_up_with_one_line(caplog_events):
+    listener = DongleListener(_TakenEndpoint(), "127.0.0.1:4346", [], clock=task.Clock())
+    with pytest.raises(CannotListenError):
+        listener.startService()
+    assert listener.port is None
+    errors = [formatEvent(e) for e in caplog_events if e["log_level"].name == "error"]
+    assert errors == ["listener 127.0.0.1:4346: cannot listen: Address already in use"]
 
 
 def test_serials_are_learned_from_the_dongle_and_commands_wait_for_them(caplog_events):
