@@ -175,6 +175,9 @@ async def test_every_entity_appears_with_a_valid_state(home):
             assert attributes.get(attribute) == config.get(key), (entity_id, key)
         if config.get("state_class"):
             float(states[entity_id]["state"])  # a number, as the state class promises
+        for key in ("min", "max", "step", "pattern", "mode"):  # numbers and texts
+            if key in config:
+                assert attributes.get(key) == config[key], (entity_id, key)
     assert states["binary_sensor.octolux_siminv0001_connection"]["state"] == "on"
     assert states["sensor.octolux_siminv0001_inverter_serial"]["state"] == "SIMINV0001"
     assert states["sensor.octolux_siminv0002_inverter_serial"]["state"] == "SIMINV0002"
