@@ -179,6 +179,7 @@ class Inverter(service.Service):
         retry_policy=None,  # attempt -> seconds; default backoffPolicy()
         read_only: bool = False,  # refuse every write: none ever reaches the datalogger
         read_holding_on_connect: bool = False,  # read registers 0-239 on every connection
+        pacer=None,  # octolux.pacing.Pacer shared by a fleet: spreads those reads over time
         name: str = "inverter",
         address: str | None = None,  # "host:port", for log lines before any connection
     ):
@@ -191,6 +192,7 @@ class Inverter(service.Service):
         self._send_margin = min(SEND_MARGIN, command_timeout / 2)
         self.read_only = read_only
         self.read_holding_on_connect = read_holding_on_connect
+        self._pacer = pacer
         self._clock: IReactorTime = clock
         self._retry_policy = backoffPolicy() if retry_policy is None else retry_policy
 
@@ -430,6 +432,9 @@ class Inverter(service.Service):
     async def _read_all(self, reads) -> None:
         failed = []
         for read, register in reads:
+            if self._pacer is not None:
+                # Each value read goes out on MQTT: a fleet's reads take turns.
+                await self._pacer.take(40)
             try:
                 await read(register, 40)
             except CommandFailed as error:

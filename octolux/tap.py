@@ -28,6 +28,7 @@ from octolux.homeassistant import HomeAssistantDiscovery
 from octolux.inverter import Inverter
 from octolux.listener import DongleListener, Route
 from octolux.mqtt import MqttService
+from octolux.pacing import Pacer
 from octolux.page import LiveInverter, Page
 from octolux.timesync import ClockKeeper
 from octolux.web import ApiService, api_root
@@ -131,7 +132,12 @@ def build_service(config: Config, reactor) -> OctoluxService:
     history = None
     if config.history is not None:
         history = HistoryService(reactor, open_stores(config.history))
-    inverters = [_inverter(reactor, inverter_config) for inverter_config in config.inverters]
+    # One budget for the whole bridge: a fleet's holding registers, read on
+    # connecting and published again on every broker connection, take turns.
+    pacer = Pacer(reactor)
+    inverters = [
+        _inverter(reactor, inverter_config, pacer) for inverter_config in config.inverters
+    ]
     configs = dict(zip(inverters, config.inverters, strict=True))
     top = OctoluxService(mqtt, history)
     # Started in this order. The API first: if its port is taken, start-up
@@ -173,7 +179,7 @@ def build_service(config: Config, reactor) -> OctoluxService:
             inverter.add_observer(bridge)
             if mqtt is not None:
                 commands.add(bridge)
-                mqtt.add_connect_handler(bridge.broker_connected)
+                mqtt.add_connect_handler(_paced(pacer, inverter, bridge.broker_connected))
                 if config.homeassistant.enabled:
                     _home_assistant(mqtt, inverter, topics, config.homeassistant.prefix,
                                     options.device_name)
@@ -185,7 +191,7 @@ def build_service(config: Config, reactor) -> OctoluxService:
 
     for inverter in inverters:
         attach(inverter, config.named_topics)
-    for listener in _listeners(reactor, config, inverters, attach):
+    for listener in _listeners(reactor, config, inverters, attach, pacer):
         listener.setServiceParent(top)
     return top
 
@@ -202,7 +208,13 @@ def _home_assistant(mqtt, inverter, topics, prefix: str, device_name: str | None
              name=inverter.name, prefix=prefix)
 
 
-def _listeners(reactor, config: Config, inverters: list[Inverter], attach) -> list[DongleListener]:
+def _paced(pacer: Pacer, inverter: Inverter, republish):
+    """``republish`` (every register of ``inverter`` again) when the bridge's budget allows."""
+    return lambda: pacer.take(len(inverter.registers)).addCallback(lambda _: republish())
+
+
+def _listeners(reactor, config: Config, inverters: list[Inverter], attach,
+               pacer: Pacer) -> list[DongleListener]:
     """One ``DongleListener`` per distinct ``listen`` address, with the sections it serves."""
     routes: dict[tuple[str, int], list[Route]] = {}
     configs: dict[tuple[str, int], list[InverterConfig]] = {}
@@ -217,7 +229,7 @@ def _listeners(reactor, config: Config, inverters: list[Inverter], attach) -> li
     for (host, port), served in routes.items():
         accept_unknown = None
         if settings.accept_unknown:
-            accept_unknown = _unknown_dongles(reactor, configs[host, port][0], attach)
+            accept_unknown = _unknown_dongles(reactor, configs[host, port][0], attach, pacer)
         endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
         listeners.append(DongleListener(
             endpoint_type(reactor, port, interface=host),
@@ -244,7 +256,7 @@ def _cloud(reactor, cloud: tuple[str, int] | None):
     return endpoint, _address(host, port)
 
 
-def _unknown_dongles(reactor, model: InverterConfig, attach):
+def _unknown_dongles(reactor, model: InverterConfig, attach, pacer: Pacer):
     """``accept_unknown``: a dongle no section names gets an inverter named by its serial.
 
     Its topics are always named (``<prefix>/<serial>/...``); it has the
@@ -255,7 +267,7 @@ def _unknown_dongles(reactor, model: InverterConfig, attach):
         inverter = Inverter(
             None, datalog, None, clock=reactor, no_data_timeout=model.no_data_timeout,
             command_timeout=model.command_timeout, name=datalog, read_only=model.read_only,
-            read_holding_on_connect=True,
+            read_holding_on_connect=True, pacer=pacer,
         )
         attach(inverter, True)
         return Route(inverter, *_cloud(reactor, model.cloud))
@@ -282,7 +294,7 @@ class _NoBroker:
         """Nowhere to publish."""
 
 
-def _inverter(reactor, config: InverterConfig) -> Inverter:
+def _inverter(reactor, config: InverterConfig, pacer: Pacer) -> Inverter:
     if config.read_only:
         log.info("Inverter {name}: read_only: every command that writes gets FAIL",
                  name=config.name)
@@ -322,6 +334,7 @@ def _inverter(reactor, config: InverterConfig) -> Inverter:
         command_timeout=config.command_timeout,
         read_only=config.read_only,
         read_holding_on_connect=True,
+        pacer=pacer,
         name=config.name,
         address=address,
     )

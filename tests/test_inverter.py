@@ -922,3 +922,32 @@ def test_a_datalogger_down_for_long_does_not_flood_the_log():
     assert attempts == [1, 2, 3, 10, 20]
     debug = [formatEvent(e) for e in events if e["log_level"] == LogLevel.debug]
     assert sum("cannot connect" in line for line in debug) == 20
+
+
+class _HeldPacer:
+    """A Pacer whose turns the test gives out."""
+
+    def __init__(self):
+        self.turns: list[tuple[float, Deferred]] = []
+
+    def take(self, units):
+        turn = Deferred()
+        self.turns.append((units, turn))
+        return turn
+
+
+def test_the_reads_on_connecting_wait_their_turn_with_the_fleets_pacer():
+    pacer = _HeldPacer()
+    harness = make_harness(read_holding_on_connect=True, pacer=pacer)
+    link = harness.connect()
+    assert link.sent() == []  # nothing before the pacer allows it
+    assert [units for units, _ in pacer.turns] == [40]
+    pacer.turns[0][1].callback(None)
+    assert link.sent() == [read_hold_request(0, 40)]
+    link.receive(hold_reply(0, *range(40)))
+    assert len(pacer.turns) == 2 and link.sent() == []
+    done = harness.inverter.read_hold(21)  # a command needs no turn
+    assert link.sent() == [read_hold_request(21)]
+    link.receive(hold_reply(21, 5))
+    assert result_of(done) == {21: 5}
+    result_of(harness.stop())
