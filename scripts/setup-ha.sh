@@ -9,7 +9,8 @@
 # (a `pip freeze` of a working install), so the tests run against exactly the
 # same Home Assistant everywhere; `hass` runs with --skip-pip, so it never
 # installs anything at run time. A first install takes about a minute and
-# ~550 MB.
+# ~670 MB (measured: 54 s with a warm pip cache, ~80 s without). Started by the
+# tests, it is up with MQTT discovery in ~5 s and takes ~145 MB of memory.
 #
 # To move to another release: install `homeassistant==X` with josepy 1.14.0
 # and the requirements of the integrations it sets up at start into a fresh
