@@ -12,17 +12,16 @@ so that a corrupt one cannot swallow the frames after it.
 from __future__ import annotations
 
 import collections
-import struct
 
 import attrs
 
 from octolux.lxp.frames import (
-    HEADER_LENGTH,
     OUTER_HEADER_LENGTH,
     PREFIX,
     Frame,
     FrameError,
     TcpFunction,
+    frame_length,
     length_misfit,
     parse,
     parse_framed,
@@ -32,7 +31,6 @@ from octolux.lxp.frames import (
 # more is corruption, and waiting for it would stall the stream.
 DEFAULT_MAX_FRAME_LENGTH = 1024
 
-_LENGTH = struct.Struct("<H")
 # The known tcp functions are C1-C4; the rest of the Cx row is let through,
 # so that a function new firmware adds arrives as an UnknownFrame, not as garbage.
 _TCP_FUNCTIONS = range(0xC0, 0xD0)
@@ -91,7 +89,7 @@ class FrameDecoder:
             available = end - offset
             if available < _HEADER_CHECKED:
                 break
-            total = _LENGTH.unpack_from(buffer, offset + 4)[0] + HEADER_LENGTH
+            total = frame_length(buffer, offset)
             if total < _SHORTEST_FRAME or total > self.max_frame_length:
                 offset = self._skip(results, "impossible length", buffer, offset, end)
                 continue
@@ -162,7 +160,7 @@ class FrameDecoder:
         None if not, or ``_WAIT``."""
         if end - start < _HEADER_CHECKED:
             return _WAIT
-        total = _LENGTH.unpack_from(buffer, start + 4)[0] + HEADER_LENGTH
+        total = frame_length(buffer, start)
         if (
             buffer[start + 6] != 1
             or buffer[start + 7] not in _KNOWN_FUNCTIONS

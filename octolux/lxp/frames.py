@@ -507,6 +507,14 @@ _FIXED_PARAM_LENGTHS = {
 _PARAM_VALUE_OFFSET = OUTER_HEADER_LENGTH + 4  # register, value length, then the value
 
 
+def frame_length(data, offset: int = 0) -> int:
+    """The whole length of the frame at ``data[offset:]`` as its header says (6+ bytes needed).
+
+    The length field (bytes 4-5) counts all but the prefix, protocol and itself.
+    """
+    return _U16.unpack_from(data, offset + 4)[0] + HEADER_LENGTH
+
+
 def length_misfit(data, offset: int = 0, end: int | None = None) -> str | None:
     """Why the frame at ``data[offset:]`` cannot be as long as its length field says, or None.
 
@@ -516,7 +524,7 @@ def length_misfit(data, offset: int = 0, end: int | None = None) -> str | None:
     """
     if end is None:
         end = len(data)
-    total = _U16.unpack_from(data, offset + 4)[0] + HEADER_LENGTH
+    total = frame_length(data, offset)
     function = data[offset + 7]
     if function == _TRANSLATED_DATA:
         if total < _SHORTEST_TRANSLATED:
@@ -550,7 +558,7 @@ def parse(data: bytes) -> Frame:
         raise FrameError("too short for a frame header")
     if data[:2] != PREFIX:
         raise FrameError("no A1 1A prefix")
-    if _U16.unpack_from(data, 4)[0] + HEADER_LENGTH != len(data):
+    if frame_length(data) != len(data):
         raise FrameError("frame length field does not match the frame")
     misfit = length_misfit(data)
     if misfit is not None:

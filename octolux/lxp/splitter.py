@@ -11,12 +11,8 @@ chunk, without looking further.
 
 from __future__ import annotations
 
-import struct
-
 from octolux.lxp.framer import DEFAULT_MAX_FRAME_LENGTH
-from octolux.lxp.frames import HEADER_LENGTH, PREFIX
-
-_LENGTH = struct.Struct("<H")
+from octolux.lxp.frames import HEADER_LENGTH, PREFIX, frame_length
 
 
 class FrameSplitter:
@@ -46,7 +42,7 @@ class FrameSplitter:
             if buffer.startswith(PREFIX, offset):
                 if end - offset < HEADER_LENGTH:
                     break
-                total = _LENGTH.unpack_from(buffer, offset + 4)[0] + HEADER_LENGTH
+                total = frame_length(buffer, offset)
                 if total <= self.max_frame_length:
                     if end - offset < total:
                         break
