@@ -99,10 +99,6 @@ class Setting:
 
 # -- the table ------------------------------------------------------------------
 
-_FUNCTION_BITS = holding.BITS[holding.FUNCTION_BITS]
-_SYSTEM_BITS = holding.BITS[holding.SYSTEM_BITS]
-
-
 def _bit(register: int, name: str, description: str, *, writable: bool = True) -> Setting:
     return Setting(name, "bit", (register,), description, bit=holding.BITS[register][name],
                    writable=writable)
@@ -113,10 +109,15 @@ def _grid_protection(name: str, what: str) -> Setting:
     return _bit(holding.FUNCTION_BITS, name, f"{what}; read only here", writable=False)
 
 
-def _percent(name: str, register: int, description: str) -> Setting:
+def _limited(name: str, kind: str, register: int, description: str, unit: str) -> Setting:
+    # The range and the sign come from the register map, as for cmd/set_hold.
     low, high = holding.LIMITS[register]
-    return Setting(name, "percent", (register,), description, minimum=low, maximum=high,
-                   unit="%")
+    return Setting(name, kind, (register,), description, minimum=low, maximum=high, unit=unit,
+                   signed=register in holding.SIGNED)
+
+
+def _percent(name: str, register: int, description: str) -> Setting:
+    return _limited(name, "percent", register, description, "%")
 
 
 def _slot(schedule: str, number: int, what: str) -> Setting:
@@ -172,10 +173,8 @@ _SETTINGS: tuple[Setting, ...] = (
              "AC charge starts below this state of charge"),
     _percent("ac_charge_end_soc", holding.AC_CHARGE_END_SOC,
              "AC charge ends at this state of charge"),
-    Setting("ct_power_offset", "number", (holding.CT_POWER_OFFSET,),
-            "CT power offset, added to the grid meter reading",
-            minimum=holding.LIMITS[holding.CT_POWER_OFFSET][0],
-            maximum=holding.LIMITS[holding.CT_POWER_OFFSET][1], unit="W", signed=True),
+    _limited("ct_power_offset", "number", holding.CT_POWER_OFFSET,
+             "CT power offset, added to the grid meter reading", "W"),
     # -- time slots -------------------------------------------------------------
     *(_slot("ac_charge", n, "AC charge") for n in (1, 2, 3)),
     *(_slot("charge_priority", n, "Charge priority") for n in (1, 2, 3)),
