@@ -19,6 +19,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     this check and the test's bind; ports below that range only go to those
     who ask for them.
     """
+    while True:
+        port = _probe_free_port(host)
+        # A port handed out earlier may not be bound yet (the API and the
+        # simulator of one test ask one after the other): never give it twice.
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+
+
+_handed_out: set[int] = set()
+
+
+def _probe_free_port(host: str) -> int:
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
