@@ -272,3 +272,33 @@ def test_without_mqtt_the_page_still_commands_through_a_bridge():
     assert isinstance(live.bridge, InverterBridge)
     live.bridge.publisher.publish("octolux/result/x", "OK")  # goes nowhere, raises nothing
     assert page_of(False).inverters[0].bridge is None  # read-only, no MQTT: no command path
+
+
+class _BrokenLive:
+    """A page inverter whose command path has a bug."""
+
+    name = "inverter"
+
+    def __init__(self):
+        self.listeners = []
+
+    def state(self):
+        return {"name": self.name}
+
+    def run_command(self, command, payload):
+        return defer.fail(RuntimeError("a bug"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unexpected_error_in_a_command_is_answered_not_left_hanging():
+    page = Page(control=True, local_only=True, clock=Clock())
+    page.add(_BrokenLive())
+    service = ApiService(reactor, ServerConfig(port=0),
+                         api_root([FakeInverter()], page=page, clock=Clock()))
+    service.startService()
+    try:
+        code, answer = await post(f"http://127.0.0.1:{service.port}/api/command",
+                                  b'{"command": "ac_charge", "value": "on"}', JSON)
+    finally:
+        await service.stopService()
+    assert (code, answer) == (500, {"error": "unexpected error"})
