@@ -48,6 +48,18 @@ class _ApiNode(_Node):
         return found if found is not None else pages.notFound()
 
 
+def _below_leaf(request) -> bool:
+    """Is a path asked for below a leaf (``/api/inputs/x``)? Then it is a 404."""
+    return bool(request.postpath) and request.postpath != [b""]
+
+
+def _json_body(request, value: Any) -> bytes:
+    """``value`` as the JSON body of an answer no cache keeps (the headers set here)."""
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 class JsonResource(resource.Resource):
     """A leaf answering GET with ``produce()`` as JSON."""
 
@@ -59,19 +71,15 @@ class JsonResource(resource.Resource):
 
     def render_GET(self, request) -> bytes:
         """The current value, as ``application/json``."""
-        if request.postpath and request.postpath != [b""]:
+        if _below_leaf(request):
             return pages.notFound().render(request)
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"no-store")
-        return json.dumps(self._produce(), separators=(",", ":")).encode()
+        return _json_body(request, self._produce())
 
 
 def write_json(request, value: Any, code: int = 200) -> None:
     """Answer ``request`` (still open) with ``value`` as JSON."""
     request.setResponseCode(code)
-    request.setHeader(b"content-type", b"application/json")
-    request.setHeader(b"cache-control", b"no-store")
-    request.write(json.dumps(value, separators=(",", ":")).encode())
+    request.write(_json_body(request, value))
     request.finish()
 
 
@@ -95,7 +103,7 @@ class HistoryResource(resource.Resource):
 
     def render_GET(self, request):
         """Start the query; the answer is written when the database has answered."""
-        if request.postpath and request.postpath != [b""]:
+        if _below_leaf(request):
             return pages.notFound().render(request)
         if self._history is None:
             write_json(request, {"error": "no history: add a [history] section to config.ini"}, 404)
@@ -171,7 +179,7 @@ class _StaticFile(resource.Resource):
 
     def render_GET(self, request) -> bytes:
         """The file; revalidated on every load, so a new version shows at once."""
-        if request.postpath and request.postpath != [b""]:
+        if _below_leaf(request):
             return pages.notFound().render(request)
         request.setHeader(b"content-type", self._type)
         request.setHeader(b"cache-control", b"no-cache")
