@@ -315,6 +315,7 @@ class DongleListener(ListeningService):
         self._closing_quiet_until = now + self.closing_lines_every
 
     def forget(self, connection: _Connection) -> None:
+        """``connection`` has closed: it no longer counts against ``max_connections``."""
         self.connections.discard(connection)
 
     def route_for(self, datalog: str) -> Route | None:

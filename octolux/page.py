@@ -34,6 +34,7 @@ class LiveInverter:
 
     @property
     def name(self) -> str:
+        """The inverter's name, as its log lines and named topics have it."""
         return self.inverter.name
 
     def inputs_received(self, blocks) -> None:
@@ -127,6 +128,7 @@ class Page:
         return next((live for live in self.inverters if live.name == name), None)
 
     def history_state(self) -> dict[str, Any]:
+        """Whether there is a history, and how each of its stores' writers is doing."""
         if self.history is None:
             return {"enabled": False, "stores": []}
         return {

@@ -44,12 +44,15 @@ class Congestion:
         self.congested = False
 
     def pauseProducing(self) -> None:
+        """The transport's buffer is full."""
         self.congested = True
 
     def resumeProducing(self) -> None:
+        """The transport has written its buffer out."""
         self.congested = False
 
     def stopProducing(self) -> None:
+        """The connection is closing: nothing more is written."""
         self.congested = True
 
 
@@ -164,12 +167,14 @@ class CloudLink:
     # -- called by _CloudProtocol ----------------------------------------------------
 
     def cloud_connected(self, cloud: _CloudProtocol) -> None:
+        """The vendor's server is connected: relay through ``cloud`` from now on."""
         self._cloud = cloud
         self.log.info("{name}: relaying to the vendor's server {address} ({peer})",
                       name=self.name, address=self.address,
                       peer=describe_peer(cloud.transport.getPeer()))
 
     def cloud_lost(self, cloud: _CloudProtocol, reason: str) -> None:
+        """``cloud`` has gone (``reason``, for the next log line); the client redials."""
         if cloud is self._cloud:
             self._cloud = None
             self._last_problem = f"connection lost: {reason}"
