@@ -36,8 +36,7 @@ class VendorConnection(protocol.Protocol):
         return self.frames[0].datalog if self.frames else None
 
     def connectionMade(self):
-        self.factory.connections.append(self)
-        self.factory._fire(self.factory._connection_waiters, self)
+        self.factory.connection_made(self)
 
     def dataReceived(self, data: bytes):
         self.received += data
@@ -103,6 +102,13 @@ class FakeVendorServer(protocol.Factory):
             self._port = None
         return defer.gatherResults(closing).addCallback(lambda _: None)
 
+    def connection_made(self, connection: VendorConnection) -> None:
+        """Count ``connection`` in, and give it to whoever waits for one."""
+        self.connections.append(connection)
+        waiters, self._connection_waiters = self._connection_waiters, []
+        for waiter in waiters:
+            waiter.callback(connection)
+
     def frame_received(self, connection: VendorConnection, frame) -> None:
         """Record ``frame``; answer it if it is a heartbeat."""
         self.frames.append(frame)
@@ -133,10 +139,3 @@ class FakeVendorServer(protocol.Factory):
         waiter: defer.Deferred = defer.Deferred()
         self._connection_waiters.append(waiter)
         return waiter
-
-    @staticmethod
-    def _fire(waiters: list, value) -> None:
-        pending = list(waiters)
-        waiters.clear()
-        for waiter in pending:
-            waiter.callback(value)
