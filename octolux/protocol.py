@@ -50,13 +50,18 @@ class FrameHandler(Interface):
         """The connection is gone; ``reason`` is one readable phrase for the log."""
 
 
+def host_and_port(host: str, port: int) -> str:
+    """``host:port`` for the log, an IPv6 address in brackets: ``[::1]:4346``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def describe_peer(address) -> str:
     """``host:port`` for an IPv4/IPv6 address, else the address as text."""
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
     if host is None or port is None:
         return str(address)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return host_and_port(host, port)
 
 
 def failure_phrase(failure: Failure) -> str:

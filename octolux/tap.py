@@ -30,6 +30,7 @@ from octolux.listener import DongleListener, Route
 from octolux.mqtt import MqttService
 from octolux.pacing import Pacer
 from octolux.page import LiveInverter, Page
+from octolux.protocol import host_and_port
 from octolux.timesync import ClockKeeper
 from octolux.web import ApiService, api_root
 
@@ -233,7 +234,7 @@ def _listeners(reactor, config: Config, inverters: list[Inverter], attach,
         endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
         listeners.append(DongleListener(
             endpoint_type(reactor, port, interface=host),
-            _address(host, port),
+            host_and_port(host, port),
             served,
             clock=reactor,
             max_connections=settings.max_connections,
@@ -253,7 +254,7 @@ def _cloud(reactor, cloud: tuple[str, int] | None):
     def endpoint():
         return HostnameEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT)
 
-    return endpoint, _address(host, port)
+    return endpoint, host_and_port(host, port)
 
 
 def _unknown_dongles(reactor, model: InverterConfig, attach, pacer: Pacer):
@@ -273,10 +274,6 @@ def _unknown_dongles(reactor, model: InverterConfig, attach, pacer: Pacer):
         return Route(inverter, *_cloud(reactor, model.cloud))
 
     return route_for
-
-
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -304,14 +301,14 @@ def _inverter(reactor, config: InverterConfig, pacer: Pacer) -> Inverter:
             "Inverter {name}: waiting for its datalogger on {address}{relay}, datalog {datalog},"
             " serial {serial}",
             name=config.name,
-            address=_address(host, port),
-            relay=f" (relayed to {_address(*config.cloud)})" if config.cloud else "",
+            address=host_and_port(host, port),
+            relay=f" (relayed to {host_and_port(*config.cloud)})" if config.cloud else "",
             datalog=config.datalog or "(to learn)",
             serial=config.serial or "(to learn)",
         )
         # The listener hands the connections in, and answers heartbeats (or the
         # cloud does, through the relay): no endpoint, no echo.
-        endpoint, address, heartbeat_echo = None, _address(host, port), False
+        endpoint, address, heartbeat_echo = None, host_and_port(host, port), False
     else:
         log.info(
             "Inverter {name}: datalogger {host}:{port}, datalog {datalog}, serial {serial}",
