@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTime
 
 from octolux import lxp
@@ -147,8 +148,6 @@ def start_dialing_simulator(reactor, host: str, port: int, *, plant: Plant | Non
     ``settings`` are ``DongleConfig`` fields. ``await dongle.when_connected()``
     waits for the connection; ``await dongle.stop()`` stops it.
     """
-    from twisted.internet.endpoints import HostnameEndpoint
-
     config = DongleConfig(**settings)
     dongle = DialingDongle(reactor, HostnameEndpoint(reactor, host, port), config, plant,
                            address=f"{host}:{port}", retry_policy=retry_policy,
