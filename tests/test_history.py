@@ -6,6 +6,7 @@ it by polling from the reactor, never by sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import sqlite3
@@ -326,10 +327,15 @@ class FakeInverter:
     registers: dict = {}
 
 
-@pytest_twisted.async_yield_fixture()
-async def api(tmp_path):
-    history = HistoryService(reactor, [SqliteStore(str(tmp_path / "h.sqlite"))])
-    history.startService()
+@contextlib.asynccontextmanager
+async def history_api(stores):
+    """The HTTP API over a started history of ``stores`` (None: no history), until ``T0``.
+
+    Gives (the ``HistoryService`` or None, the URL of ``/api/history``).
+    """
+    history = None if stores is None else HistoryService(reactor, stores)
+    if history is not None:
+        history.startService()
     service = ApiService(
         reactor, ServerConfig(port=0), api_root([FakeInverter()], history=history, now=lambda: T0)
     )
@@ -338,7 +344,14 @@ async def api(tmp_path):
         yield history, f"http://127.0.0.1:{service.port}/api/history"
     finally:
         await service.stopService()
-        await history.stopService()
+        if history is not None:
+            await history.stopService()
+
+
+@pytest_twisted.async_yield_fixture()
+async def api(tmp_path):
+    async with history_api([SqliteStore(str(tmp_path / "h.sqlite"))]) as served:
+        yield served
 
 
 @pytest_twisted.ensureDeferred
@@ -373,29 +386,18 @@ async def test_a_bad_query_is_400_with_the_reason(api):
 async def test_an_unreadable_database_is_503(tmp_path):
     path = tmp_path / "not-a-database"
     path.write_bytes(b"this is not SQLite" * 100)
-    history = HistoryService(reactor, [SqliteStore(str(path))])
-    history.startService()
-    service = ApiService(reactor, ServerConfig(port=0), api_root([FakeInverter()], history=history))
-    service.startService()
-    try:
-        response, body = await get(reactor, f"http://127.0.0.1:{service.port}/api/history?key=soc")
-        assert response.code == 503
-        assert json.loads(body)["error"].startswith("history unavailable: file is not a database")
-    finally:
-        await service.stopService()
-        await history.stopService()
+    async with history_api([SqliteStore(str(path))]) as (_, url):
+        response, body = await get(reactor, f"{url}?key=soc")
+    assert response.code == 503
+    assert json.loads(body)["error"].startswith("history unavailable: file is not a database")
 
 
 @pytest_twisted.ensureDeferred
 async def test_without_history_the_route_says_how_to_get_one():
-    service = ApiService(reactor, ServerConfig(port=0), api_root([FakeInverter()]))
-    service.startService()
-    try:
-        response, body = await get(reactor, f"http://127.0.0.1:{service.port}/api/history?key=soc")
-        assert response.code == 404
-        assert "[history]" in json.loads(body)["error"]
-    finally:
-        await service.stopService()
+    async with history_api(None) as (_, url):
+        response, body = await get(reactor, f"{url}?key=soc")
+    assert response.code == 404
+    assert "[history]" in json.loads(body)["error"]
 
 
 
