@@ -755,14 +755,8 @@ class HistoryWriter:
                 self._failing_since = self._now()
             self._error = self._scrub(error)
         if first:
-            self._reactor.callFromThread(
-                log.warn,
-                "history: {store}: cannot write ({error}); keeping up to {size} samples"
-                " and retrying",
-                store=self.store.description,
-                error=self._error,
-                size=self._buffer_size,
-            )
+            self._log(log.warn, "cannot write ({error}); keeping up to {size} samples and retrying",
+                      error=self._error, size=self._buffer_size)
 
     def _succeeded(self, count: int) -> None:
         with self._lock:
@@ -773,13 +767,8 @@ class HistoryWriter:
             self._error = ""
             lost, self._lost_this_outage = self._lost_this_outage, 0
         if since is not None:
-            self._reactor.callFromThread(
-                log.info,
-                "history: {store}: writing again after {seconds:.0f} s; {lost} samples lost",
-                store=self.store.description,
-                seconds=self._now() - since,
-                lost=lost,
-            )
+            self._log(log.info, "writing again after {seconds:.0f} s; {lost} samples lost",
+                      seconds=self._now() - since, lost=lost)
 
     def _finish(self) -> None:
         with self._lock:
@@ -789,15 +778,19 @@ class HistoryWriter:
         with contextlib.suppress(*self.store.errors):  # a broken connection: nothing to lose
             self.store.close()
         if left:
-            self._reactor.callFromThread(
-                log.warn,
-                "history: {store}: {left} samples not written: the database was unavailable"
-                " when the bridge stopped",
-                store=self.store.description,
-                left=left,
-            )
+            self._log(log.warn, "{left} samples not written: the database was unavailable when"
+                      " the bridge stopped", left=left)
         stopped = self._stopped
         self._reactor.callFromThread(stopped.callback, None)
+
+    def _log(self, emit, text: str, **fields) -> None:
+        """Log ``history: <store>: <text>`` from the writing thread.
+
+        Through the reactor: log observers (files, stdout) are not written to
+        from two threads at once.
+        """
+        self._reactor.callFromThread(emit, "history: {store}: " + text,
+                                     store=self.store.description, **fields)
 
     def _scrub(self, error: BaseException) -> str:
         """The error as one line, never with a password in it."""
