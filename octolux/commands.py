@@ -9,8 +9,9 @@ writable setting of ``octolux.settings.SETTINGS``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -34,6 +35,15 @@ MAX_PAYLOAD = 64  # bytes; no valid payload comes near this
 
 class PayloadError(ValueError):
     """A command payload that must not reach the inverter; the message says why."""
+
+
+@contextlib.contextmanager
+def _payload_errors() -> Iterator[None]:
+    """The settings' checks raise ValueError; for a payload that is a PayloadError, same words."""
+    try:
+        yield
+    except ValueError as error:
+        raise PayloadError(str(error)) from None
 
 
 def _text(payload: bytes) -> str:
@@ -133,10 +143,8 @@ def _setting_command(setting: Setting) -> Command:
 
         def parse_number(payload: bytes) -> int:
             value = read(payload)
-            try:
+            with _payload_errors():
                 setting.check(value)
-            except ValueError as error:
-                raise PayloadError(str(error)) from None
             return setting.raw(value)
 
         unit = f" {setting.unit}" if setting.unit and kind == "number" else ""
@@ -166,18 +174,14 @@ def _parse_signed(payload: bytes) -> int:
 
 def parse_time_slot_payload(payload: bytes) -> tuple[datetime.time, datetime.time]:
     """A time slot ``HH:MM-HH:MM``: (start, end)."""
-    try:
+    with _payload_errors():
         return parse_time_slot(_text(payload))
-    except ValueError as error:
-        raise PayloadError(str(error)) from None
 
 
 def parse_clock_payload(payload: bytes) -> datetime.datetime:
     """A local date and time ``YYYY-MM-DDTHH:MM:SS`` for the inverter's clock."""
-    try:
+    with _payload_errors():
         return parse_clock(_text(payload))
-    except ValueError as error:
-        raise PayloadError(str(error)) from None
 
 
 def _set_clock(inverter: Any, moment: datetime.datetime) -> Any:
@@ -218,10 +222,8 @@ def parse_set_hold(payload: bytes, argument: str, *, any_register: bool = False)
         raise PayloadError(f"not a register number: {argument!r}")
     register = int(argument)
     value = _parse_int(payload, 0, 0xFFFF, "value")
-    try:
+    with _payload_errors():
         check_register_write(register, value, any_register=any_register)
-    except ValueError as error:
-        raise PayloadError(str(error)) from None
     return register, value
 
 
