@@ -101,17 +101,20 @@ class InverterBridge:
         inputs need) on a bridge with several inverters; ``settings``, one
         message that sums them up, with QoS 1.
         """
-        for register, value in sorted(registers.items()):
-            self.publisher.publish(self.topics.hold(register), str(value), retain=True)
+        self._publish_holds(registers)
         self._registers.update(registers)
         if not SETTING_REGISTERS.isdisjoint(registers):
-            self._publish_settings()
+            settings = to_json(decode_settings(self._registers))
+            if settings != self._settings:
+                self._settings = settings
+                self._publish_settings()
+
+    def _publish_holds(self, registers: dict[int, int]) -> None:
+        for register, value in sorted(registers.items()):
+            self.publisher.publish(self.topics.hold(register), str(value), retain=True)
 
     def _publish_settings(self) -> None:
-        settings = to_json(decode_settings(self._registers))
-        if settings != self._settings:
-            self._settings = settings
-            self.publisher.publish(self.topics.settings, settings, qos=1, retain=True)
+        self.publisher.publish(self.topics.settings, self._settings, qos=1, retain=True)
 
     def connection_changed(self, connected: bool) -> None:
         """Publish ``connection``: ``online`` or ``offline``, retained."""
@@ -128,10 +131,9 @@ class InverterBridge:
         that long for the state. (On the first connection nothing is known yet.)
         """
         self._publish_connection(self.inverter.connected)
-        for register, value in sorted(self._registers.items()):
-            self.publisher.publish(self.topics.hold(register), str(value), retain=True)
+        self._publish_holds(self._registers)
         if self._settings is not None:
-            self.publisher.publish(self.topics.settings, self._settings, qos=1, retain=True)
+            self._publish_settings()
 
     def _publish_connection(self, connected: bool) -> None:
         self.publisher.publish(
