@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Prepare everything the demo and the tests need: mosquitto, .venv with
-# octolux installed (plus test extras), and Home Assistant Core in .venv-ha
+# Prepare what the demo and the tests need: mosquitto and .venv with octolux
+# installed (plus test extras); with --tests also the real components the
+# end-to-end tests run: PostgreSQL, Chromium and Home Assistant Core in .venv-ha
 # (scripts/setup-ha.sh). Idempotent; a second run takes about a second.
 #
-#   bash scripts/setup-env.sh      # just set up
-#   . scripts/setup-env.sh         # set up, then put .venv/bin first on PATH in this shell
+#   bash scripts/setup-env.sh          # what the demo needs (scripts/demo.sh)
+#   bash scripts/setup-env.sh --tests  # everything the test suite needs (scripts/test.sh)
+#   . scripts/setup-env.sh             # set up, then put .venv/bin first on PATH in this shell
 #
 # Install mode: `pip install -e . --config-settings editable_mode=compat`.
 # With our flat layout (required by the design card):
@@ -38,42 +40,39 @@ _octolux_setup_env() (
     set -euo pipefail
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
     venv="$root/.venv"
+    for_tests=no
+    case "${1:-}" in
+        --tests) for_tests=yes ;;
+        "") ;;
+        *) echo "setup-env: unknown option: $1 (the one option is --tests)" >&2; exit 2 ;;
+    esac
 
     # mosquitto: the demo and the end-to-end tests run a real broker; the
     # mqtts test makes its certificates with openssl.
     if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1 ||
         ! command -v openssl >/dev/null 2>&1; then
         echo "setup-env: mosquitto or openssl not found; installing them with apt-get" >&2
-        sudo=""
-        if [ "$(id -u)" -ne 0 ]; then
-            sudo="sudo"
-        fi
-        if ! { $sudo apt-get update -q &&
-            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q mosquitto mosquitto-clients openssl; }; then
-            echo "setup-env: ERROR: could not install mosquitto; install it by hand" \
-                "(apt-get install mosquitto mosquitto-clients openssl) and re-run." >&2
-            exit 1
-        fi
+        _octolux_apt_install mosquitto mosquitto-clients openssl
         # Debian may start the system broker on :1883; we never rely on it.
     fi
 
-    # PostgreSQL: the history tests start a private server of their own
-    # (initdb + pg_ctl on a free loopback port); the system's cluster is never used.
-    if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then
-        echo "setup-env: PostgreSQL not found; installing it with apt-get" >&2
-        _octolux_apt_install postgresql
-    fi
+    if [ "$for_tests" = yes ]; then
+        if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then
+            echo "setup-env: PostgreSQL not found; installing it with apt-get" >&2
+            _octolux_apt_install postgresql
+        fi
 
-    # Chromium: the page tests drive Debian's headless Chromium (Playwright
-    # never downloads a browser of its own here).
-    if ! command -v chromium >/dev/null 2>&1; then
-        echo "setup-env: chromium not found; installing it with apt-get" >&2
-        _octolux_apt_install chromium
-    fi
+        # Chromium: the page tests drive Debian's headless Chromium (Playwright
+        # never downloads a browser of its own here).
+        if ! command -v chromium >/dev/null 2>&1; then
+            echo "setup-env: chromium not found; installing it with apt-get" >&2
+            _octolux_apt_install chromium
+        fi
 
-    # Home Assistant Core in its own .venv-ha, for the discovery tests; cached
-    # by its own stamp (a no-op once installed at the pinned versions).
-    bash "$root/scripts/setup-ha.sh"
+        # Home Assistant Core in its own .venv-ha, for the discovery tests; cached
+        # by its own stamp (a no-op once installed at the pinned versions).
+        bash "$root/scripts/setup-ha.sh"
+    fi
 
     if [ ! -x "$venv/bin/python" ]; then
         echo "setup-env: creating $venv"
@@ -101,7 +100,7 @@ _octolux_setup_env() (
 
 if [ "${BASH_SOURCE[0]}" != "$0" ]; then
     # Sourced: don't leak `set -e` into the caller's shell; return instead of exit.
-    if _octolux_setup_env; then
+    if _octolux_setup_env "$@"; then
         _octolux_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
         export VIRTUAL_ENV="$_octolux_root/.venv"
         export PATH="$VIRTUAL_ENV/bin:$PATH"
@@ -110,5 +109,5 @@ if [ "${BASH_SOURCE[0]}" != "$0" ]; then
         return 1
     fi
 else
-    _octolux_setup_env
+    _octolux_setup_env "$@"
 fi

@@ -5,8 +5,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-echo "==> setting up .venv and mosquitto (scripts/setup-env.sh)"
-bash scripts/setup-env.sh
+echo "==> setting up .venv, mosquitto, PostgreSQL, Chromium and Home Assistant (scripts/setup-env.sh --tests)"
+bash scripts/setup-env.sh --tests
 
 echo "==> ruff check ."
 .venv/bin/ruff check .

@@ -61,7 +61,7 @@ class HomeAssistant:
     def __init__(self, workdir: Path, broker_host: str, broker_port: int,
                  discovery_prefix: str = "homeassistant"):
         if not HASS.exists():
-            raise HomeAssistantError(f"{HASS} is missing: run scripts/setup-env.sh")
+            raise HomeAssistantError(f"{HASS} is missing: run scripts/setup-env.sh --tests")
         self.config_dir = workdir / "config"
         self.port = free_port(self.host)
         self.url = f"http://{self.host}:{self.port}"

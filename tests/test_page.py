@@ -187,7 +187,7 @@ def chromium(tmp_path_factory):
 
     executable = shutil.which("chromium") or "/usr/bin/chromium"
     if not os.path.exists(executable):
-        pytest.fail("chromium is not installed (run scripts/setup-env.sh)")
+        pytest.fail("chromium is not installed (run scripts/setup-env.sh --tests)")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")),
