@@ -46,7 +46,7 @@ _KNOWN_KEYS = {
     "log": {"level"},
     "homeassistant": {"enabled", "prefix"},
     "history": {"enabled", "path", "uri", "retention", "max_size"},
-    "listener": {"max_connections", "identify_timeout", "accept_unknown"},
+    "listener": {"max_connections", "identify_timeout", "accept_unknown", "cloud"},
 }
 _NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
 _RESERVED_NAMES = frozenset({"inputs", "registers", "history", "state", "events", "command"})
@@ -93,6 +93,8 @@ class ListenerConfig:
     max_connections: int = MAX_CONNECTIONS
     identify_timeout: float = IDENTIFY_TIMEOUT
     accept_unknown: bool = False
+    # The relay of the dongles accept_unknown takes in (no section names them); None: none.
+    cloud: tuple[str, int] | None = None
 
 
 @attrs.frozen
@@ -296,6 +298,7 @@ class _Reader:
             max_connections=maximum,
             identify_timeout=self.seconds("listener", "identify_timeout", IDENTIFY_TIMEOUT),
             accept_unknown=self.boolean("listener", "accept_unknown", False),
+            cloud=self.address("listener", "cloud", VENDOR_PORT),
         )
 
     def check_api_clash(self, inverters, server: ServerConfig) -> None:

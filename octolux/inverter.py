@@ -189,6 +189,7 @@ class Inverter(service.Service):
         self.name = name
         self.heartbeat_echo = heartbeat_echo
         self.command_timeout = command_timeout
+        self.no_data_timeout = no_data_timeout  # also what a listener applies to its connections
         self._send_margin = min(SEND_MARGIN, command_timeout / 2)
         self.read_only = read_only
         self.read_holding_on_connect = read_holding_on_connect

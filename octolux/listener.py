@@ -198,6 +198,9 @@ class _Connection:
         self._cancel_identify()
         self.route = route
         inverter = route.inverter
+        # Until now the identify timeout was the leash; from now on it is the
+        # silence this inverter's section tolerates.
+        self.protocol.set_no_data_timeout(inverter.no_data_timeout)
         if route.cloud is not None:
             self.link = CloudLink(route.cloud(), route.cloud_address, self.to_dongle,
                                   clock=self._clock, name=inverter.name)
@@ -235,8 +238,8 @@ class DongleListener(ListeningService):
         clock: IReactorTime,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         identify_timeout: float = DEFAULT_IDENTIFY_TIMEOUT,
-        no_data_timeout: float | None = None,
         accept_unknown: Callable[[str], Route] | None = None,
+        accepted_relay: bool = False,
     ):
         self.name = f"listener {address}"
         self.address = address
@@ -252,17 +255,19 @@ class DongleListener(ListeningService):
         self._full_logged = False
         self._closing_quiet_until = 0.0
         self._closings_unlogged = 0
-        self._factory = _ListenerFactory(self, clock, no_data_timeout=no_data_timeout,
-                                         name=self.name)
+        self._accepted_relay = accepted_relay
+        # No no-data timeout until a connection names its inverter (identify_timeout
+        # bounds it until then); then its section's (``_Connection._identified``).
+        self._factory = _ListenerFactory(self, clock, name=self.name)
 
     @property
     def relays(self) -> bool:
-        """Does any route relay to the vendor's server?
+        """May a connection relay to the vendor's server?
 
-        (Routes made by ``accept_unknown`` copy a configured section's relay, so
-        the configured routes say it for them too.)
+        Asked before a connection names its dongle: true if any route relays,
+        or if dongles ``accept_unknown`` takes in are relayed (``accepted_relay``).
         """
-        return any(route.cloud is not None for route in self.routes)
+        return self._accepted_relay or any(route.cloud is not None for route in self.routes)
 
     # -- the service --------------------------------------------------------------------
 

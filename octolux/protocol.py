@@ -278,6 +278,21 @@ class LxpProtocol(protocol.Protocol):
             self.log.debug("{name}: sending {data.hex()}", name=self.name, data=data)
         self.transport.write(data)
 
+    def set_no_data_timeout(self, timeout: float | None) -> None:
+        """Apply ``timeout`` (seconds; None: none) from now on, as if data had just come.
+
+        A listened connection learns its inverter, and so its timeout, only
+        from its first frame.
+        """
+        if self._idle_call is not None:
+            if self._idle_call.active():
+                self._idle_call.cancel()
+            self._idle_call = None
+        self._no_data_timeout = timeout if timeout and timeout > 0 else None
+        if self._no_data_timeout is not None and self.connected:
+            self._last_data = self._clock.seconds()
+            self._idle_call = self._clock.callLater(self._no_data_timeout, self._check_idle)
+
     def abort(self, reason: str) -> None:
         """Drop the connection now; ``reason`` is what the handler will be told."""
         self._abort_reason = reason

@@ -218,19 +218,17 @@ def _listeners(reactor, config: Config, inverters: list[Inverter], attach,
                pacer: Pacer) -> list[DongleListener]:
     """One ``DongleListener`` per distinct ``listen`` address, with the sections it serves."""
     routes: dict[tuple[str, int], list[Route]] = {}
-    configs: dict[tuple[str, int], list[InverterConfig]] = {}
     for inverter, inverter_config in zip(inverters, config.inverters, strict=True):
         if inverter_config.listen is not None:
             routes.setdefault(inverter_config.listen, []).append(
                 Route(inverter, *_cloud(reactor, inverter_config.cloud))
             )
-            configs.setdefault(inverter_config.listen, []).append(inverter_config)
     listeners = []
     settings = config.listener
+    accept_unknown = None
+    if settings.accept_unknown:
+        accept_unknown = _unknown_dongles(reactor, settings.cloud, attach, pacer)
     for (host, port), served in routes.items():
-        accept_unknown = None
-        if settings.accept_unknown:
-            accept_unknown = _unknown_dongles(reactor, configs[host, port][0], attach, pacer)
         endpoint_type = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
         listeners.append(DongleListener(
             endpoint_type(reactor, port, interface=host),
@@ -239,8 +237,8 @@ def _listeners(reactor, config: Config, inverters: list[Inverter], attach,
             clock=reactor,
             max_connections=settings.max_connections,
             identify_timeout=settings.identify_timeout,
-            no_data_timeout=max(c.no_data_timeout for c in configs[host, port]),
             accept_unknown=accept_unknown,
+            accepted_relay=accept_unknown is not None and settings.cloud is not None,
         ))
     return listeners
 
@@ -257,21 +255,25 @@ def _cloud(reactor, cloud: tuple[str, int] | None):
     return endpoint, host_and_port(host, port)
 
 
-def _unknown_dongles(reactor, model: InverterConfig, attach, pacer: Pacer):
+def _unknown_dongles(reactor, cloud: tuple[str, int] | None, attach, pacer: Pacer):
     """``accept_unknown``: a dongle no section names gets an inverter named by its serial.
 
-    Its topics are always named (``<prefix>/<serial>/...``); it has the
-    listener's first section's timeouts and relay.
+    Its topics are always named (``<prefix>/<serial>/...``) and it is everywhere
+    a configured inverter is (``attach``: MQTT, Home Assistant, history, the
+    API and the page). It has a section's defaults (``InverterConfig``: no-data
+    and command timeouts, not read-only, no clock keeping), never another
+    section's settings, and ``[listener] cloud`` as its relay.
     """
+    defaults = InverterConfig("", None, None, None)
 
     def route_for(datalog: str) -> Route:
         inverter = Inverter(
-            None, datalog, None, clock=reactor, no_data_timeout=model.no_data_timeout,
-            command_timeout=model.command_timeout, name=datalog, read_only=model.read_only,
-            read_holding_on_connect=True, pacer=pacer,
+            None, datalog, None, clock=reactor, no_data_timeout=defaults.no_data_timeout,
+            command_timeout=defaults.command_timeout, name=datalog,
+            read_only=defaults.read_only, read_holding_on_connect=True, pacer=pacer,
         )
         attach(inverter, True)
-        return Route(inverter, *_cloud(reactor, model.cloud))
+        return Route(inverter, *_cloud(reactor, cloud))
 
     return route_for
 

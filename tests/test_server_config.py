@@ -28,6 +28,12 @@ def test_listen_with_a_port_a_cloud_and_the_listener_settings():
     assert config.listener == ListenerConfig(5, 20.0, True)
 
 
+def test_listener_cloud_is_the_relay_of_the_accepted_dongles():
+    config = parse_config("[lxp]\nlisten = 127.0.0.1:5000\n"
+                          "[listener]\naccept_unknown = yes\ncloud = cloud.example\n")
+    assert config.listener.cloud == ("cloud.example", 4346)
+
+
 def test_a_host_section_may_leave_its_serials_out():
     (inverter,) = parse_config("[lxp]\nhost = 192.168.0.10\n").inverters
     assert inverter.serial is None and inverter.datalog is None

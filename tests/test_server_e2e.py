@@ -11,17 +11,19 @@ import json
 
 import attrs
 import pytest_twisted
-from e2e_support import MqttProbe, poll_until
+from e2e_support import MqttProbe, get, poll_until
 from support import free_port
 from twisted.internet import protocol, reactor
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.web.client import Agent
 
 from octolux import lxp
 from octolux.config import Config, InverterConfig, ListenerConfig, MqttConfig, ServerConfig
 from octolux.inverter import Inverter
 from octolux.listener import FLOOD_BYTES, DongleListener
 from octolux.tap import build_service
+from octolux.web import ApiService
 from simulator.dialer import start_dialing_simulator
 from simulator.vendor import FakeVendorServer
 
@@ -197,6 +199,24 @@ async def test_garbage_and_floods_on_the_listener_cost_only_their_connection(mos
         await rig.stop()
 
 
+class Stream(protocol.Protocol):
+    """Collects the page's server-sent events."""
+
+    def __init__(self):
+        self.data = b""
+
+    def dataReceived(self, data):
+        self.data += data
+
+    def events(self) -> list[tuple[str, dict]]:
+        found = []
+        for block in self.data.decode().split("\n\n"):
+            lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+            if "event" in lines:
+                found.append((lines["event"], json.loads(lines["data"])))
+        return found
+
+
 class _Closed(protocol.Protocol):
     def __init__(self):
         from twisted.internet import defer
@@ -280,6 +300,10 @@ async def test_accept_unknown_takes_a_dongle_no_section_names(mosquitto):
     rig.service = build_service(rig.config, reactor)
     rig.listener = next(s for s in rig.service if isinstance(s, DongleListener))
     await rig.start()
+    api = f"http://127.0.0.1:{next(s for s in rig.service if isinstance(s, ApiService)).port}"
+    events = Stream()
+    (await Agent(reactor).request(b"GET", f"{api}/api/events".encode()).addTimeout(
+        TIMEOUT, reactor)).deliverBody(events)
     try:
         dongle = rig.dial(datalog="BA77777777", inverter="IV77777777", seed=7)
         message = await rig.probe.next_on(reactor, rig.topic("inputs/1", "BA77777777"),
@@ -288,6 +312,23 @@ async def test_accept_unknown_takes_a_dongle_no_section_names(mosquitto):
         assert await rig.command("charge_pct", b"21", "BA77777777") == "OK"
         assert dongle.plant.holding[64] == 21
         assert rig.logged("accepted as 'BA77777777'")
+        # A first-class inverter in the HTTP API and on the page too.
+        _, body = await get(reactor, f"{api}/api/BA77777777/inputs")
+        assert "soc" in json.loads(body)
+        _, body = await get(reactor, f"{api}/api/BA77777777/registers")
+        assert json.loads(body)["64"] == 21
+        _, body = await get(reactor, f"{api}/api/state")
+        (shown,) = [i for i in json.loads(body)["inverters"] if i["name"] == "BA77777777"]
+        assert shown["api"] == "/api/BA77777777" and shown["connected"] is True
+        assert shown["settings"]["charge_pct"] == 21
+        # The page's event stream, opened before the dongle dialled in, tells of it.
+        await poll_until(reactor, lambda: [e for kind, e in events.events()
+                                           if kind == "inverter" and e["name"] == "BA77777777"
+                                           and e["inputs"]],
+                         TIMEOUT, "an event for the accepted inverter")
+        # The configured inverter is still /api/inputs (no dongle dialled for it).
+        _, body = await get(reactor, f"{api}/api/inputs")
+        assert json.loads(body) == {}
     finally:
         await rig.stop()
 

@@ -43,12 +43,15 @@ def caplog_events():
 
 
 class Rig:
-    def __init__(self, *serials, max_connections=64, identify_timeout=30.0, accept_unknown=None):
+    def __init__(self, *serials, max_connections=64, identify_timeout=30.0, accept_unknown=None,
+                 no_data_timeouts=()):
         self.clock = task.Clock()
+        timeouts = list(no_data_timeouts) + [900.0] * (len(serials) - len(no_data_timeouts))
         self.inverters = [
             Inverter(None, datalog, serial, clock=self.clock, name=f"inv{index}",
-                     command_timeout=10)
-            for index, (datalog, serial) in enumerate(serials)
+                     command_timeout=10, no_data_timeout=timeout)
+            for index, ((datalog, serial), timeout) in enumerate(
+                zip(serials, timeouts, strict=True))
         ]
         for inverter in self.inverters:
             inverter.startService()
@@ -395,3 +398,78 @@ def test_closing_bad_connections_logs_one_line_a_minute(caplog_events):
              and e["log_level"].name == "info"]
     assert len(lines) == 2
     assert "(49 more closed since the last such line)" in lines[1]
+
+
+def test_each_connection_has_its_own_section_s_no_data_timeout():
+    # One listener, two sections: a dongle broadcasting every 20 s may be given up
+    # on after 60 s of silence without shortening the other's 600 s.
+    rig = Rig((DATALOG_A, SERIAL_A), (DATALOG_B, SERIAL_B), identify_timeout=90.0,
+              no_data_timeouts=(60.0, 600.0))
+    a, b = rig.inverters
+    (pa, ta), (pb, tb) = rig.connect(), rig.connect()
+    rig.clock.advance(80)  # silent, but still within identify_timeout: no section's yet
+    assert not ta.disconnecting and not tb.disconnecting
+    pa.dataReceived(heartbeat(DATALOG_A))
+    pb.dataReceived(heartbeat(DATALOG_B))
+    rig.clock.advance(59)
+    pa.dataReceived(heartbeat(DATALOG_A))  # data pushes A's timeout back
+    rig.clock.advance(59)
+    assert a.connected and not ta.disconnecting
+    rig.clock.advance(2)
+    assert ta.disconnecting  # 61 s of silence: A's 60 s
+    pa.connectionLost()
+    assert not a.connected
+    rig.clock.advance(600 - 120 - 1)
+    assert b.connected and not tb.disconnecting
+    rig.clock.advance(2)
+    assert tb.disconnecting  # B's own 600 s
+    pb.connectionLost()
+    assert not b.connected
+
+
+def test_an_unidentified_connection_has_only_the_identify_timeout():
+    rig = Rig((DATALOG_A, SERIAL_A), identify_timeout=30.0, no_data_timeouts=(10.0,))
+    protocol, transport = rig.connect()
+    rig.clock.advance(29)
+    assert not transport.disconnecting  # not the section's 10 s: it names no section yet
+    rig.clock.advance(2)
+    assert transport.disconnecting
+
+
+def _accepting_service(listener_settings):
+    from twisted.internet.testing import MemoryReactorClock
+
+    from octolux.config import Config, InverterConfig, ServerConfig
+    from octolux.tap import build_service
+
+    section = InverterConfig(
+        "inverter", None, SERIAL_A, DATALOG_A, listen=("127.0.0.1", 4999),
+        cloud=("127.0.0.1", 5999), no_data_timeout=30.0, command_timeout=3.0, read_only=True,
+    )
+    config = Config(inverters=(section,), server=ServerConfig(port=0),
+                    listener=listener_settings)
+    service = build_service(config, MemoryReactorClock())
+    return next(s for s in service if isinstance(s, DongleListener))
+
+
+def test_an_accepted_dongle_has_the_defaults_not_another_section_s_settings():
+    from octolux.config import COMMAND_TIMEOUT, NO_DATA_TIMEOUT, ListenerConfig
+
+    listener = _accepting_service(ListenerConfig(accept_unknown=True))
+    route = listener.route_for("XX99999999")
+    inverter = route.inverter
+    assert inverter.name == "XX99999999"
+    assert (inverter.no_data_timeout, inverter.command_timeout, inverter.read_only) == (
+        NO_DATA_TIMEOUT, COMMAND_TIMEOUT, False)
+    assert route.cloud is None  # the section's relay is the section's
+
+
+def test_listener_cloud_relays_the_accepted_dongles():
+    from octolux.config import ListenerConfig
+
+    listener = _accepting_service(
+        ListenerConfig(accept_unknown=True, cloud=("127.0.0.1", 6999)))
+    route = listener.route_for("XX99999999")
+    assert route.cloud is not None and route.cloud_address == "127.0.0.1:6999"
+    # Connections are split into frames from their first byte, for the relay.
+    assert listener.relays
