@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from octolux.commands import COMMANDS, Topics
+from octolux.homeassistant import record_topic
 from octolux.lxp import holding
 from octolux.lxp.inputs import BLOCK_KEYS, FIELDS_BY_KEY, Kind, block_range
 from octolux.settings import SETTINGS, WRITABLE_REGISTERS
@@ -56,6 +57,11 @@ def _topics() -> list[str]:
         (topics.result("<command>"), "published",
          "`OK` or `FAIL`, exactly once per command received (a retained command,"
          " which the broker would replay on every reconnect, is ignored with a warning)"),
+        (record_topic(topics.prefix, "<discovery prefix>", "octolux_<serial>"),
+         "published, retained, QoS 1; subscribed",
+         "with `[homeassistant] enabled`: that the bridge published Home Assistant configs for"
+         " that inverter (JSON: `prefix`, `node_id`, `inverter`); read back on connecting, so"
+         " that the configs of an inverter it no longer serves are cleared, and then the record"),
     ]
     return [
         "| topic | direction | payload |",

@@ -24,7 +24,7 @@ from octolux.config import (
     load_config,
 )
 from octolux.history import HistoryService, open_stores
-from octolux.homeassistant import HomeAssistantDiscovery
+from octolux.homeassistant import HomeAssistantDiscovery, OrphanSweeper
 from octolux.inverter import Inverter
 from octolux.listener import DongleListener, Route
 from octolux.mqtt import MqttService
@@ -157,6 +157,12 @@ def build_service(config: Config, reactor) -> OctoluxService:
     if mqtt is not None:
         mqtt.setServiceParent(top)
         commands = CommandRouter(mqtt.subscribe, config.mqtt.prefix)
+        sweeper = None
+        if config.homeassistant.enabled:
+            sweeper = OrphanSweeper(mqtt, mqtt.subscribe, Topics(config.mqtt.prefix),
+                                    config.homeassistant.prefix,
+                                    keep_unknown=config.listener.accept_unknown)
+            mqtt.subscribe(sweeper.records, sweeper.record_seen)
 
     def attach(inverter: Inverter, named: bool) -> None:
         inverter.setServiceParent(top)
@@ -181,9 +187,8 @@ def build_service(config: Config, reactor) -> OctoluxService:
             if mqtt is not None:
                 commands.add(bridge)
                 mqtt.add_connect_handler(_paced(pacer, inverter, bridge.broker_connected))
-                if config.homeassistant.enabled:
-                    _home_assistant(mqtt, inverter, topics, config.homeassistant.prefix,
-                                    options.device_name)
+                if sweeper is not None:
+                    _home_assistant(mqtt, inverter, topics, sweeper, options.device_name)
         # The first inverter's API is /api/... too; every one's is /api/<name>/...
         api_path = "/api" if inverter is inverters[0] else f"/api/{inverter.name}"
         live = LiveInverter(inverter, bridge=bridge, api_path=api_path, clock=reactor)
@@ -197,10 +202,12 @@ def build_service(config: Config, reactor) -> OctoluxService:
     return top
 
 
-def _home_assistant(mqtt, inverter, topics, prefix: str, device_name: str | None) -> None:
+def _home_assistant(mqtt, inverter, topics, sweeper: OrphanSweeper,
+                    device_name: str | None) -> None:
     """Home Assistant discovery for one inverter: its configs kept on the broker."""
+    prefix = sweeper.prefix
     discovery = HomeAssistantDiscovery(
-        inverter, mqtt, topics, prefix, device_name, subscribe=mqtt.subscribe
+        inverter, mqtt, topics, prefix, device_name, subscribe=mqtt.subscribe, sweeper=sweeper
     )
     inverter.add_observer(discovery)
     mqtt.add_connect_handler(discovery.broker_connected)

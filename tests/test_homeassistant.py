@@ -20,7 +20,7 @@ from twisted.internet import reactor, task
 from octolux import lxp
 from octolux.commands import Topics
 from octolux.config import Config, HomeAssistantConfig, InverterConfig, MqttConfig, ServerConfig
-from octolux.homeassistant import Device, discovery_config, inverter_entities
+from octolux.homeassistant import Device, config_topic, discovery_config, inverter_entities
 from octolux.lxp.holding import decode_time
 from octolux.lxp.inputs import STATUS_TEXTS, to_signed16
 from octolux.settings import SETTINGS, format_time_slot
@@ -44,7 +44,8 @@ class Home:
     ha: HomeAssistant
     dongles: list
     probe: MqttProbe
-    service: object
+    config: Config
+    service: object = None
 
     def topics(self, index: int) -> Topics:
         return Topics(PREFIX, NAMES[index])
@@ -53,14 +54,20 @@ class Home:
         serial = SERIALS[index][1]
         return Device(serial, DEVICE_NAMES[index] or f"LuxPower {serial}")
 
-    def entity_ids(self, index: int) -> dict[str, dict]:
+    def entity_ids(self, index: int, topics: Topics | None = None) -> dict[str, dict]:
         """entity id -> discovery config, of every entity offered for inverter ``index``."""
-        device, topics = self.device(index), self.topics(index)
+        device, topics = self.device(index), topics or self.topics(index)
         configs = {}
         for entity in inverter_entities(topics):
             config = discovery_config(entity, device, topics)
             configs[f"{entity.component}.{config['object_id']}"] = config
         return configs
+
+    def config_topics(self, index: int) -> list[str]:
+        """The config topic of every entity offered for inverter ``index``."""
+        node = self.device(index).node_id
+        return [config_topic(HA_PREFIX, entity.component, node, entity.key)
+                for entity in inverter_entities(self.topics(index))]
 
     async def states(self) -> dict[str, dict]:
         return await self.ha.states(reactor)
@@ -109,7 +116,7 @@ async def home(mosquitto, tmp_path_factory):
     dongles = []
     ha = HomeAssistant(tmp_path_factory.mktemp("homeassistant"), mosquitto.host, mosquitto.port,
                        HA_PREFIX)
-    service = None
+    home = None
     try:
         for n, (datalog, serial) in enumerate(SERIALS):
             dongles.append(await start_simulator(
@@ -134,14 +141,15 @@ async def home(mosquitto, tmp_path_factory):
                             for inverter, dongle in zip(config.inverters, dongles, strict=True)),
             mqtt=MqttConfig(host=mosquitto.host, port=mosquitto.port, prefix=PREFIX),
         )
-        service = build_service(config, reactor)
-        service.startService()
+        home = Home(ha, dongles, probe, config)
+        home.service = build_service(config, reactor)
+        home.service.startService()
         print(f"\nHome Assistant: up with MQTT in {ha.started_in:.1f} s,"
               f" RSS {ha.rss_kib() // 1024} MiB")
-        yield Home(ha, dongles, probe, service)
+        yield home
     finally:
-        if service is not None:
-            await service.stopService().addTimeout(10, reactor)
+        if home is not None and home.service is not None:
+            await home.service.stopService().addTimeout(10, reactor)
         await ha.stop(reactor)
         for dongle in dongles:
             await dongle.stop().addTimeout(5, reactor)
@@ -156,17 +164,23 @@ def _published(config: dict) -> bool:
     return config.get("enabled_by_default", True) and "state_topic" in config
 
 
-@pytest_twisted.ensureDeferred
-async def test_every_entity_appears_with_a_valid_state(home):
-    expected = {**home.entity_ids(0), **home.entity_ids(1)}
+async def _until_every_entity_has_a_value(home, expected: dict[str, dict]) -> dict[str, dict]:
+    """Home Assistant's states once every entity of ``expected`` that has a value shows one."""
     enabled = {entity_id for entity_id, config in expected.items() if _published(config)}
 
     def missing(states):
         return {e: states.get(e, {}).get("state") for e in enabled
                 if states.get(e, {}).get("state") in (None, "unknown", "unavailable")}
 
-    states = await home.until_states(lambda states: None if missing(states) else states,
-                                     f"{len(enabled)} entities with values", wrong=missing)
+    return await home.until_states(lambda states: None if missing(states) else states,
+                                   f"{len(enabled)} entities with values", wrong=missing)
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_entity_appears_with_a_valid_state(home):
+    expected = {**home.entity_ids(0), **home.entity_ids(1)}
+    enabled = {entity_id for entity_id, config in expected.items() if _published(config)}
+    states = await _until_every_entity_has_a_value(home, expected)
     for entity_id in enabled:
         config, attributes = expected[entity_id], states[entity_id]["attributes"]
         for key, attribute in (("device_class", "device_class"),
@@ -340,3 +354,48 @@ async def test_a_disconnected_inverter_makes_its_entities_unavailable(home):
     assert states["binary_sensor.octolux_siminv0002_connection"]["state"] == "off"
     assert all(states[e]["state"] != "unavailable" for e in first if _published(first[e]))
     assert home.ha.problems() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_inverter_removed_from_the_config_leaves_nothing_behind(home):
+    garage = home.entity_ids(1)
+    # A second bridge (MQTT prefix octolux-other) serving the same inverter: not ours.
+    foreign = f"{HA_PREFIX}/sensor/octolux_siminv0002/other_soc/config"
+    home.probe.publish(foreign, json.dumps({
+        "name": "SOC", "unique_id": "other_siminv0002_soc", "object_id": "other_siminv0002_soc",
+        "state_topic": "octolux-other/inputs/1", "value_template": "{{ value_json.soc }}",
+        "availability": [{"topic": "octolux-other/status"}],
+        "device": {"identifiers": ["other_siminv0002"], "name": "Other bridge's inverter"},
+    }), retain=True)
+    try:
+        await home.until_states(lambda states: "sensor.other_siminv0002_soc" in states,
+                                "the other bridge's entity")
+        await home.service.stopService().addTimeout(10, reactor)
+        # The garage inverter is taken out of config.ini; the house keeps its serial.
+        home.config = attrs.evolve(home.config, inverters=home.config.inverters[:1])
+        home.service = build_service(home.config, reactor)
+        home.service.startService()
+
+        def left(states):
+            return sorted(entity_id for entity_id in garage if entity_id in states)
+
+        await home.until_states(lambda states: not left(states),
+                                "the garage inverter's entities gone", wrong=left)
+        entities = await home.ha.ws(reactor, "config/entity_registry/list")
+        devices = await home.ha.ws(reactor, "config/device_registry/list")
+        assert not [entry["entity_id"] for entry in entities if entry["entity_id"] in garage]
+        assert [device["serial_number"] for device in devices
+                if ["mqtt", "octolux_siminv0002"] in device["identifiers"]] == []
+        states = await home.states()
+        assert "sensor.other_siminv0002_soc" in states
+        # On the broker: every garage config cleared, the other bridge's left alone.
+        for topic in home.config_topics(1):
+            assert home.probe.on(topic)[-1].payload == b"", topic
+        assert home.probe.on(foreign)[-1].payload != b""
+        record = f"{PREFIX}/discovery/{HA_PREFIX}/octolux_siminv0002"
+        assert home.probe.on(record)[-1].payload == b""
+        # The house, now the only inverter, reads its topics without the name: still whole.
+        await _until_every_entity_has_a_value(home, home.entity_ids(0, Topics(PREFIX)))
+        assert home.ha.problems() == []
+    finally:
+        home.probe.publish(foreign, b"", retain=True)

@@ -11,6 +11,7 @@ import json
 import re
 from pathlib import Path
 
+import attrs
 import pytest
 import pytest_twisted
 from e2e_support import MqttProbe
@@ -22,7 +23,9 @@ from octolux.commands import COMMANDS, PayloadError, Topics
 from octolux.config import ConfigError, HomeAssistantConfig, MqttConfig, parse_config
 from octolux.homeassistant import (
     Device,
+    DiscoveryRecord,
     HomeAssistantDiscovery,
+    OrphanSweeper,
     discovery_config,
     discovery_messages,
     entity_table,
@@ -233,8 +236,9 @@ def publisher():
 
 
 class FakeInverter:
-    def __init__(self, serial=None):
+    def __init__(self, serial=None, name="inverter"):
         self.serial = serial
+        self.name = name
         self.connected = False
 
 
@@ -312,6 +316,126 @@ def test_an_inverter_whose_serial_is_learned_gets_its_device_then(publisher, sub
     assert json.loads(publisher.published[0][1])["device"]["name"] == "LuxPower 0252016063"
     discovery.inputs_received({1: {"soc": 51}})
     assert len(publisher.published) == len(inverter_entities(TOPICS))
+
+
+# -- inverters no longer served ------------------------------------------------------------
+
+BRIDGE = Topics("octolux")
+OURS = json.dumps({"name": "SOC", "availability": [{"topic": "octolux/status"},
+                                                   {"topic": "octolux/garage/connection"}]})
+THEIRS = json.dumps({"name": "SOC", "availability": [{"topic": "other/status"}]})
+
+
+def _sweeper(publisher, subscriptions, **options):
+    return OrphanSweeper(publisher, lambda *s: subscriptions.append(s), BRIDGE, "homeassistant",
+                         **options)
+
+
+def _served(sweeper, publisher, serial, name):
+    return HomeAssistantDiscovery(FakeInverter(serial, name), publisher, Topics("octolux", name),
+                                  "homeassistant", subscribe=lambda *s: None, sweeper=sweeper)
+
+
+def _record(node_id, inverter, prefix="homeassistant", retained=True):
+    payload = DiscoveryRecord(prefix, node_id, inverter).payload().encode()
+    return Message(f"octolux/discovery/{prefix}/{node_id}", payload, retained=retained)
+
+
+def test_every_node_is_recorded_before_its_configs_are_published(publisher, subscriptions):
+    sweeper = _sweeper(publisher, subscriptions)
+    discovery = _served(sweeper, publisher, "0123456789", "house")
+    discovery.broker_connected()
+    topic, payload, qos, retain = publisher.published[0]
+    assert (topic, qos, retain) == ("octolux/discovery/homeassistant/octolux_0123456789", 1, True)
+    assert DiscoveryRecord.parse(payload.encode()) == DiscoveryRecord(
+        "homeassistant", "octolux_0123456789", "house")
+    assert len(publisher.published) == 1 + len(inverter_entities(TOPICS))
+    assert sweeper.records == "octolux/discovery/#"
+
+
+def test_the_configs_of_an_inverter_no_longer_served_are_cleared(publisher, subscriptions):
+    sweeper = _sweeper(publisher, subscriptions)
+    _served(sweeper, publisher, "0123456789", "house")
+    with capturedLogs() as events:
+        sweeper.record_seen(_record("octolux_9876543210", "garage"))
+    assert any("octolux_9876543210" in formatEvent(event) for event in events)
+    [(topic_filter, config_seen)] = subscriptions
+    assert topic_filter == "homeassistant/+/octolux_9876543210/+/config"
+    record = "octolux/discovery/homeassistant/octolux_9876543210"
+    assert publisher.published == [(record, b"", 1, True)]
+    ours = "homeassistant/sensor/octolux_9876543210/soc/config"
+    theirs = "homeassistant/sensor/octolux_9876543210/their_soc/config"
+    config_seen(Message(ours, OURS.encode(), retained=True))
+    assert publisher.published[-1] == (ours, b"", 1, True)
+    # Not cleared: another bridge's config, one that is no config, a live one, a cleared one.
+    config_seen(Message(theirs, THEIRS.encode(), retained=True))
+    config_seen(Message(theirs, b"not json", retained=True))
+    config_seen(Message(ours, OURS.encode(), retained=False))
+    config_seen(Message(ours, b"", retained=True))
+    assert len(publisher.published) == 2
+    # The record replayed again (a broker reconnection before it was cleared): one sweep.
+    sweeper.record_seen(_record("octolux_9876543210", "garage"))
+    assert len(subscriptions) == 1
+
+
+def test_records_of_served_nodes_and_other_messages_are_left_alone(publisher, subscriptions):
+    sweeper = _sweeper(publisher, subscriptions)
+    _served(sweeper, publisher, "0123456789", "house")
+    sweeper.record_seen(_record("octolux_0123456789", "house"))
+    sweeper.record_seen(_record("octolux_0123456789", "renamed"))  # the same serial
+    sweeper.record_seen(_record("octolux_9876543210", "garage", retained=False))  # live
+    sweeper.record_seen(Message("octolux/discovery/connection", b"online", retained=True))
+    sweeper.record_seen(Message("octolux/discovery/homeassistant/octolux_1", b"{}",
+                                retained=True))
+    wrong_place = _record("octolux_9876543210", "garage")
+    sweeper.record_seen(attrs.evolve(wrong_place, topic="octolux/discovery/x/octolux_1"))
+    assert (publisher.published, subscriptions) == ([], [])
+
+
+def test_a_changed_discovery_prefix_sweeps_the_old_one(publisher, subscriptions):
+    sweeper = _sweeper(publisher, subscriptions)
+    _served(sweeper, publisher, "0123456789", "house")
+    sweeper.record_seen(_record("octolux_0123456789", "house", prefix="ha/old"))
+    assert [s[0] for s in subscriptions] == ["ha/old/+/octolux_0123456789/+/config"]
+
+
+def test_a_node_waits_for_its_inverters_serial_before_it_is_judged(publisher, subscriptions):
+    sweeper = _sweeper(publisher, subscriptions)
+    same = FakeInverter(None, "house")
+    changed = FakeInverter(None, "garage")
+    discoveries = [
+        HomeAssistantDiscovery(inverter, publisher, Topics("octolux", inverter.name),
+                               "homeassistant", subscribe=lambda *s: None, sweeper=sweeper)
+        for inverter in (same, changed)
+    ]
+    sweeper.record_seen(_record("octolux_0123456789", "house"))
+    sweeper.record_seen(_record("octolux_9876543210", "garage"))
+    assert subscriptions == []
+    same.serial = "0123456789"
+    discoveries[0].inputs_received({1: {}})
+    changed.serial = "1111111111"  # a new inverter behind the same section
+    discoveries[1].inputs_received({1: {}})
+    assert [s[0] for s in subscriptions] == ["homeassistant/+/octolux_9876543210/+/config"]
+
+
+def test_unknown_dongles_keep_their_nodes_while_they_are_accepted(publisher, subscriptions):
+    kept = _sweeper(publisher, subscriptions, keep_unknown=True)
+    kept.record_seen(_record("octolux_0123456789", "BA12345678"))
+    assert subscriptions == []
+    swept = _sweeper(publisher, subscriptions)
+    swept.record_seen(_record("octolux_0123456789", "BA12345678"))
+    assert len(subscriptions) == 1
+
+
+def test_a_swept_node_that_is_served_again_is_not_cleared(publisher, subscriptions):
+    sweeper = _sweeper(publisher, subscriptions, keep_unknown=False)
+    sweeper.record_seen(_record("octolux_0123456789", "BA12345678"))
+    [(_, config_seen)] = subscriptions
+    _served(sweeper, publisher, "0123456789", "BA12345678")  # it dialled in after all
+    publisher.published.clear()
+    config_seen(Message("homeassistant/sensor/octolux_0123456789/soc/config", OURS.encode(),
+                        retained=True))
+    assert publisher.published == []
 
 
 # -- the bridge's connection topic ---------------------------------------------------------
@@ -411,6 +535,7 @@ def test_discovery_is_wired_per_inverter_only_when_enabled():
     second = "[lxp garage]\nhost = 10.0.0.2\nserial = 9876543210\ndatalog = BA12345679\n"
     assert _subscriptions(LXP + second + MQTT) == ("octolux/+/cmd/#",)
     assert _subscriptions(LXP + second + MQTT + "[homeassistant]\nenabled = yes\n") == (
+        "octolux/discovery/#",
         "octolux/+/cmd/#",
         "homeassistant/+/octolux_0123456789/+/config",
         "homeassistant/status",
