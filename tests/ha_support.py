@@ -129,6 +129,18 @@ class HomeAssistant:
         only once discovery is subscribed).
         """
         await self.configure(reactor)
+        await self._launch(reactor, mqtt_up)
+
+    async def restart(self, reactor, mqtt_up) -> None:
+        """Stop `hass` and start it again on the same config directory, as an upgrade would.
+
+        ``mqtt_up`` as for ``start``: evidence of the new process's MQTT (its
+        birth message), not of the old one's.
+        """
+        await self.stop(reactor)
+        await self._launch(reactor, mqtt_up)
+
+    async def _launch(self, reactor, mqtt_up) -> None:
         launched = time.monotonic()
         with open(self.config_dir / "hass.out", "ab") as out:
             self.proc = subprocess.Popen(

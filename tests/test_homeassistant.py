@@ -340,6 +340,27 @@ async def test_home_assistant_logged_no_discovery_warning(home):
     assert home.ha.problems() == []
 
 
+def _births(home) -> int:
+    """How many times Home Assistant has announced itself so far."""
+    return len([m for m in home.probe.on(f"{HA_PREFIX}/status") if m.text == "online"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_home_assistant_restarts_every_entity_is_back_with_a_value(home):
+    expected = {**home.entity_ids(0), **home.entity_ids(1)}
+    sent = {topic: len(home.probe.on(topic))
+            for topic in home.config_topics(0) + home.config_topics(1)}
+    births = _births(home)
+    await home.ha.restart(reactor, lambda: _births(home) > births)
+    # The bridge answers the new process's birth message with every config again.
+    await home.probe.until(
+        reactor, lambda: all(len(home.probe.on(t)) > n for t, n in sent.items()), WAIT,
+        "every config published again")
+    await _until_every_entity_has_a_value(home, expected)
+    assert home.ha.problems() == []  # the log of the new process (it rotates the old one)
+    print(f"\nHome Assistant: restarted, up with MQTT in {home.ha.started_in:.1f} s")
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_disconnected_inverter_makes_its_entities_unavailable(home):
     second, first = home.entity_ids(1), home.entity_ids(0)
