@@ -26,7 +26,8 @@ def postgres_bin() -> Path:
                    key=lambda path: int(path.split("/")[4]))
     if not found:
         raise RuntimeError(
-            "PostgreSQL is not installed: run scripts/setup-env.sh --tests (apt-get install postgresql)"
+            "PostgreSQL is not installed: run scripts/setup-env.sh --tests"
+            " (apt-get install postgresql)"
         )
     return Path(found[-1]).parent
 
