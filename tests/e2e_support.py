@@ -1,4 +1,5 @@
-"""Helpers for the tests on real sockets: ``MqttProbe`` watches the broker, ``get_json`` asks HTTP.
+"""Helpers for the tests on real sockets: ``MqttProbe`` watches the broker, ``get`` asks HTTP,
+``EventStream`` reads server-sent events.
 
 Not a test module (it defines no tests); its name keeps it with the e2e tests.
 The probe's paho thread only appends to a locked list; the tests poll that
@@ -9,6 +10,7 @@ from another thread.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 
@@ -151,3 +153,22 @@ async def get(reactor, url: str, timeout: float = 5.0):
     """GET ``url``: (response, body bytes)."""
     response = await Agent(reactor).request(b"GET", url.encode()).addTimeout(timeout, reactor)
     return response, await read_body(response).addTimeout(timeout, reactor)
+
+
+class EventStream(protocol.Protocol):
+    """Collects a server-sent event stream (the page's ``/api/events``)."""
+
+    def __init__(self):
+        self.data = b""
+
+    def dataReceived(self, data):
+        self.data += data
+
+    def events(self) -> list[tuple[str, dict]]:
+        """(event name, its JSON data) of every whole event so far."""
+        found = []
+        for block in self.data.decode().split("\n\n"):
+            lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+            if "event" in lines:
+                found.append((lines["event"], json.loads(lines["data"])))
+        return found

@@ -11,8 +11,8 @@ import json
 
 import pytest
 import pytest_twisted
-from e2e_support import get, poll_until, read_body
-from twisted.internet import defer, protocol, reactor
+from e2e_support import EventStream, get, poll_until, read_body
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
@@ -118,31 +118,13 @@ async def test_state_has_the_live_values_and_the_settings(site):
     assert state["settings_table"]["ac_charge_slot_1"]["kind"] == "time_slot"
 
 
-class Stream(protocol.Protocol):
-    """Collects a server-sent event stream."""
-
-    def __init__(self):
-        self.data = b""
-
-    def dataReceived(self, data):
-        self.data += data
-
-    def events(self):
-        found = []
-        for block in self.data.decode().split("\n\n"):
-            lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-            if "event" in lines:
-                found.append((lines["event"], json.loads(lines["data"])))
-        return found
-
-
 @pytest_twisted.ensureDeferred
 async def test_events_stream_the_state_then_each_change(site):
     response = await Agent(reactor).request(
         b"GET", (site["url"] + "/api/events").encode()
     ).addTimeout(5, reactor)
     assert response.headers.getRawHeaders(b"content-type") == [b"text/event-stream; charset=utf-8"]
-    stream = Stream()
+    stream = EventStream()
     response.deliverBody(stream)
     await poll_until(reactor, stream.events, 5, "the first event")
     assert stream.events()[0][0] == "state"

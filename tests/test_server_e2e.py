@@ -11,7 +11,7 @@ import json
 
 import attrs
 import pytest_twisted
-from e2e_support import MqttProbe, get, poll_until
+from e2e_support import EventStream, MqttProbe, get, poll_until
 from support import free_port
 from twisted.internet import protocol, reactor
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
@@ -199,24 +199,6 @@ async def test_garbage_and_floods_on_the_listener_cost_only_their_connection(mos
         await rig.stop()
 
 
-class Stream(protocol.Protocol):
-    """Collects the page's server-sent events."""
-
-    def __init__(self):
-        self.data = b""
-
-    def dataReceived(self, data):
-        self.data += data
-
-    def events(self) -> list[tuple[str, dict]]:
-        found = []
-        for block in self.data.decode().split("\n\n"):
-            lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-            if "event" in lines:
-                found.append((lines["event"], json.loads(lines["data"])))
-        return found
-
-
 class _Closed(protocol.Protocol):
     def __init__(self):
         from twisted.internet import defer
@@ -301,7 +283,7 @@ async def test_accept_unknown_takes_a_dongle_no_section_names(mosquitto):
     rig.listener = next(s for s in rig.service if isinstance(s, DongleListener))
     await rig.start()
     api = f"http://127.0.0.1:{next(s for s in rig.service if isinstance(s, ApiService)).port}"
-    events = Stream()
+    events = EventStream()
     (await Agent(reactor).request(b"GET", f"{api}/api/events".encode()).addTimeout(
         TIMEOUT, reactor)).deliverBody(events)
     try:
