@@ -189,8 +189,10 @@ def default_holding(inverter_serial: str = DEFAULT_INVERTER_SERIAL) -> list[int]
     """The holding registers of a freshly installed inverter (clock registers left 0)."""
     values = [0] * HOLDING_REGISTER_COUNT
     defaults = {
-        0: 35462, 1: 1,  # model code, as captured
-        7: 16706, 8: 16705, 9: 2561, 10: 266,  # firmware code "BAAA" and versions, as captured
+        0: 35462, 1: 1,  # "model": option bits (battery, meter), as captured
+        # Firmware code "AAAA", an LXP 3-6K Hybrid (the model has PV strings; the
+        # captured unit, an LXP-3600 ACS, said "BAAA"), and versions as captured.
+        7: 16705, 8: 16705, 9: 2561, 10: 266,
         15: 1,  # Modbus address
         19: 4,  # device type
         holding.FUNCTION_BITS: DEFAULT_FUNCTION_BITS,

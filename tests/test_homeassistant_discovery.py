@@ -22,6 +22,7 @@ from octolux.bridge import InverterBridge
 from octolux.commands import COMMANDS, PayloadError, Topics
 from octolux.config import ConfigError, HomeAssistantConfig, MqttConfig, parse_config
 from octolux.homeassistant import (
+    MODELS,
     Device,
     DiscoveryRecord,
     HomeAssistantDiscovery,
@@ -32,6 +33,7 @@ from octolux.homeassistant import (
     firmware,
     inverter_entities,
     main,
+    model,
     render,
 )
 from octolux.lxp import inputs
@@ -202,10 +204,28 @@ def test_inputs_4_sensors_start_disabled():
 
 def test_firmware_from_registers_7_to_10():
     holding = dict(enumerate(default_holding()))
-    assert firmware(holding) == "BAAA-0A0A"
+    assert firmware(holding) == "AAAA-0A0A"
     del holding[9]
     assert firmware(holding) is None
     assert firmware({7: 0, 8: 0, 9: 0, 10: 0}) is None  # a code of NULs is no firmware
+
+
+def _code(text: str) -> dict[int, int]:
+    """Registers 7-8 holding a four-letter firmware code."""
+    return {7: int.from_bytes(text[:2].encode(), "little"),
+            8: int.from_bytes(text[2:].encode(), "little")}
+
+
+def test_the_model_from_the_firmware_codes_first_two_letters():
+    assert model(dict(enumerate(default_holding()))) == "LXP 3-6K Hybrid"  # the simulator
+    assert model(_code("BAAA")) == "LXP-3600 ACS"  # the captured unit (tests/vectors)
+    assert model(_code("BAAB")) == "LXP-3600 ACS"  # the last two letters: ODM and region
+    assert model(_code("FAAB")) == "LXP-LB-8-12K"
+    assert model(_code("CEAA")) == "SNA-US 12K"
+    assert model(_code("ZZAA")) is None  # a code nobody has matched: no guess
+    assert model({7: 16706}) is None  # register 8 not known yet
+    assert model({7: 0, 8: 0}) is None
+    assert all(len(code) == 2 and code.isupper() for code in MODELS)
 
 
 def test_the_entity_list_is_current():
@@ -286,17 +306,20 @@ def test_a_retained_config_no_longer_offered_is_cleared(discovery, publisher, su
     assert discovery.own_configs == "homeassistant/+/octolux_0123456789/+/config"
 
 
-def test_the_firmware_joins_the_device_once_known(discovery, publisher):
+def test_the_firmware_and_model_join_the_device_once_known(discovery, publisher):
     discovery.registers_received({21: 0xF354})
     assert publisher.published == []
     holding = default_holding()
     discovery.registers_received({register: holding[register] for register in range(0, 40)})
     assert publisher.published
-    assert {json.loads(payload)["device"]["sw_version"]
-            for _, payload, _, _ in publisher.published} == {"BAAA-0A0A"}
+    assert {(json.loads(payload)["device"]["sw_version"], json.loads(payload)["device"]["model"])
+            for _, payload, _, _ in publisher.published} == {("AAAA-0A0A", "LXP 3-6K Hybrid")}
     publisher.published.clear()
     discovery.registers_received({9: holding[9]})  # the same again: nothing new
     assert publisher.published == []
+    discovery.registers_received(_code("BAAA"))  # another firmware: another model
+    assert {json.loads(payload)["device"]["model"]
+            for _, payload, _, _ in publisher.published} == {"LXP-3600 ACS"}
 
 
 def test_an_inverter_whose_serial_is_learned_gets_its_device_then(publisher, subscriptions):
