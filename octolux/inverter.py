@@ -61,12 +61,36 @@ READ_ONLY_REASON = "read_only is set for this inverter"
 # stream of corrupt heartbeats (they carry no CRC) from growing the set.
 _MAX_REMEMBERED_SERIALS = 16
 
-# Stands in for a serial not learned yet in requests queued meanwhile; it never
-# goes on the wire (requests are readdressed when sent, and wait until then).
+# Stands in for a serial not learned yet. Queued requests never go out with it
+# (they are readdressed when sent, and wait until then); only the serial
+# question does: LuxPower Advanced (guybw/LuxPython_DEV, the most used local
+# integration) addresses every request to it when no inverter serial is
+# configured, so dongles are known to pass it on. Nothing says which serial
+# the reply carries, so this one is never learned from a frame.
 _NOT_YET_KNOWN = "0000000000"
-# Seconds after connecting without the inverter serial before asking for input
-# block 1, whose reply carries it: broadcasts may be minutes apart.
+# Seconds after connecting without the inverter serial before asking for it:
+# broadcasts, which carry it too, may be minutes apart.
 SERIAL_QUESTION_DELAY = 5.0
+# The serial question reads input registers 80-119 (inputs/3): its reply
+# names the inverter in its header and, in registers 115-119, in its values.
+SERIAL_QUESTION_BLOCK = 80
+
+
+def _serial_told_by(frame: lxp.Frame) -> str | None:
+    """The inverter serial ``frame`` tells: its header's, else input registers 115-119's.
+
+    None if it tells none: a header carrying the serial question's stand-in
+    (an inverter might echo the request's serial) is no serial. Only called
+    while the serial is unknown, so decoding the values again costs nothing.
+    """
+    if frame.inverter != _NOT_YET_KNOWN:
+        return frame.inverter
+    if type(frame) is lxp.ReadReply and frame.function == READ_INPUT:
+        serial = decode_inputs(frame.register, frame.values).get("inverter_serial")
+        if isinstance(serial, str) and len(serial) == len(_NOT_YET_KNOWN) \
+                and serial != _NOT_YET_KNOWN:
+            return serial
+    return None
 
 
 class CommandFailed(Exception):
@@ -705,8 +729,10 @@ class Inverter(service.Service):
             return
 
         if self.serial is None:
-            self._learned("serial", frame.inverter)
-        elif frame.inverter != self.serial:
+            serial = _serial_told_by(frame)
+            if serial is not None:
+                self._learned("serial", serial)
+        elif frame.inverter not in (self.serial, _NOT_YET_KNOWN):
             self._foreign_inverter(frame.inverter)
         command = self._current
         if command is not None and _answers(command.request, frame):
@@ -754,11 +780,14 @@ class Inverter(service.Service):
             self._serial_question = self._clock.callLater(
                 SERIAL_QUESTION_DELAY, self._ask_for_serial)
             return
-        self.log.info("{name}: asking for input block 1 to learn the inverter serial",
-                      name=self.name)
-        # Addressed to no inverter in particular: a dongle that insists on the right
-        # serial ignores it, and the next broadcast teaches the serial instead.
-        self._protocol.send(lxp.ReadRequest(READ_INPUT, self.datalog, _NOT_YET_KNOWN, 0, 40))
+        self.log.info(
+            "{name}: asking for input registers 80-119, which carry the inverter serial,"
+            " addressed to inverter {stand_in} (as LuxPower Advanced does without a serial);"
+            " if the dongle does not answer, the serial comes with its next input broadcast,"
+            " within its broadcast interval (2-5 minutes on most units)",
+            name=self.name, stand_in=_NOT_YET_KNOWN)
+        self._protocol.send(lxp.ReadRequest(
+            READ_INPUT, self.datalog, _NOT_YET_KNOWN, SERIAL_QUESTION_BLOCK, 40))
 
     def _cancel_serial_question(self) -> None:
         if self._serial_question is not None and self._serial_question.active():

@@ -2,7 +2,8 @@
 
 Behaves like the real thing (PROTOCOL.md section 8): heartbeats on every
 connection; input broadcasts, and replies to any client's request, go to every
-connected client; requests for another datalog or inverter serial are ignored.
+connected client; requests for another datalog or inverter serial are ignored
+(except inverter serial 0000000000, see ``ANY_INVERTER``).
 Every byte is encoded and decoded by ``octolux.lxp``; the numbers come from a
 ``simulator.plant.Plant``.
 
@@ -60,6 +61,8 @@ from simulator.plant import (
 from simulator.state import StateFileError, read_saved, write_state
 
 DEFAULT_DATALOG_SERIAL = "SIMDL00001"
+# The inverter serial a client without one sends (LuxPower Advanced's default).
+ANY_INVERTER = "0000000000"
 
 ALL_INPUTS_COUNT = 127  # the newer firmware's single broadcast: registers 0-126
 MAX_READ = 40
@@ -540,7 +543,12 @@ class DongleFactory(protocol.Factory):
     def _addressed_to_us(self, request) -> bool:
         if request.datalog != self.config.datalog:
             return False
-        return getattr(request, "inverter", self.config.inverter) == self.config.inverter
+        inverter = getattr(request, "inverter", self.config.inverter)
+        # 0000000000 as well: LuxPower Advanced sends every request to it when it
+        # has no inverter serial, and works, so real dongles answer it. Other
+        # serials are ignored (PROTOCOL.md section 2). The reply names the
+        # inverter, as every reply does.
+        return inverter in (self.config.inverter, ANY_INVERTER)
 
     def _injected_exception(self, request):
         rate = self._faults.exception_rate

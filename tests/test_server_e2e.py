@@ -331,3 +331,21 @@ async def test_a_bridge_that_dials_learns_the_serials_too():
     finally:
         await inverter.stopService()
         await dongle.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_serial_is_asked_for_rather_than_awaited_from_a_broadcast(
+        mosquitto, monkeypatch):
+    monkeypatch.setattr("octolux.inverter.SERIAL_QUESTION_DELAY", 0.2)
+    rig = await bridge(mosquitto, [{"name": "inverter", "datalog": "BA66666666"}])
+    try:
+        # A dongle whose first broadcast is an hour away.
+        dongle = rig.dial(datalog="BA66666666", inverter="IV66666666", seed=9,
+                          interval=3600.0, first_burst_delay=3600.0)
+        assert await rig.command("charge_pct", b"12") == "OK"
+        assert dongle.plant.holding[64] == 12
+        assert rig.inverters["inverter"].serial == "IV66666666"
+        assert rig.logged("asking for input registers 80-119")
+        assert len(rig.logged("put `serial = IV66666666` in")) == 1
+    finally:
+        await rig.stop()

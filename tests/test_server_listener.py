@@ -242,7 +242,10 @@ def test_serials_are_learned_from_the_dongle_and_commands_wait_for_them(caplog_e
     assert sent(transport) == [lxp.Heartbeat(DATALOG_A)]  # the command waits
     rig.clock.advance(SERIAL_QUESTION_DELAY)
     (question,) = sent(transport)
-    assert (question.function, question.register, question.count) == (READ_INPUT, 0, 40)
+    # Registers 80-119 (115-119 are the serial), to inverter 0000000000: what
+    # LuxPower Advanced sends when it has no serial.
+    assert (question.function, question.register, question.count) == (READ_INPUT, 80, 40)
+    assert question.inverter == "0000000000"
     protocol.dataReceived(inputs(DATALOG_A, SERIAL_A))
     assert inverter.serial == SERIAL_A
     (request,) = sent(transport)
@@ -473,3 +476,43 @@ def test_listener_cloud_relays_the_accepted_dongles():
     assert route.cloud is not None and route.cloud_address == "127.0.0.1:6999"
     # Connections are split into frames from their first byte, for the relay.
     assert listener.relays
+
+
+def _block_3(datalog: str, header_serial: str, serial_in_values: str) -> bytes:
+    """A reply for input registers 80-119; registers 115-119 hold ``serial_in_values``."""
+    values = [0] * 40
+    text = serial_in_values.encode("latin-1")
+    for index in range(5):
+        values[35 + index] = text[2 * index] | text[2 * index + 1] << 8
+    return lxp.build(lxp.ReadReply(READ_INPUT, datalog, header_serial, 80, tuple(values)))
+
+
+def test_a_reply_naming_inverter_0000000000_teaches_the_serial_in_its_registers():
+    # Which serial an inverter puts in its reply to a request for 0000000000 is not
+    # known: if it echoes the request's, registers 115-119 still say the real one.
+    rig = Rig((DATALOG_A, None))
+    (inverter,) = rig.inverters
+    protocol, transport = rig.connect()
+    protocol.dataReceived(heartbeat(DATALOG_A))
+    rig.clock.advance(SERIAL_QUESTION_DELAY)
+    sent(transport)
+    protocol.dataReceived(_block_3(DATALOG_A, "0000000000", SERIAL_A))
+    assert inverter.serial == SERIAL_A
+
+
+def test_the_stand_in_serial_is_never_learned():
+    rig = Rig((DATALOG_A, None))
+    (inverter,) = rig.inverters
+    protocol, transport = rig.connect()
+    protocol.dataReceived(heartbeat(DATALOG_A))
+    waiting = inverter.read_hold(21)
+    protocol.dataReceived(inputs(DATALOG_A, "0000000000"))  # no serial in registers 0-39
+    protocol.dataReceived(_block_3(DATALOG_A, "0000000000", "0000000000"))
+    assert inverter.serial is None
+    assert [f for f in sent(transport) if not isinstance(f, lxp.Heartbeat)] == []
+    # The next broadcast names the inverter: the command goes out then.
+    protocol.dataReceived(inputs(DATALOG_A, SERIAL_A))
+    assert inverter.serial == SERIAL_A
+    (request,) = sent(transport)
+    assert (request.inverter, request.register) == (SERIAL_A, 21)
+    waiting.addErrback(lambda _: None)

@@ -135,3 +135,20 @@ async def _next_connection(vendor, old):
             return fresh[0]
         await task.deferLater(reactor, 0.02, lambda: None)
     raise AssertionError("the dongle did not reconnect")
+
+
+@pytest.mark.parametrize(("inverter", "answered"), [("0000000000", True), ("OTHERINV01", False)])
+def test_a_request_to_inverter_0000000000_is_answered_with_the_real_serial(inverter, answered):
+    # As LuxPower Advanced relies on: without a serial it addresses 0000000000.
+    clock, factory, client, transport = connected_dongle(inverter="IV12345678")
+    frames_written(transport)
+    client.dataReceived(lxp.build(lxp.ReadRequest(
+        lxp.DeviceFunction.READ_INPUT, DATALOG, inverter, 80, 40)))
+    replies = [f for f in frames_written(transport) if isinstance(f, lxp.ReadReply)]
+    if not answered:
+        assert replies == []
+        return
+    (reply,) = replies
+    assert (reply.register, reply.inverter) == (80, "IV12345678")
+    serial = lxp.inputs.decode_inputs(80, reply.values)["inverter_serial"]
+    assert serial == "IV12345678"
