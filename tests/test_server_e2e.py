@@ -342,6 +342,9 @@ async def test_the_serial_is_asked_for_rather_than_awaited_from_a_broadcast(
         # A dongle whose first broadcast is an hour away.
         dongle = rig.dial(datalog="BA66666666", inverter="IV66666666", seed=9,
                           interval=3600.0, first_burst_delay=3600.0)
+        # The holding registers are read once the serial is known (and the bridge
+        # is on the broker by then, subscribed to its commands).
+        await rig.probe.next_on(reactor, rig.topic("hold/64"), timeout=TIMEOUT)
         assert await rig.command("charge_pct", b"12") == "OK"
         assert dongle.plant.holding[64] == 12
         assert rig.inverters["inverter"].serial == "IV66666666"
