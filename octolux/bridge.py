@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from octolux.commands import COMMANDS, PayloadError, Topics, describe_payload
 from octolux.inverter import CommandFailed
 from octolux.mqtt import OFFLINE, ONLINE, Message
+from octolux.registers import RegisterValues
 from octolux.settings import SETTING_REGISTERS, decode_settings
 
 OK = "OK"
@@ -72,7 +73,7 @@ class InverterBridge:
         self.topics = topics
         # [lxp] set_hold_any_register: cmd/set_hold may write registers not known to be writable.
         self.any_register = any_register
-        self._registers: dict[int, int] = {}  # every holding register value seen
+        self._registers = RegisterValues()  # every holding register value seen
         self._settings: str | None = None  # the settings JSON last published
         # The last results, newest last, and who wants to hear of each (the page).
         self.recent_results: collections.deque[CommandResult] = collections.deque(

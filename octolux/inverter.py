@@ -41,6 +41,7 @@ from octolux import lxp
 from octolux.lxp.holding import with_bit
 from octolux.lxp.inputs import decode_inputs, split_blocks
 from octolux.protocol import FailureReportingEndpoint, LxpFactory, LxpProtocol, failure_phrase
+from octolux.registers import RegisterValues
 
 READ_HOLD = lxp.DeviceFunction.READ_HOLD
 READ_INPUT = lxp.DeviceFunction.READ_INPUT
@@ -223,7 +224,8 @@ class Inverter(service.Service):
 
         self.connected = False
         self.latest_inputs: dict[str, Any] = {}
-        self.registers: dict[int, int] = {}
+        # Compact: a dict of 240 values costs ~9 KiB, 90 MB for a fleet of 10,000.
+        self.registers = RegisterValues()
 
         self._observers: list[InverterObserver] = []
         self._queue: collections.deque[_Command] = collections.deque()
@@ -253,7 +255,7 @@ class Inverter(service.Service):
 
     connected: bool  # is the TCP connection up right now?
     latest_inputs: dict[str, Any]  # every named input value seen, merged
-    registers: dict[int, int]  # latest known value of every holding register seen
+    registers: RegisterValues  # latest known value of every holding register seen
 
     def add_observer(self, observer: InverterObserver) -> None:
         """Tell ``observer`` of everything the inverter reports from now on."""
