@@ -39,6 +39,9 @@ RECONNECT_MAX_DELAY = 30  # ... up to this
 # (paho's default): a fleet's input bursts, or its holding registers read on
 # connecting, outrun 20 in flight, and the queue would fill while connected.
 MAX_QUEUED_MESSAGES = 1000
+# ... or this many per inverter, if more: 10,000 inverters connecting at once
+# have their connection state and first inputs on the way together.
+QUEUED_PER_INVERTER = 5
 # Messages dropped because that queue is full are reported once in this many seconds.
 DROP_REPORT_INTERVAL = 60.0
 
@@ -82,8 +85,10 @@ class MqttService(service.Service):
         *,
         reactor,
         status_topic: str,
+        inverters: int = 1,  # how many inverters publish through it: sizes the queue
     ):
         self.config = config
+        self.max_queued = max(MAX_QUEUED_MESSAGES, QUEUED_PER_INVERTER * inverters)
         self._reactor = reactor
         self._status_topic = status_topic
         self._client: paho.Client | None = None
@@ -156,7 +161,7 @@ class MqttService(service.Service):
             "MQTT: dropped {count} message(s), {limit} already waiting for broker {address}"
             " (the last: {topic})",
             count=self._dropped,
-            limit=MAX_QUEUED_MESSAGES,
+            limit=self.max_queued,
             address=self.config.address,
             topic=topic,
         )
@@ -207,8 +212,8 @@ class MqttService(service.Service):
             client.tls_set_context(ssl.create_default_context(cafile=config.ca_file))
         client.will_set(self._status_topic, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)
-        client.max_queued_messages_set(MAX_QUEUED_MESSAGES)
-        client.max_inflight_messages_set(MAX_QUEUED_MESSAGES)
+        client.max_queued_messages_set(self.max_queued)
+        client.max_inflight_messages_set(self.max_queued)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

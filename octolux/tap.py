@@ -128,7 +128,8 @@ def build_service(config: Config, reactor) -> OctoluxService:
         log.info("No [mqtt] uri in the configuration: MQTT is off")
     else:
         mqtt = MqttService(
-            config.mqtt, reactor=reactor, status_topic=Topics(config.mqtt.prefix).status
+            config.mqtt, reactor=reactor, status_topic=Topics(config.mqtt.prefix).status,
+            inverters=len(config.inverters),
         )
     history = None
     if config.history is not None:

@@ -285,3 +285,12 @@ def test_messages_dropped_on_a_full_queue_are_reported_once_a_minute():
         "MQTT: dropped 60 message(s), 1000 already waiting for broker 127.0.0.1:1"
         " (the last: t/inputs/120)",
     ]
+
+
+def test_the_queue_for_the_broker_grows_with_the_fleet():
+    def service(inverters):
+        return MqttService(MqttConfig(host="127.0.0.1", port=1), reactor=_CallNow(),
+                           status_topic="t/status", inverters=inverters)
+
+    assert service(1).max_queued == service(200).max_queued == 1000
+    assert service(10_000).max_queued == 50_000

@@ -116,6 +116,7 @@ def test_services_with_mqtt_and_two_inverters(tmp_path):
     children = list(top)
     assert [type(child) for child in children] == [ApiService, MqttService, Inverter, Inverter]
     mqtt = children[1]
+    assert mqtt.max_queued == 1000  # QoS 1 messages waiting for the broker, at most
     # One subscription covers every inverter's commands.
     assert mqtt._topic_filters == ("home/+/cmd/#",)
     assert [child.name for child in children[2:]] == ["main", "garage"]
