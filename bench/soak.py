@@ -113,12 +113,16 @@ class _Recorder:
 
 
 def expected_request(name: str, payload: bytes) -> Expected | None:
-    """What ``cmd/<name> payload`` asks of the inverter; None if the bridge must refuse it."""
-    command = COMMANDS.get(name)
-    if command is None:
+    """What ``cmd/<name> payload`` asks of the inverter; None if the bridge must refuse it.
+
+    ``name`` may carry the command's argument: ``set_hold/66``.
+    """
+    head, _, argument = name.partition("/")
+    command = COMMANDS.get(head)
+    if command is None or (command.argument is None) != (argument == ""):
         return None
     try:
-        value = command.parse(payload)
+        value = command.parse(payload, argument) if argument else command.parse(payload)
     except PayloadError:
         return None
     return command.run(_Recorder(), value)
@@ -160,10 +164,17 @@ BAD_BOOLS = (b"  ", b"\xff\xfe", b"x" * 100, b"on\x07")
 BAD_READ_HOLD = (b"70000", b"x", b" ", b"-1", b"21.0")
 REFUSED_READ_HOLD = (b"240", b"300", b"1000")  # valid payloads; the inverter says ILLEGAL_ADDRESS
 BAD_READ_INPUT = (b"0", b"5", b"one", b"\t")
-UNKNOWN_COMMANDS = ("bogus", "set_everything")
+UNKNOWN_COMMANDS = ("bogus", "set_everything", "set_hold/abc")
+# set_hold on a register no other command here writes (AC charge power, 0-100 %),
+# and on one it must refuse (read-only).
+SET_HOLD = "set_hold/66"
+SET_HOLD_REFUSED = "set_hold/0"
+BAD_SET_HOLD = (b"70000", b"-1", b"x", b"6 6")
 # How often each name is picked (among those with no command outstanding).
-NAME_WEIGHTS = {**{name: 1.0 for name in BOOLS + PERCENTS + ("read_hold", "read_input")},
-                **{name: 0.2 for name in UNKNOWN_COMMANDS}}
+NAME_WEIGHTS = {
+    **{name: 1.0 for name in BOOLS + PERCENTS + ("read_hold", "read_input", SET_HOLD)},
+    **{name: 0.2 for name in UNKNOWN_COMMANDS + (SET_HOLD_REFUSED,)},
+}
 INVALID_SHARE = 0.2  # of the commands to known names
 
 
@@ -190,14 +201,16 @@ class CommandMaker:
     def _payload(self, name: str) -> bytes:
         chance = self.chance
         invalid = chance.random() < INVALID_SHARE
-        if name in UNKNOWN_COMMANDS:
+        if name in UNKNOWN_COMMANDS or name == SET_HOLD_REFUSED:
             return chance.choice((b"on", b"50", b"x"))
+        if name == SET_HOLD and invalid:
+            return chance.choice(BAD_SET_HOLD)
         if name in BOOLS:
             if invalid:
                 return chance.choice(BAD_BOOLS)
             return chance.choice(TRUE_WORDS + FALSE_WORDS).encode()
-        if name in PERCENTS:
-            if invalid:
+        if name in PERCENTS or name == SET_HOLD:
+            if invalid and name != SET_HOLD:
                 return chance.choice(BAD_PERCENTS)
             values = self._percents.get(name)
             if not values:
@@ -296,7 +309,7 @@ class Received:
 # -- the logs ------------------------------------------------------------------------
 
 COMMAND_LINE = re.compile(
-    r"\] (?P<topic>\S+/cmd/(?P<name>[^/\s]+)) (?P<shown>.*?)"
+    r"\] (?P<topic>\S+/cmd/\S+) (?P<shown>.*?)"
     r"(?:(?P<running>: running)| -> (?P<result>OK|FAIL)(?: \((?P<why>.*)\))?)$"
 )
 SENDING = re.compile(r"\] \S+: sending (?P<hex>[0-9a-f]+)$")
@@ -359,11 +372,13 @@ class BridgeLog:
             self._sent(bytes.fromhex(match["hex"]), index, now)
             return
         match = COMMAND_LINE.search(line)
-        if match and match["topic"] == self.soak.topic("cmd", match["name"]):
+        head = self.soak.topic("cmd", "")
+        if match and match["topic"].startswith(head):
+            name = match["topic"][len(head):]
             if match["running"]:
-                self._running(match["name"], match["shown"], index, now)
+                self._running(name, match["shown"], index, now)
             else:
-                self._result(match["name"], match["shown"], index, now, match["result"],
+                self._result(name, match["shown"], index, now, match["result"],
                              match["why"] or "")
 
     def _find(self, name: str, shown: str, unanswered) -> Sent | None:
@@ -484,7 +499,7 @@ class SoakClient:
             self._events.append((time.monotonic(), *event))
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        client.subscribe([(f"{self.prefix}/result/+", 1), (f"{self.prefix}/status", 1)])
+        client.subscribe([(f"{self.prefix}/result/#", 1), (f"{self.prefix}/status", 1)])
         self._event("connected")
 
     def _on_message(self, client, userdata, message) -> None:
@@ -583,6 +598,9 @@ class Soak:
         self.bridge_alive_at_end = False
         self.bridge_stop_seconds = 0.0
         self.bridge_exit = None
+        self.started = time.monotonic()
+        # What the soak's client saw, for a look afterwards; closed by stop().
+        self.mqtt_log = open(workdir / "mqtt.log", "w")  # noqa: SIM115
 
     def topic(self, kind: str, name: str) -> str:
         return f"{self.prefix}/{kind}/{name}"
@@ -635,6 +653,7 @@ class Soak:
             command.spans_broker_restart = True
         self.soak_faults["broker restarts"] += 1
         self.broker_down_until = now + self.chance.uniform(*BROKER_DOWN)
+        print(f"{now - self.started:.3f} broker stopped", file=self.mqtt_log)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -652,6 +671,7 @@ class Soak:
 
     def handle_events(self) -> None:
         for at, kind, *rest in self.client.events():
+            print(f"{at - self.started:.3f} {kind} {rest}", file=self.mqtt_log)
             if kind == "connected":
                 self.client_ready = False
             elif kind == "subscribed":
@@ -672,7 +692,7 @@ class Soak:
             if payload == b"online" and not retained and at >= self.broker_started:
                 self.set_bridge_ready(at)
             return
-        name = topic.rpartition("/")[2]
+        name = topic.removeprefix(self.topic("result", ""))
         result = payload.decode("utf-8", "replace")
         command = self.outstanding.get(name)
         if command is not None:
@@ -753,7 +773,7 @@ class Soak:
               flush=True)
 
         chance = self.chance
-        start = time.monotonic()
+        start = self.started = time.monotonic()
         end = start + args.seconds
         next_command = start
         next_simulator = start + chance.uniform(0.7, 1.3) * args.simulator_every
@@ -829,6 +849,7 @@ class Soak:
             self.client.close()
         if self.broker is not None:
             self.broker.stop()
+        self.mqtt_log.close()
         if self.bridge is not None and self.simulator is not None:
             self.read_logs()
 
@@ -868,6 +889,7 @@ def figures(soak: Soak) -> dict:
     fail_reasons: collections.Counter[str] = collections.Counter()
     problems: list[str] = []
     explained: collections.Counter[str] = collections.Counter()
+    notes: list[str] = []
     for command in acked:
         results = [result for _, result in command.results]
         label = f"#{command.number} {command.name} {command.shown!r}"
@@ -877,8 +899,12 @@ def figures(soak: Soak) -> dict:
             if command.spans_broker_restart and command.bridge_running is None \
                     and command.bridge_result is None:
                 explained["lost by the broker restart (never reached the bridge)"] += 1
+                notes.append(f"never reached the bridge (broker restart): {label}")
             elif command.spans_broker_restart and command.bridge_result is not None:
                 explained["result lost across a broker restart"] += 1
+                notes.append(f"result lost across a broker restart: {label}, published "
+                             f"{command.published - soak.started:.2f} s, bridge result "
+                             f"{command.bridge_result[1] - soak.started:.2f} s")
             else:
                 outcome["missing"] += 1
                 problems.append(f"no result for {label} (bridge log: running line "
@@ -1005,6 +1031,7 @@ def figures(soak: Soak) -> dict:
         "results on no command": soak.unexpected_results[:10],
         "invariants": invariants,
         "problems": problems[:50],
+        "notes": notes[:50],
     }
 
 
@@ -1026,6 +1053,10 @@ def report(summary: dict) -> None:
     print("invariants:")
     for name, held in summary["invariants"].items():
         print(f"  {'ok    ' if held else 'BROKEN'} {name}")
+    if summary["notes"]:
+        print("notes:")
+        for line in summary["notes"]:
+            print(f"  {line}")
     if summary["problems"]:
         print("problems:")
         for line in summary["problems"]:
