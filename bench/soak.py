@@ -355,6 +355,7 @@ class BridgeLog:
         self.broker_connected_at: float | None = None
 
     def feed(self, line: str, now: float) -> None:
+        """One log line, read at ``now``."""
         self.lines += 1
         self.bytes += len(line) + 1
         index = self.lines
@@ -438,6 +439,7 @@ class SimulatorLog:
         self.profile: dict[str, object] = {}
 
     def feed(self, line: str, now: float) -> None:
+        """One log line, read at ``now``."""
         if TRACEBACK.search(line):
             self.tracebacks.append(line)
         match = REQUEST.search(line)
@@ -503,7 +505,8 @@ class SoakClient:
         self._event("connected")
 
     def _on_message(self, client, userdata, message) -> None:
-        self._event("message", message.topic, bytes(message.payload), bool(message.retain))
+        self._event("message", message.topic, bytes(message.payload), bool(message.retain),
+                    bool(message.dup))
 
     def events(self) -> list[tuple]:
         """Everything that happened since the last call, in order."""
@@ -516,6 +519,7 @@ class SoakClient:
         return self.client.publish(topic, payload, qos=1).mid
 
     def close(self) -> None:
+        """Disconnect and stop paho's thread."""
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -603,11 +607,13 @@ class Soak:
         self.mqtt_log = open(workdir / "mqtt.log", "w")  # noqa: SIM115
 
     def topic(self, kind: str, name: str) -> str:
+        """``<prefix>/<kind>/<name>``."""
         return f"{self.prefix}/{kind}/{name}"
 
     # -- processes -------------------------------------------------------------------
 
     def start_simulator(self) -> None:
+        """Start the simulator with the next fault profile, on the same port as before."""
         name, options = self.profiles[self.runs % len(self.profiles)]
         self.runs += 1
         now = time.monotonic()
@@ -625,28 +631,33 @@ class Soak:
         ], self.workdir)
 
     def stop_simulator(self) -> None:
+        """Stop the simulator (thawed first) and read its log to the end."""
         self.thaw()
         self.simulator.stop()
         self.read_logs()
 
     def freeze(self, now: float) -> None:
+        """SIGSTOP the simulator: a dongle that stops reading its socket."""
         os.kill(self.simulator.pid, signal.SIGSTOP)
         self.frozen_until = now + self.args.freeze_factor * self.timeout
         self.soak_faults["simulator frozen (SIGSTOP)"] += 1
 
     def thaw(self) -> None:
+        """SIGCONT the simulator if it is frozen."""
         if self.frozen_until is not None:
             self.frozen_until = None
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.simulator.pid, signal.SIGCONT)
 
     def start_broker(self) -> None:
+        """Start mosquitto on its port; the bridge is not ready until it is back on it."""
         self.broker_runs += 1
         self.broker = start_broker(self.workdir, self.broker_port, self.broker_runs)
         self.broker_started = time.monotonic()
         self.bridge_ready = False
 
     def stop_broker(self, now: float) -> None:
+        """Stop mosquitto for a while; commands waiting now span the restart."""
         self.broker.stop()
         self.client_ready = self.bridge_ready = False
         for command in self.outstanding.values():
@@ -658,18 +669,21 @@ class Soak:
     # -- the loop -------------------------------------------------------------------------
 
     def read_logs(self) -> None:
+        """Read what the bridge and the simulator logged since the last look."""
         now = time.monotonic()
         for line in self.bridge.new_lines():
             self.bridge_log.feed(line, now)
         # Should the fresh "online" be missed (the broker lost the soak's session), the
         # bridge's own "Connected" line, a second old, says it has subscribed too.
         connected = self.bridge_log.broker_connected_at
-        if connected is not None and self.broker_started <= connected < now - SUBSCRIBED_AFTER:
+        if (self.broker_down_until is None and connected is not None
+                and self.broker_started <= connected < now - SUBSCRIBED_AFTER):
             self.set_bridge_ready(now)
         for line in self.simulator.new_lines():
             self.simulator_log.feed(line, now)
 
     def handle_events(self) -> None:
+        """Apply what the soak's MQTT client saw since the last look."""
         for at, kind, *rest in self.client.events():
             print(f"{at - self.started:.3f} {kind} {rest}", file=self.mqtt_log)
             if kind == "connected":
@@ -685,7 +699,9 @@ class Soak:
             elif kind == "message":
                 self.message(at, *rest)
 
-    def message(self, at: float, topic: str, payload: bytes, retained: bool) -> None:
+    def message(self, at: float, topic: str, payload: bytes, retained: bool,
+                duplicate: bool) -> None:
+        """A status or result message: the bridge is ready, or a command has its result."""
         if topic == f"{self.prefix}/status":
             # A fresh "online" (not a replayed retained one) since the broker started:
             # the bridge has re-subscribed, commands reach it again.
@@ -694,6 +710,8 @@ class Soak:
             return
         name = topic.removeprefix(self.topic("result", ""))
         result = payload.decode("utf-8", "replace")
+        if duplicate:
+            result += " (DUP)"  # a QoS 1 retransmission, marked as such by its sender
         command = self.outstanding.get(name)
         if command is not None:
             command.results.append((at, result))
@@ -708,12 +726,14 @@ class Soak:
             self.unexpected_results.append(f"{topic} {result}")
 
     def set_bridge_ready(self, at: float) -> None:
+        """The bridge is back on the broker: results still due get their time from now."""
         if not self.bridge_ready:
             for command in self.outstanding.values():
                 command.deadline = max(command.deadline, at + self.timeout + RESULT_GRACE)
         self.bridge_ready = True
 
     def expire(self, now: float) -> None:
+        """Mark commands past their deadline missing; free their name after QUARANTINE."""
         for name, command in list(self.outstanding.items()):
             if not command.missing and now > command.deadline:
                 command.missing = True
@@ -722,6 +742,7 @@ class Soak:
                 del self.outstanding[name]
 
     def send_command(self, now: float) -> None:
+        """Publish the next command, on a name with none outstanding."""
         free = [name for name in NAME_WEIGHTS
                 if name not in self.outstanding and self.free_at.get(name, 0) <= now]
         if not free:
@@ -738,6 +759,7 @@ class Soak:
         self.by_mid[command.mid] = command
 
     def check_alive(self) -> None:
+        """Raise if a process that should be running has exited."""
         self.bridge.check_alive()
         if self.frozen_until is None:
             self.simulator.check_alive()
@@ -745,6 +767,7 @@ class Soak:
             self.broker.check_alive()
 
     def wait_ready(self, what: str) -> None:
+        """Until the soak's client and the bridge are both on the broker."""
         deadline = time.monotonic() + READY_TIMEOUT
         while not (self.client_ready and self.bridge_ready):
             if time.monotonic() > deadline:
@@ -756,6 +779,7 @@ class Soak:
             time.sleep(POLL)
 
     def run(self) -> None:
+        """Start everything, run the schedule for --seconds, then drain the results due."""
         args = self.args
         self.start_broker()
         self.client = SoakClient(self.broker_port, self.prefix)
@@ -891,7 +915,7 @@ def figures(soak: Soak) -> dict:
     explained: collections.Counter[str] = collections.Counter()
     notes: list[str] = []
     for command in acked:
-        results = [result for _, result in command.results]
+        results = [result.removesuffix(" (DUP)") for _, result in command.results]
         label = f"#{command.number} {command.name} {command.shown!r}"
         if len(results) == 1:
             outcome[results[0]] += 1
@@ -912,6 +936,9 @@ def figures(soak: Soak) -> dict:
         else:
             if command.spans_broker_restart and command.bridge_extra_results == 0:
                 explained["duplicate redelivered across a broker restart"] += 1
+                notes.append(f"redelivered across a broker restart: {label}: "
+                             f"{[result for _, result in command.results]}, the bridge "
+                             f"logged one")
             else:
                 outcome["duplicates"] += 1
                 problems.append(f"{len(results)} results {results} for {label}")
@@ -927,8 +954,9 @@ def figures(soak: Soak) -> dict:
         collections.Counter)
     for command in acked:
         if command.expected is not None and len(command.results) == 1:
-            by_profile[command.profile][command.results[0][1]] += 1
-    bad_ok = [c for c in acked if c.expected is None and ("OK" in (r for _, r in c.results))]
+            by_profile[command.profile][command.results[0][1].removesuffix(" (DUP)")] += 1
+    bad_ok = [c for c in acked if c.expected is None
+              and any(result.startswith("OK") for _, result in c.results)]
     for command in bad_ok:
         problems.append(f"bad payload answered OK: #{command.number} {command.name} "
                         f"{command.shown!r}")
