@@ -22,7 +22,6 @@ from octolux.bridge import InverterBridge
 from octolux.commands import COMMANDS, PayloadError, Topics
 from octolux.config import ConfigError, HomeAssistantConfig, MqttConfig, parse_config
 from octolux.homeassistant import (
-    MODELS,
     Device,
     DiscoveryRecord,
     HomeAssistantDiscovery,
@@ -30,13 +29,12 @@ from octolux.homeassistant import (
     discovery_config,
     discovery_messages,
     entity_table,
-    firmware,
     inverter_entities,
     main,
-    model,
     render,
 )
 from octolux.lxp import inputs
+from octolux.lxp.holding import MODELS, firmware, model
 from octolux.mqtt import Message, MqttService
 from octolux.settings import SETTINGS, decode_settings
 from simulator.plant import default_holding
