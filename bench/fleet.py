@@ -1,16 +1,19 @@
 """Fleet: what one bridge process costs per dongle, serving N simulated dongles at once.
 
 Starts, as real subprocesses on 127.0.0.1, a private mosquitto, ``twistd
-lxp-simulator --count N --port 0`` (every dongle on a free port, read back from
-its log) and ``twistd octolux`` with a generated config.ini of N ``[lxp dI]``
-sections. A paho subscriber here counts ``<prefix>/+/inputs/+``; then it reads
-the bridge's CPU seconds (/proc/PID/stat) over a measured window, its RSS, and
-the round trip of a few ``cmd/discharge_pct`` commands. The same is measured
-first with a small fleet (``--baseline-count``), in the same run, so the
-per-dongle figures can be compared: a ratio near 1 means the cost is linear.
+lxp-simulator --count K --port 0`` (every dongle on a free port, read back from
+its log; as many simulator processes as the open-file limit needs) and
+``twistd octolux`` with a generated config.ini of N ``[lxp dI]`` sections. A
+paho subscriber here counts ``<prefix>/+/inputs/+``; then it reads the bridge's
+CPU seconds (/proc/PID/stat) over a measured window, its RSS, and the round trip
+of a few ``cmd/discharge_pct`` commands, with mosquitto's default
+``set_tcp_nodelay false`` and then, the broker restarted, with ``true``. The
+same is measured first with a small fleet (``--baseline-count``), in the same
+run, so the per-dongle figures can be compared: a ratio near 1 means the cost
+is linear.
 
-    .venv/bin/python bench/fleet.py                        # 10, then 1000 dongles
-    .venv/bin/python bench/fleet.py --count 50 --seconds 20
+    .venv/bin/python bench/fleet.py                 # 100, then 10,000 dongles, 2-minute interval
+    .venv/bin/python bench/fleet.py --count 1000 --interval 20 --seconds 40
     .venv/bin/python bench/fleet.py --count 2000 --interval 30 --keep
 
 Each dongle sends 3 input frames every ``--interval`` seconds, so the bridge
@@ -42,6 +45,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 HOST = "127.0.0.1"
+NODELAY_SETTINGS = ("false", "true")  # mosquitto's set_tcp_nodelay: its default first
 TICKS = os.sysconf("SC_CLK_TCK")
 FD_MARGIN = 100  # descriptors beyond the sockets: logs, the reactor's own, paho's
 COMMAND_TIMEOUT = 15.0  # seconds per command round trip; the bridge's own limit is 10 s
@@ -50,9 +54,17 @@ POLL = 0.1  # seconds between looks at logs and counters
 
 LISTENING = re.compile(r"dongle (\S+) \(inverter (\S+)\) listening on [\d.]+:(\d+)")
 CONNECTED = re.compile(r"\] (\S+): connected to ")
+BRIDGE_MQTT_CONNECTED = re.compile(r"Connected to MQTT broker")
+RETAINED_COUNT = "$SYS/broker/retained messages/count"
+RETAINED_PER_INVERTER = 240 + 2  # hold/0-239, settings, connection
+SETTLE = 5.0  # seconds over which the bridge must be quiet before the window opens ...
+SETTLED = 0.2  # ... using less than this share of a core
 TROUBLE = re.compile(
     r"#(warn|error|critical)\]|Traceback|Unhandled|: connection to .* lost|cannot connect"
+    r"|no reply within"
 )
+# The broker restarts on purpose, between the two round-trip measurements.
+EXPECTED = re.compile(r"Lost MQTT broker .*; reconnecting|Cannot reach MQTT broker")
 SIMULATOR_TROUBLE = re.compile(r"#(warn|error|critical)\]|Traceback|Unhandled")
 # mosquitto drops messages for a client whose queue is full, and says so.
 BROKER_TROUBLE = re.compile(r"(?i)dropp|error|warning|exceeded")
@@ -155,20 +167,22 @@ class Child:
         return time.monotonic() - begun
 
 
-def start_mosquitto(workdir: Path) -> tuple[Child, int]:
-    """A private broker on a free port, waited for until it accepts connections."""
+def start_mosquitto(workdir: Path, port: int | None = None,
+                    nodelay: str = NODELAY_SETTINGS[0]) -> tuple[Child, int]:
+    """A private broker on ``port`` (default: a free one), waited for until it accepts."""
     executable = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
     if executable is None:
         raise SystemExit("mosquitto is not installed (run scripts/setup-env.sh)")
-    port = free_port()
-    conf = workdir / "mosquitto.conf"
+    port = free_port() if port is None else port
+    conf = workdir / f"mosquitto-nodelay-{nodelay}.conf"
     # Generous queues: a burst of thousands of QoS 0 messages must reach the
     # subscriber here, not be dropped by the broker on its behalf.
     conf.write_text(
         f"listener {port} {HOST}\nallow_anonymous true\npersistence false\n"
-        "max_queued_messages 1000000\nmax_queued_bytes 0\n"
+        f"max_queued_messages 1000000\nmax_queued_bytes 0\nset_tcp_nodelay {nodelay}\n"
+        "sys_interval 2\n"
     )
-    broker = Child.spawn("mosquitto", [executable, "-c", str(conf)], workdir)
+    broker = Child.spawn(f"mosquitto-nodelay-{nodelay}", [executable, "-c", str(conf)], workdir)
     deadline = time.monotonic() + 10
     while True:
         broker.check_alive()
@@ -216,16 +230,34 @@ class Subscriber:
             protocol=paho.MQTTv311,
         )
         self.client.on_message = self._on_message
+        self.retained = 0  # the broker's count of retained messages ($SYS, every 2 s)
         # paho leaves Nagle on: a command published right after the PUBACK of the
         # previous result would wait for the broker's delayed ACK, adding the
         # benchmark's own ~40 ms to the round trip it measures.
         self.client.on_socket_open = _no_delay
-        connected = threading.Event()
-        self.client.on_connect = lambda *_: connected.set()
+        self.connections = 0  # how many times it has connected (the broker restarts)
+        self._connected = threading.Condition(self._lock)
+        self.client.on_connect = self._on_connect
+        self.client.reconnect_delay_set(0.2, 1)
         self.client.connect(HOST, port)
         self.client.loop_start()
-        if not connected.wait(10):
-            raise RuntimeError("the benchmark's MQTT client could not connect")
+        self.wait_connections(1)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._lock:
+            prefix = self.prefix
+        client.subscribe(RETAINED_COUNT)
+        if prefix:  # a restarted broker knows nothing of the subscriptions
+            client.subscribe([(f"{prefix}/+/inputs/+", 0), (f"{prefix}/+/result/+", 1)])
+        with self._lock:
+            self.connections += 1
+            self._connected.notify_all()
+
+    def wait_connections(self, count: int, timeout: float = 20.0) -> None:
+        """Until the client has connected ``count`` times."""
+        with self._lock:
+            if not self._connected.wait_for(lambda: self.connections >= count, timeout):
+                raise RuntimeError("the benchmark's MQTT client could not connect")
 
     def watch(self, prefix: str) -> None:
         """Forget what was counted; count ``<prefix>/+/inputs/+`` and results from now on."""
@@ -243,6 +275,9 @@ class Subscriber:
             raise RuntimeError("no SUBACK from the broker")
 
     def _on_message(self, client, userdata, message) -> None:
+        if message.topic == RETAINED_COUNT:
+            self.retained = int(message.payload)
+            return
         now = time.monotonic()
         parts = message.topic.split("/")
         if len(parts) != 4 or parts[0] != self.prefix:
@@ -302,6 +337,7 @@ class Phase:
     all_connected: float | None = None  # seconds from spawn to N "connected to" lines
     connected: int = 0
     all_inputs: float | None = None  # seconds from spawn to inputs from every inverter
+    settle: float = 0.0  # seconds from then until the start-up work was over
     with_inputs: int = 0
     window: float = 0.0
     messages: int = 0
@@ -315,7 +351,7 @@ class Phase:
     hwm_kib: int = 0
     commands_ok: int = 0
     commands: int = 0
-    rtts: list[float] = attrs.Factory(list)
+    rtts: dict[str, list[float]] = attrs.Factory(dict)  # by the broker's set_tcp_nodelay
     bridge_stop: float = 0.0
     trouble: list[str] = attrs.Factory(list)
 
@@ -331,45 +367,98 @@ class Phase:
         )
 
 
-def run_phase(count: int, args, broker: Child, broker_port: int, subscriber: Subscriber,
+def run_phase(count: int, args, mosquitto: Broker, subscriber: Subscriber,
               workdir: Path) -> Phase:
-    """Simulator and bridge for ``count`` dongles: measure, then stop both."""
+    """Simulators and bridge for ``count`` dongles: measure, then stop them."""
     phase = Phase(count)
     prefix = f"fleet{count}"
     here = workdir / prefix
     here.mkdir()
+    if mosquitto.used:  # a fresh broker: no retained messages of the phase before
+        connections = subscriber.connections
+        mosquitto.restart(NODELAY_SETTINGS[0])
+        subscriber.wait_connections(connections + 1)
+    mosquitto.used = True
     subscriber.watch(prefix)
-    simulator = bridge = None
+    simulators: list[Child] = []
+    bridge = None
     try:
-        simulator = Child.spawn("simulator", twistd() + [
-            "-n", "--pidfile=", "-l", "-", "lxp-simulator", "--count", str(count), "--port", "0",
-            "--interval", f"{args.interval:g}", "--burst-gap", f"{args.burst_gap:g}",
-            "--heartbeat", f"{args.heartbeat:g}", "--seed", "1",
-        ], here)
-        dongles = wait_for_dongles(simulator, count, args.ready_timeout)
+        sizes = split(count, args.simulators)
+        for index, size in enumerate(sizes):
+            first = sum(sizes[:index]) + 1  # serials number on across the simulators
+            simulators.append(Child.spawn(f"simulator{index}", twistd() + [
+                "-n", "--pidfile=", "-l", "-", "lxp-simulator", "--count", str(size),
+                "--port", "0", "--datalog", f"FD{first:08d}", "--serial", f"FS{first:08d}",
+                "--interval", f"{args.interval:g}", "--burst-gap", f"{args.burst_gap:g}",
+                "--heartbeat", f"{args.heartbeat:g}", "--seed", "1",
+            ], here))
+        dongles = []
+        for simulator, size in zip(simulators, sizes, strict=True):
+            dongles += wait_for_dongles(simulator, size, args.ready_timeout)
         config = here / "config.ini"
         # The silence timeout well above the broadcast interval, as a real site would set it.
         config.write_text(
-            bridge_config(dongles, broker_port, prefix, max(900.0, 10 * args.interval))
+            bridge_config(sorted(dongles), mosquitto.port, prefix, max(900.0, 10 * args.interval))
         )
         bridge = Child.spawn("bridge", twistd() + [
             "-n", "--pidfile=", "-l", "-", "octolux", "-c", str(config),
         ], here)
-        wait_until_ready(phase, bridge, simulator, subscriber, args.ready_timeout)
-        measure(phase, args, bridge, simulator, broker, subscriber)
-        run_commands(phase, args, bridge, subscriber)
+        wait_until_ready(phase, bridge, simulators, subscriber, args.ready_timeout)
+        measure(phase, args, bridge, simulators, mosquitto.child, subscriber)
+        # Round trips with mosquitto's default, then restarted with the other
+        # setting: every inverter then publishes its registers again (paced),
+        # which takes minutes with a big fleet, so only up to --restart-max.
+        run_commands(phase, args, bridge, subscriber, NODELAY_SETTINGS[0])
+        if count <= args.restart_max:
+            bridge.new_lines()  # from here on, look for the reconnection
+            connections = subscriber.connections
+            mosquitto.restart(NODELAY_SETTINGS[1])
+            wait_for_reconnection(bridge, subscriber, connections)
+            settle(args, bridge, simulators)
+            run_commands(phase, args, bridge, subscriber, NODELAY_SETTINGS[1])
     finally:
         if bridge is not None:
             phase.bridge_stop = bridge.stop()
             phase.trouble += trouble_lines(bridge, TROUBLE)
-        if simulator is not None:
+        for simulator in simulators:
             simulator.stop()
             phase.trouble += trouble_lines(simulator, SIMULATOR_TROUBLE)
     return phase
 
 
+def split(count: int, parts: int) -> list[int]:
+    """``count`` dongles shared out over ``parts`` simulators, as evenly as can be."""
+    return [count // parts + (1 if index < count % parts else 0) for index in range(parts)]
+
+
+@attrs.define
+class Broker:
+    """The private mosquitto, restartable on its port with the other ``set_tcp_nodelay``."""
+
+    workdir: Path
+    child: Child = attrs.field(init=False)
+    port: int = attrs.field(init=False)
+    nodelay: str = NODELAY_SETTINGS[0]
+    trouble: list[str] = attrs.Factory(list)
+    used: bool = False  # has a phase run on it?
+
+    def __attrs_post_init__(self):
+        self.child, self.port = start_mosquitto(self.workdir, nodelay=self.nodelay)
+
+    def restart(self, nodelay: str) -> None:
+        """Stop the broker and start it again on the same port with ``set_tcp_nodelay``."""
+        self.stop()
+        self.nodelay = nodelay
+        self.child, _ = start_mosquitto(self.workdir, self.port, nodelay)
+
+    def stop(self) -> None:
+        """Stop it, keeping what its log says went wrong."""
+        self.child.stop()
+        self.trouble += trouble_lines(self.child, BROKER_TROUBLE)
+
+
 def wait_for_dongles(simulator: Child, count: int, timeout: float) -> list[tuple[str, str, int]]:
-    """(datalog, inverter serial, port) of each dongle, in --count order, from the log."""
+    """(datalog, inverter serial, port) of each dongle, from the log."""
     dongles = []
     deadline = time.monotonic() + timeout
     while len(dongles) < count:
@@ -384,18 +473,17 @@ def wait_for_dongles(simulator: Child, count: int, timeout: float) -> list[tuple
             if match:
                 dongles.append((match[1], match[2], int(match[3])))
         time.sleep(POLL)
-    # The serials number on in --count order; sort so that d0 is SIMDL00001.
-    return sorted(dongles)
+    return dongles
 
 
-def wait_until_ready(phase: Phase, bridge: Child, simulator: Child, subscriber: Subscriber,
-                     timeout: float) -> None:
+def wait_until_ready(phase: Phase, bridge: Child, simulators: list[Child],
+                     subscriber: Subscriber, timeout: float) -> None:
     """Until every inverter is connected and has published inputs, or ``timeout`` passes."""
     connected: set[str] = set()
     deadline = bridge.started + timeout
     while True:
-        bridge.check_alive()
-        simulator.check_alive()
+        for child in (bridge, *simulators):
+            child.check_alive()
         now = time.monotonic()
         for line in bridge.new_lines():
             match = CONNECTED.search(line)
@@ -422,25 +510,36 @@ def wait_until_ready(phase: Phase, bridge: Child, simulator: Child, subscriber: 
     phase.with_inputs = subscriber.connected_inverters()
 
 
-def measure(phase: Phase, args, bridge: Child, simulator: Child, broker: Child,
+def measure(phase: Phase, args, bridge: Child, simulators: list[Child], broker: Child,
             subscriber: Subscriber) -> None:
     """CPU and messages over the window of ``--seconds``; memory at its end.
 
-    The window opens half an interval after the last first burst: every dongle's
-    bursts are then mid-way between its edges, so none is cut in two and a
-    window of whole intervals holds exactly 3 messages per dongle per interval.
+    The window opens once the start-up work is over: the bridge reads every
+    inverter's holding registers on connecting (paced) and publishes them
+    retained, so when the broker holds them all, and the bridge has then used
+    less than SETTLED of a core for SETTLE seconds (or after ``--settle-timeout``).
+    Every dongle bursts once an interval, so a window of whole intervals holds
+    exactly 3 messages a dongle per interval, wherever it starts.
     """
-    children = (bridge, simulator, broker)
-    wait_alive(time.monotonic() + args.interval / 2, bridge, simulator)
-    before = [child.cpu_seconds() for child in children]
+    began = time.monotonic()
+    deadline = began + args.settle_timeout
+    while subscriber.retained < RETAINED_PER_INVERTER * phase.count:
+        if time.monotonic() > deadline:
+            print(f"  {subscriber.retained} retained messages after {args.settle_timeout:g} s,"
+                  f" expected {RETAINED_PER_INVERTER * phase.count}; measuring anyway")
+            break
+        wait_alive(time.monotonic() + 1, bridge, *simulators)
+    settle(args, bridge, simulators)
+    phase.settle = time.monotonic() - began
+    before = (bridge.cpu_seconds(), [c.cpu_seconds() for c in simulators], broker.cpu_seconds())
     start = time.monotonic()
-    wait_alive(start + args.seconds, bridge, simulator)
-    after = [child.cpu_seconds() for child in children]
+    wait_alive(start + args.seconds, bridge, *simulators)
+    after = (bridge.cpu_seconds(), [c.cpu_seconds() for c in simulators], broker.cpu_seconds())
     stopped = time.monotonic()
     phase.window = stopped - start
-    phase.bridge_cpu, phase.simulator_cpu, phase.broker_cpu = (
-        b - a for a, b in zip(before, after, strict=True)
-    )
+    phase.bridge_cpu = after[0] - before[0]
+    phase.simulator_cpu = sum(after[1]) - sum(before[1])
+    phase.broker_cpu = after[2] - before[2]
     phase.rss_kib, phase.hwm_kib = bridge.memory_kib()
     names = subscriber.arrivals_between(start, stopped)
     phase.messages = len(names)
@@ -450,6 +549,21 @@ def measure(phase: Phase, args, bridge: Child, simulator: Child, broker: Child,
         per[name] = per.get(name, 0) + 1
     phase.silent = sum(1 for n in per.values() if n == 0)
     phase.per_inverter = (min(per.values()), max(per.values()))
+
+
+def settle(args, bridge: Child, simulators: list[Child]) -> float:
+    """Until the bridge has used less than SETTLED of a core for SETTLE s; the seconds it took."""
+    began = time.monotonic()
+    deadline = began + args.settle_timeout
+    while True:
+        used = bridge.cpu_seconds()
+        wait_alive(time.monotonic() + SETTLE, bridge, *simulators)
+        if (bridge.cpu_seconds() - used) / SETTLE < SETTLED:
+            break
+        if time.monotonic() > deadline:
+            print(f"  the bridge still busy after {args.settle_timeout:g} s; measuring anyway")
+            break
+    return time.monotonic() - began
 
 
 def wait_alive(until: float, *children: Child) -> None:
@@ -463,9 +577,22 @@ def wait_alive(until: float, *children: Child) -> None:
         time.sleep(min(1.0, left))
 
 
-def run_commands(phase: Phase, args, bridge: Child, subscriber: Subscriber) -> None:
+def wait_for_reconnection(bridge: Child, subscriber: Subscriber, connections: int) -> None:
+    """After a broker restart: until the bridge and the subscriber here are back."""
+    subscriber.wait_connections(connections + 1)
+    deadline = time.monotonic() + 30
+    while not any(BRIDGE_MQTT_CONNECTED.search(line) for line in bridge.new_lines()):
+        bridge.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError("the bridge did not reconnect to the restarted broker")
+        time.sleep(POLL)
+    time.sleep(1.0)  # the SUBSCRIBEs, sent just before that line, reach the broker
+
+
+def run_commands(phase: Phase, args, bridge: Child, subscriber: Subscriber, setting: str) -> None:
     """``cmd/discharge_pct`` to a sample spread over the fleet, one at a time."""
     sample = min(args.commands, phase.count)
+    rtts = phase.rtts.setdefault(setting, [])
     for k in range(sample):
         bridge.check_alive()
         index = k * phase.count // sample
@@ -473,7 +600,7 @@ def run_commands(phase: Phase, args, bridge: Child, subscriber: Subscriber) -> N
         phase.commands += 1
         if result == b"OK":
             phase.commands_ok += 1
-            phase.rtts.append(rtt)
+            rtts.append(rtt)
         else:
             shown = "no result" if result is None else result.decode(errors="replace")
             phase.trouble.append(f"cmd/discharge_pct to d{index}: {shown} after {rtt:.1f} s")
@@ -483,7 +610,7 @@ def trouble_lines(child: Child, pattern: re.Pattern, limit: int = 8) -> list[str
     """The lines of ``child``'s whole log that match ``pattern``, at most ``limit`` of them."""
     found = []
     for line in child.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if pattern.search(line):
+        if pattern.search(line) and not EXPECTED.search(line):
             found.append(f"{child.name}: {line}")
     if len(found) > limit:
         found = found[:limit] + [f"{child.name}: ... and {len(found) - limit} more such lines"]
@@ -506,6 +633,7 @@ def report(phases: list[Phase], args) -> None:
         ("bridge start to all connected", lambda p: seconds(p.all_connected)),
         ("bridge start to inputs from all", lambda p: seconds(p.all_inputs)),
         ("connected / with inputs", lambda p: f"{p.connected} / {p.with_inputs}"),
+        ("then until start-up work was over", lambda p: seconds(p.settle)),
         ("window", lambda p: seconds(p.window)),
         ("input messages in window", lambda p: f"{p.messages} (expected ~{p.expected:.0f})"),
         ("  per second, delivered", lambda p: f"{p.messages / p.window:.1f}"),
@@ -521,7 +649,8 @@ def report(phases: list[Phase], args) -> None:
         ("bridge CPU per input message", lambda p: f"{cpu_per_message(p):.3f} ms"),
         ("bridge RSS per dongle", lambda p: f"{p.rss_kib / p.count:.0f} KiB"),
         ("commands OK", lambda p: f"{p.commands_ok} / {p.commands}"),
-        ("command round trip, median (max)", lambda p: rtt_text(p.rtts)),
+        *((f"command round trip, nodelay {setting}", lambda p, s=setting: rtt_text(p.rtts.get(s)))
+          for setting in NODELAY_SETTINGS),
         ("bridge stop (SIGTERM to exit)", lambda p: f"{1000 * p.bridge_stop:.0f} ms"),
     ]
     width = max(len(label) for label, _ in rows) + 2
@@ -571,7 +700,7 @@ def ratio(large: float, small: float) -> str:
     return f"{large / small:.2f}" if small else "- (baseline too small to measure)"
 
 
-def rtt_text(rtts: list[float]) -> str:
+def rtt_text(rtts: list[float] | None) -> str:
     """Median and maximum round trip in milliseconds."""
     if not rtts:
         return "-"
@@ -581,40 +710,55 @@ def rtt_text(rtts: list[float]) -> str:
 # -- the run ----------------------------------------------------------------------
 
 
-def usable_count(count: int) -> int:
-    """``count``, or fewer if the descriptor limit cannot hold the simulator's 2 per dongle."""
+def plan(count: int) -> tuple[int, int]:
+    """(dongles, simulator processes) that the open-file limit allows for ``count`` dongles.
+
+    The bridge holds a socket per dongle; a simulator two (listening and
+    accepted), so several simulator processes share a big fleet. The soft limit
+    is raised to the hard one (the children inherit it); only root can raise
+    the hard limit (``ulimit -Hn``).
+    """
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the children inherit it
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    # The simulator holds a listening and an accepted socket per dongle.
-    fitting = (limit - FD_MARGIN) // 2
-    if count > fitting:
-        print(f"open-file limit {limit} fits only {fitting} dongles (2 sockets each in the "
-              f"simulator, plus {FD_MARGIN}): --count {count} reduced to {fitting}; raise "
-              f"the hard limit (ulimit -Hn) to run more")
-        return fitting
-    return count
+    if count > limit - FD_MARGIN:
+        print(f"open-file limit {limit} fits only {limit - FD_MARGIN} dongles in the bridge "
+              f"(one socket each, plus {FD_MARGIN}): --count {count} reduced; raise the hard "
+              f"limit (ulimit -Hn) to run more")
+        count = limit - FD_MARGIN
+    per_simulator = (limit - FD_MARGIN) // 2
+    return count, -(-count // per_simulator)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, run the baseline and the fleet, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=1000, help="dongles in the fleet")
-    parser.add_argument("--baseline-count", type=int, default=10,
+    parser.add_argument("--count", type=int, default=10000, help="dongles in the fleet")
+    parser.add_argument("--baseline-count", type=int, default=100,
                         help="dongles in the baseline measured first (0: none)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="measured window")
-    parser.add_argument("--interval", type=float, default=20.0, help="seconds between bursts")
-    parser.add_argument("--burst-gap", type=float, default=0.2)
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="measured window (default: one interval)")
+    parser.add_argument("--interval", type=float, default=120.0,
+                        help="seconds between bursts (real dongles: 120)")
+    parser.add_argument("--burst-gap", type=float, default=1.0,
+                        help="seconds between the 3 frames of a burst (real dongles: about 1)")
     parser.add_argument("--heartbeat", type=float, default=60.0)
     parser.add_argument("--commands", type=int, default=20, help="command round trips")
-    parser.add_argument("--ready-timeout", type=float, default=120.0,
+    parser.add_argument("--restart-max", type=int, default=1000,
+                        help="largest fleet whose round trip is also measured with the broker "
+                        "restarted with set_tcp_nodelay true")
+    parser.add_argument("--settle-timeout", type=float, default=900.0,
+                        help="seconds to wait for the start-up work to end before measuring")
+    parser.add_argument("--ready-timeout", type=float, default=300.0,
                         help="seconds for the fleet to connect before measuring anyway")
     parser.add_argument("--keep", action="store_true", help="keep the logs and configs")
     args = parser.parse_args(argv)
     # Topics carry the inverter's name only with more than one inverter.
     if args.count < 2 or args.baseline_count == 1:
         parser.error("fleets need at least 2 dongles (--baseline-count 0 for no baseline)")
-    count = usable_count(args.count)
+    if args.seconds is None:
+        args.seconds = args.interval
+    count, args.simulators = plan(args.count)
     sizes = ([args.baseline_count] if 0 < args.baseline_count < count else []) + [count]
 
     workdir = Path(tempfile.mkdtemp(prefix="octolux-fleet-"))
@@ -622,16 +766,16 @@ def main(argv: list[str] | None = None) -> int:
     phases: list[Phase] = []
     broker = subscriber = None
     try:
-        broker, broker_port = start_mosquitto(workdir)
-        subscriber = Subscriber(broker_port)
+        broker = Broker(workdir)
+        subscriber = Subscriber(broker.port)
         for size in sizes:
             print(f"{size} dongles: starting (window {args.seconds:g} s) ...", flush=True)
-            phases.append(run_phase(size, args, broker, broker_port, subscriber, workdir))
-        broker_trouble = trouble_lines(broker, BROKER_TROUBLE)
+            phases.append(run_phase(size, args, broker, subscriber, workdir))
+        broker.stop()
         report(phases, args)
-        for line in broker_trouble:
+        for line in broker.trouble:
             print("  " + line)
-        keep = keep or bool(broker_trouble) or not all(phase.healthy for phase in phases)
+        keep = keep or bool(broker.trouble) or not all(phase.healthy for phase in phases)
     except RuntimeError as error:
         keep = True
         print(f"benchmark failed: {error}")
@@ -643,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
         if subscriber is not None:
             subscriber.close()
         if broker is not None:
-            broker.stop()
+            broker.child.stop()
         if keep:
             print(f"\nlogs and configs kept in {workdir}")
         else:
