@@ -17,9 +17,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 # Register values a second for the bridge as a whole: 10,000 inverters' 240
-# registers in 8 minutes, at about a fifth of a core, and without a backlog in
-# paho's queue (at 10,000 a second one built up: 20 MB that stayed); a burst of
-# 1,000 lets the first few inverters through at once.
+# registers in about 8 minutes (at 10,000 a second, bench/fleet.py's bridge came
+# out of its start-up 35 MiB bigger); a burst of 1,000 lets one inverter, or a
+# few, through at once.
 BULK_RATE = 5_000.0
 BULK_BURST = 1_000.0
 
