@@ -223,6 +223,7 @@ class Inverter(service.Service):
         self._retry_policy = backoffPolicy() if retry_policy is None else retry_policy
 
         self.connected = False
+        self._unknown_functions: set[int] = set()  # tcp functions logged at info, this connection
         self.latest_inputs: dict[str, Any] = {}
         # Compact: a dict of 240 values costs ~9 KiB, 90 MB for a fleet of 10,000.
         self.registers = RegisterValues()
@@ -636,6 +637,7 @@ class Inverter(service.Service):
             replaced.abort(f"replaced by a new connection from {protocol.peer}")
         self._protocol = protocol
         self._peer = protocol.peer
+        self._unknown_functions = set()
         self._was_connected = True
         self._connected_at = self._clock.seconds()
         self._last_loss = None
@@ -718,11 +720,18 @@ class Inverter(service.Service):
                 self._protocol.send(lxp.Heartbeat(frame.datalog))
             return
         elif kind is lxp.UnknownFrame:
-            self.log.info(
-                "{name}: ignored a frame with unknown tcp function {function} ({length} bytes)",
+            # Once per function and connection at info: a dongle repeating a
+            # new kind of frame (or corrupting its function byte) must not
+            # flood the log, as bad frames may not.
+            first = frame.tcp_function not in self._unknown_functions
+            self._unknown_functions.add(frame.tcp_function)
+            (self.log.info if first else self.log.debug)(
+                "{name}: ignored a frame with unknown tcp function {function} ({length} bytes)"
+                "{again}",
                 name=self.name,
                 function=frame.tcp_function,
                 length=len(frame.payload),
+                again="" if first else " (again)",
             )
             return
         elif kind is not lxp.ExceptionReply:

@@ -462,6 +462,17 @@ def test_unrelated_traffic_changes_nothing_and_keeps_the_connection(harness, lin
     assert set(result_of(done)) == {12, 13, 14}
 
 
+def test_frames_of_an_unknown_function_are_logged_once_per_function(harness, link):
+    with capturedLogs() as events:
+        link.receive(*[lxp.UnknownFrame(0xC7, DATALOG, b"\x00\x01")] * 1000,
+                     lxp.UnknownFrame(0xC9, DATALOG, b"\x05\x00"))
+    lines = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.info
+             and "unknown tcp function" in formatEvent(e)]
+    assert len(lines) == 2
+    assert "function 199" in lines[0] and "function 201" in lines[1]
+    assert not link.transport.disconnecting
+
+
 def test_bad_bytes_between_frames_do_not_drop_the_connection(harness, link):
     done = harness.inverter.read_hold(21)
     corrupt = bytearray(lxp.build(hold_reply(21, 1)))
