@@ -57,6 +57,10 @@ broker_port="$(free_port)"
 dongle_port="$(free_port)"
 # The OS may hand out the port it just gave (and took back): two ports, not one.
 while [ "$dongle_port" = "$broker_port" ]; do dongle_port="$(free_port)"; done
+page_port="$(free_port)"
+while [ "$page_port" = "$broker_port" ] || [ "$page_port" = "$dongle_port" ]; do
+    page_port="$(free_port)"
+done
 datalog=DEMODL0001
 serial=DEMOINV001
 
@@ -90,7 +94,11 @@ uri = mqtt://127.0.0.1:$broker_port
 
 [server]
 listen_host = 127.0.0.1
-port = 0
+port = $page_port
+control = yes
+
+[history]
+path = $work/history.sqlite
 
 [homeassistant]
 enabled = yes
@@ -106,6 +114,8 @@ demo: the inverter broadcasts every 10 s; live MQTT traffic follows. Try, in ano
       mosquitto_pub -p $broker_port -t octolux/cmd/discharge_pct -m 50
       mosquitto_pub -p $broker_port -t octolux/cmd/ac_charge -m on
       mosquitto_sub -p $broker_port -t 'homeassistant/#' -v    # Home Assistant discovery
+demo: the bridge's page (live values, settings, charts from the history, controls):
+      http://127.0.0.1:$page_port/
 demo: in 15 s this script sends cmd/ac_charge on by itself, to show a command's round trip.
 EOF
 
