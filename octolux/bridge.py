@@ -51,9 +51,14 @@ class Publisher(Protocol):
         """Send one message."""
 
 
+# Built once: json.dumps with any option builds a new encoder per call, and
+# this runs for every input message (30,000 a minute with 10,000 dongles).
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def to_json(values: dict[str, Any]) -> str:
     """A JSON object as MQ.md shows it: compact, keys in their table order."""
-    return json.dumps(values, separators=(",", ":"))
+    return _COMPACT_JSON.encode(values)
 
 
 class InverterBridge:
