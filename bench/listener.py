@@ -28,8 +28,8 @@ from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 
 from octolux import lxp
-from octolux.inverter import Inverter
-from octolux.listener import DongleListener, Route
+from octolux.device.inverter import Inverter
+from octolux.device.listener import DongleListener, Route
 
 
 def datalog(index: int) -> str:

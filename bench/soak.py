@@ -63,7 +63,7 @@ from fleet import HOST, Child, twistd  # noqa: E402
 from support import free_port  # noqa: E402
 
 from octolux import lxp  # noqa: E402
-from octolux.commands import COMMANDS, PayloadError, describe_payload  # noqa: E402
+from octolux.device.commands import COMMANDS, PayloadError, describe_payload  # noqa: E402
 
 POLL = 0.02  # seconds between looks at the logs, the MQTT events and the schedule
 DATALOG = "SIMDL00001"
@@ -96,7 +96,7 @@ class _Recorder:
     """Stands in for ``Inverter``: a command run against it says which request it makes.
 
     So the soak knows each command's register, bit or value from
-    ``octolux.commands`` itself, without a copy of the command table.
+    ``octolux.device.commands`` itself, without a copy of the command table.
     """
 
     def set_bit(self, register, bit, on):

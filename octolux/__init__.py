@@ -1,3 +1,18 @@
-"""octolux: bridge a LuxPower inverter's WiFi datalogger to MQTT."""
+"""octolux: bridge a LuxPower inverter's WiFi datalogger to MQTT.
+
+The packages are layers; each may import only the layers listed before it
+(``tests/test_layers.py`` fails otherwise):
+
+- ``lxp``: the wire format. Pure: frames, CRC, stream framing, register maps.
+- ``config``: ``config.ini`` read into frozen attrs classes, with the defaults.
+- ``net``: Twisted at the wire's edge: the LXP protocol, bad-frame log, endpoints.
+- ``device``: the inverter (connection, requests, register store), commands,
+  settings, clock, server mode and the cloud relay.
+- ``history``, ``mqtt``: the outputs of the device layer.
+- ``homeassistant`` (on MQTT) and ``web`` (on history): outputs built on outputs.
+- ``service``: the wiring (``makeService``); nothing imports it.
+
+docs/architecture.md draws the data path through them.
+"""
 
 __version__ = "0.1.0"

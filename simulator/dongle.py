@@ -49,7 +49,7 @@ from octolux.lxp import holding
 from octolux.lxp.describe import describe
 from octolux.lxp.frames import PREFIX, REQUESTS
 from octolux.lxp.inputs import BLOCK_SIZE
-from octolux.protocol import BadFrameLog
+from octolux.net.badframes import BadFrameLog
 from simulator.plant import (
     DEFAULT_INVERTER_SERIAL,
     INPUT_REGISTER_COUNT,

@@ -12,11 +12,11 @@ import pytest
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 
-from octolux.bridge import CommandRouter, InverterBridge
-from octolux.commands import Topics
-from octolux.inverter import CommandFailed
+from octolux.device.commands import Topics
+from octolux.device.inverter import CommandFailed
 from octolux.lxp.inputs import BLOCK_KEYS
-from octolux.mqtt import Message
+from octolux.mqtt.bridge import CommandRouter, InverterBridge
+from octolux.mqtt.client import Message
 
 
 class FakeInverter:

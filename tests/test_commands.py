@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from octolux.commands import (
+from octolux.device.commands import (
     COMMANDS,
     PayloadError,
     Topics,
@@ -17,8 +17,8 @@ from octolux.commands import (
     parse_register,
     parse_set_hold,
 )
+from octolux.device.settings import SETTINGS
 from octolux.lxp import holding
-from octolux.settings import SETTINGS
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from octolux.config import (
+from octolux.config.ini import (
     COMMAND_TIMEOUT,
     NO_DATA_TIMEOUT,
     Config,

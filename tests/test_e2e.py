@@ -18,8 +18,8 @@ from twisted.internet import protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from octolux import lxp
-from octolux.config import Config, InverterConfig, MqttConfig, ServerConfig
-from octolux.tap import build_service
+from octolux.config.ini import Config, InverterConfig, MqttConfig, ServerConfig
+from octolux.service.tap import build_service
 from simulator.dongle import start_simulator
 
 # Seconds: more than the bridge's first reconnection delay (1.5 s plus up to

@@ -19,8 +19,8 @@ from twisted.internet import reactor, task
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 
-from octolux.config import ServerConfig
-from octolux.history import (
+from octolux.config.ini import ServerConfig
+from octolux.history.store import (
     CONNECTED,
     HistoryService,
     HistoryWriter,
@@ -33,7 +33,7 @@ from octolux.history import (
     parse_time,
     query_from_arguments,
 )
-from octolux.web import ApiService, api_root
+from octolux.web.api import ApiService, api_root
 
 T0 = 1_764_500_000.0  # 2025-11-30 10:53:20 UTC
 
@@ -304,7 +304,7 @@ async def test_stopping_writes_what_is_waiting(tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_a_database_that_never_comes_back_cannot_hold_up_the_stop(tmp_path, monkeypatch):
-    monkeypatch.setattr("octolux.history.STOP_TIMEOUT", 0.2)
+    monkeypatch.setattr("octolux.history.store.STOP_TIMEOUT", 0.2)
     store = BreakableStore(str(tmp_path / "h.sqlite"))
     store.broken.set()
     writer = HistoryWriter(store, reactor, retry_delays=[0.05])
@@ -406,9 +406,9 @@ async def test_without_history_the_route_says_how_to_get_one():
 
 @pytest_twisted.ensureDeferred
 async def test_the_bridge_records_the_simulator_into_sqlite(tmp_path):
-    from octolux.config import Config, HistoryConfig, InverterConfig
-    from octolux.inverter import Inverter
-    from octolux.tap import build_service
+    from octolux.config.ini import Config, HistoryConfig, InverterConfig
+    from octolux.device.inverter import Inverter
+    from octolux.service.tap import build_service
     from simulator.dongle import start_simulator
 
     dongle = await start_simulator(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from octolux.config import (
+from octolux.config.ini import (
     HISTORY_MAX_SIZE,
     ConfigError,
     HistoryConfig,

@@ -18,11 +18,11 @@ from postgres_support import PostgresCluster
 from twisted.internet import reactor, threads
 from twisted.logger import capturedLogs, formatEvent
 
-from octolux.config import Config, HistoryConfig, InverterConfig, MqttConfig, ServerConfig
-from octolux.history import HistoryService, PostgresStore, Query, Sample
-from octolux.inverter import Inverter
-from octolux.tap import build_service
-from octolux.web import ApiService
+from octolux.config.ini import Config, HistoryConfig, InverterConfig, MqttConfig, ServerConfig
+from octolux.device.inverter import Inverter
+from octolux.history.store import HistoryService, PostgresStore, Query, Sample
+from octolux.service.tap import build_service
+from octolux.web.api import ApiService
 from simulator.dongle import start_simulator
 
 T0 = 1_764_500_000.0
@@ -74,7 +74,7 @@ def test_the_password_is_masked_in_the_description(postgres):
 async def test_the_database_going_away_and_coming_back_costs_nothing(
     postgres, mosquitto, monkeypatch
 ):
-    monkeypatch.setattr("octolux.history.RETRY_DELAYS", (0.2,))
+    monkeypatch.setattr("octolux.history.store.RETRY_DELAYS", (0.2,))
     dongle = await start_simulator(
         reactor, interval=0.5, burst_gap=0.02, first_burst_delay=0.05, seed=5
     ).addTimeout(5, reactor)

@@ -18,13 +18,18 @@ from ha_support import HomeAssistant
 from twisted.internet import reactor, task
 
 from octolux import lxp
-from octolux.commands import Topics
-from octolux.config import Config, HomeAssistantConfig, InverterConfig, MqttConfig, ServerConfig
-from octolux.homeassistant import Device, config_topic, discovery_config, inverter_entities
+from octolux.config.ini import Config, HomeAssistantConfig, InverterConfig, MqttConfig, ServerConfig
+from octolux.device.commands import Topics
+from octolux.device.settings import SETTINGS, format_time_slot
+from octolux.homeassistant.discovery import (
+    Device,
+    config_topic,
+    discovery_config,
+    inverter_entities,
+)
 from octolux.lxp.holding import decode_time
 from octolux.lxp.inputs import STATUS_TEXTS, to_signed16
-from octolux.settings import SETTINGS, format_time_slot
-from octolux.tap import build_service
+from octolux.service.tap import build_service
 from simulator.dongle import start_simulator
 
 HA_PREFIX = "ha-e2e"  # discovery prefix: its own, on the session's shared broker

@@ -18,10 +18,10 @@ from e2e_support import MqttProbe
 from twisted.internet import reactor
 from twisted.logger import capturedLogs, formatEvent
 
-from octolux.bridge import InverterBridge
-from octolux.commands import COMMANDS, PayloadError, Topics
-from octolux.config import ConfigError, HomeAssistantConfig, MqttConfig, parse_config
-from octolux.homeassistant import (
+from octolux.config.ini import ConfigError, HomeAssistantConfig, MqttConfig, parse_config
+from octolux.device.commands import COMMANDS, PayloadError, Topics
+from octolux.device.settings import SETTINGS, decode_settings
+from octolux.homeassistant.discovery import (
     Device,
     DiscoveryRecord,
     HomeAssistantDiscovery,
@@ -35,8 +35,8 @@ from octolux.homeassistant import (
 )
 from octolux.lxp import inputs
 from octolux.lxp.holding import MODELS, firmware, model
-from octolux.mqtt import Message, MqttService
-from octolux.settings import SETTINGS, decode_settings
+from octolux.mqtt.bridge import InverterBridge
+from octolux.mqtt.client import Message, MqttService
 from simulator.plant import default_holding
 
 # The units Home Assistant accepts for each device class used here (its
@@ -233,7 +233,7 @@ def test_the_entity_list_is_current():
     assert main(["--nonsense"]) == 2
     docs = Path(__file__).resolve().parent.parent / "docs" / "homeassistant.md"
     assert docs.read_text() == render(), (
-        "docs/homeassistant.md is stale: .venv/bin/python -m octolux.homeassistant --list"
+        "docs/homeassistant.md is stale: .venv/bin/python -m octolux.homeassistant.discovery --list"
         " > docs/homeassistant.md")
 
 
@@ -545,7 +545,7 @@ async def test_connect_handlers_run_on_every_broker_connection(mosquitto):
 def _subscriptions(text: str) -> tuple[str, ...]:
     from twisted.internet.testing import MemoryReactorClock
 
-    from octolux.tap import build_service
+    from octolux.service.tap import build_service
 
     top = build_service(parse_config(text), reactor=MemoryReactorClock())
     mqtt = next(child for child in top if isinstance(child, MqttService))

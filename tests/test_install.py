@@ -84,7 +84,7 @@ def test_the_installed_package_carries_no_plugin_cache(installed):
 def test_the_installed_package_carries_the_page(installed):
     venv, _ = installed
     site = next((venv / "lib").glob("python*/site-packages"))
-    static = site / "octolux" / "static"
+    static = site / "octolux" / "web" / "static"
     assert {"index.html", "app.js", "style.css"} <= {p.name for p in static.iterdir()}
-    source = ROOT / "octolux" / "static" / "app.js"
+    source = ROOT / "octolux" / "web" / "static" / "app.js"
     assert (static / "app.js").read_bytes() == source.read_bytes()

@@ -24,11 +24,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from vectors import frame_bytes
 
 from octolux import lxp
-from octolux.bridge import InverterBridge
-from octolux.commands import Topics
-from octolux.inverter import SEND_MARGIN, CommandFailed, Inverter
+from octolux.device.commands import Topics
+from octolux.device.inverter import SEND_MARGIN, CommandFailed, Inverter
 from octolux.lxp.inputs import BLOCK_KEYS
-from octolux.mqtt import Message
+from octolux.mqtt.bridge import InverterBridge
+from octolux.mqtt.client import Message
 
 DATALOG = "2222222222"  # the serials of the captured frames in tests/data
 SERIAL = "5555555555"

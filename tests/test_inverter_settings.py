@@ -26,7 +26,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.logger import capturedLogs, formatEvent
 
 from octolux import lxp
-from octolux.inverter import HOLDING_BLOCKS, READ_ONLY_REASON
+from octolux.device.inverter import HOLDING_BLOCKS, READ_ONLY_REASON
 
 CLOCK_VALUES = (26 | 11 << 8, 30 | 12 << 8, 34 | 56 << 8)  # 2026-11-30 12:34:56
 

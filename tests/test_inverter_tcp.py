@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from vectors import frame_bytes
 
 from octolux import lxp
-from octolux.inverter import Inverter
+from octolux.device.inverter import Inverter
 
 DATALOG = "2222222222"
 SERIAL = "5555555555"

@@ -11,9 +11,9 @@ from paho.mqtt.enums import MQTTErrorCode
 from twisted.internet import reactor
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 
-from octolux.config import MqttConfig
-from octolux.logging import set_level
-from octolux.mqtt import Message, MqttService
+from octolux.config.ini import MqttConfig
+from octolux.mqtt.client import Message, MqttService
+from octolux.net.logging import set_level
 
 _prefixes = itertools.count()
 

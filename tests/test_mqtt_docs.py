@@ -2,17 +2,18 @@
 
 import pathlib
 
-from octolux import mqtt_docs
-from octolux.commands import COMMANDS
+from octolux.device.commands import COMMANDS
+from octolux.device.settings import SETTINGS
 from octolux.lxp.inputs import FIELDS
-from octolux.settings import SETTINGS
+from octolux.service import mqtt_docs
 
 DOCS = pathlib.Path(__file__).parent.parent / "docs" / "mqtt.md"
 
 
 def test_docs_mqtt_md_is_up_to_date():
     assert DOCS.read_text() == mqtt_docs.render(), (
-        "docs/mqtt.md is out of date: run `.venv/bin/python -m octolux.mqtt_docs > docs/mqtt.md`"
+        "docs/mqtt.md is out of date: run"
+        " `.venv/bin/python -m octolux.service.mqtt_docs > docs/mqtt.md`"
     )
 
 

@@ -17,8 +17,8 @@ from support import free_port
 from twisted.internet import reactor, task
 from twisted.logger import capturedLogs, formatEvent
 
-from octolux.config import MqttConfig
-from octolux.mqtt import MqttService
+from octolux.config.ini import MqttConfig
+from octolux.mqtt.client import MqttService
 
 _prefixes = itertools.count()
 

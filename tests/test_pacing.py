@@ -6,7 +6,7 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from octolux.pacing import Pacer
+from octolux.device.pacing import Pacer
 
 _case = SynchronousTestCase()
 

@@ -17,12 +17,12 @@ from twisted.internet.task import Clock
 from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 
-from octolux.bridge import InverterBridge
-from octolux.commands import Topics
-from octolux.config import ServerConfig
-from octolux.mqtt import Message
-from octolux.page import LiveInverter, Page
-from octolux.web import EVENT_DELAY, KEEPALIVE, ApiService, api_root
+from octolux.config.ini import ServerConfig
+from octolux.device.commands import Topics
+from octolux.mqtt.bridge import InverterBridge
+from octolux.mqtt.client import Message
+from octolux.web.api import EVENT_DELAY, KEEPALIVE, ApiService, api_root
+from octolux.web.page import LiveInverter, Page
 
 
 class FakeInverter:
@@ -96,7 +96,7 @@ async def test_the_page_and_its_files_are_served(site):
         assert response.headers.getRawHeaders(b"content-type")[0].startswith(kind)
     response, _ = await get(reactor, site["url"] + "/static/")
     assert response.code == 404  # no listing
-    response, _ = await get(reactor, site["url"] + "/static/../octolux/web.py")
+    response, _ = await get(reactor, site["url"] + "/static/../api.py")
     assert response.code == 404
 
 
@@ -197,7 +197,7 @@ async def test_what_the_command_endpoint_refuses(site, body, headers, code, erro
 
 
 def test_the_bridge_keeps_only_the_last_results():
-    from octolux.bridge import RECENT_RESULTS
+    from octolux.mqtt.bridge import RECENT_RESULTS
 
     bridge = InverterBridge(FakeInverter(), Published(), Topics("octolux"))
     clock = Clock()
@@ -218,7 +218,7 @@ def test_the_bridge_keeps_only_the_last_results():
     (b"LOCALHOST", "localhost"), (b"evil.example:4346", "evil.example"), (b"[::1]", "::1"),
 ])
 def test_host_names_without_their_port(host, name):
-    from octolux.web import _host_name
+    from octolux.web.api import _host_name
 
     assert _host_name(host) == name
 
@@ -227,8 +227,8 @@ def test_host_names_without_their_port(host, name):
     ("127.0.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False), ("::", False),
 ])
 def test_only_a_loopback_page_insists_on_loopback_names(listen_host, local_only):
-    from octolux.config import Config, InverterConfig
-    from octolux.tap import build_service
+    from octolux.config.ini import Config, InverterConfig
+    from octolux.service.tap import build_service
 
     config = Config(
         inverters=(InverterConfig(name="inverter", host="127.0.0.1", port=1,
@@ -239,8 +239,8 @@ def test_only_a_loopback_page_insists_on_loopback_names(listen_host, local_only)
 
 
 def test_without_mqtt_the_page_still_commands_through_a_bridge():
-    from octolux.config import Config, InverterConfig
-    from octolux.tap import build_service
+    from octolux.config.ini import Config, InverterConfig
+    from octolux.service.tap import build_service
 
     def page_of(control):
         config = Config(

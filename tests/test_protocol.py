@@ -15,13 +15,9 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from octolux import lxp
-from octolux.protocol import (
-    BAD_FRAME_LINES,
-    BAD_FRAME_SUMMARY_INTERVAL,
-    LxpFactory,
-    LxpProtocol,
-    describe_peer,
-)
+from octolux.net.badframes import BAD_FRAME_LINES, BAD_FRAME_SUMMARY_INTERVAL
+from octolux.net.endpoints import describe_peer
+from octolux.net.protocol import LxpFactory, LxpProtocol
 
 DATALOG = "2222222222"
 SERIAL = "5555555555"
@@ -307,7 +303,7 @@ def test_describe_peer():
 @pytest.fixture
 def debug_level():
     """Switch the process-wide log level to debug for one test."""
-    from octolux import logging as octolux_logging
+    from octolux.net import logging as octolux_logging
 
     before = octolux_logging.levels.level
     octolux_logging.set_level("debug")

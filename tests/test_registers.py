@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from octolux.registers import RegisterValues
+from octolux.device.registers import RegisterValues
 
 registers = st.integers(min_value=0, max_value=0xFFFF)
 values = st.integers(min_value=0, max_value=0xFFFF)

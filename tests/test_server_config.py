@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from octolux.config import ConfigError, ListenerConfig, parse_config
+from octolux.config.ini import ConfigError, ListenerConfig, parse_config
 
 
 def test_listen_replaces_host_and_defaults_to_the_vendor_port():

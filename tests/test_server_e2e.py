@@ -19,11 +19,11 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.web.client import Agent
 
 from octolux import lxp
-from octolux.config import Config, InverterConfig, ListenerConfig, MqttConfig, ServerConfig
-from octolux.inverter import Inverter
-from octolux.listener import FLOOD_BYTES, DongleListener
-from octolux.tap import build_service
-from octolux.web import ApiService
+from octolux.config.ini import Config, InverterConfig, ListenerConfig, MqttConfig, ServerConfig
+from octolux.device.inverter import Inverter
+from octolux.device.listener import FLOOD_BYTES, DongleListener
+from octolux.service.tap import build_service
+from octolux.web.api import ApiService
 from simulator.dialer import start_dialing_simulator
 from simulator.vendor import FakeVendorServer
 
@@ -336,7 +336,7 @@ async def test_a_bridge_that_dials_learns_the_serials_too():
 @pytest_twisted.ensureDeferred
 async def test_the_serial_is_asked_for_rather_than_awaited_from_a_broadcast(
         mosquitto, monkeypatch):
-    monkeypatch.setattr("octolux.inverter.SERIAL_QUESTION_DELAY", 0.2)
+    monkeypatch.setattr("octolux.device.inverter.SERIAL_QUESTION_DELAY", 0.2)
     rig = await bridge(mosquitto, [{"name": "inverter", "datalog": "BA66666666"}])
     try:
         # A dongle whose first broadcast is an hour away.

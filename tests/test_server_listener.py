@@ -16,8 +16,8 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 
 from octolux import lxp
-from octolux.inverter import SERIAL_QUESTION_DELAY, CommandFailed, Inverter
-from octolux.listener import (
+from octolux.device.inverter import SERIAL_QUESTION_DELAY, CommandFailed, Inverter
+from octolux.device.listener import (
     FLOOD_BYTES,
     UNIDENTIFIED_BYTES,
     DongleListener,
@@ -442,8 +442,8 @@ def test_an_unidentified_connection_has_only_the_identify_timeout():
 def _accepting_service(listener_settings):
     from twisted.internet.testing import MemoryReactorClock
 
-    from octolux.config import Config, InverterConfig, ServerConfig
-    from octolux.tap import build_service
+    from octolux.config.ini import Config, InverterConfig, ServerConfig
+    from octolux.service.tap import build_service
 
     section = InverterConfig(
         "inverter", None, SERIAL_A, DATALOG_A, listen=("127.0.0.1", 4999),
@@ -456,7 +456,7 @@ def _accepting_service(listener_settings):
 
 
 def test_an_accepted_dongle_has_the_defaults_not_another_section_s_settings():
-    from octolux.config import COMMAND_TIMEOUT, NO_DATA_TIMEOUT, ListenerConfig
+    from octolux.config.ini import COMMAND_TIMEOUT, NO_DATA_TIMEOUT, ListenerConfig
 
     listener = _accepting_service(ListenerConfig(accept_unknown=True))
     route = listener.route_for("XX99999999")
@@ -468,7 +468,7 @@ def test_an_accepted_dongle_has_the_defaults_not_another_section_s_settings():
 
 
 def test_listener_cloud_relays_the_accepted_dongles():
-    from octolux.config import ListenerConfig
+    from octolux.config.ini import ListenerConfig
 
     listener = _accepting_service(
         ListenerConfig(accept_unknown=True, cloud=("127.0.0.1", 6999)))

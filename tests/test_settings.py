@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from octolux.lxp import holding
-from octolux.settings import (
+from octolux.device.settings import (
     KINDS,
     SETTING_REGISTERS,
     SETTINGS,
@@ -21,6 +20,7 @@ from octolux.settings import (
     parse_clock,
     parse_time_slot,
 )
+from octolux.lxp import holding
 
 times = st.times().map(lambda t: t.replace(second=0, microsecond=0))
 

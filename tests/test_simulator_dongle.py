@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from octolux import lxp
 from octolux.lxp import holding
 from octolux.lxp.inputs import decode_input_blocks
-from octolux.protocol import BAD_FRAME_LINES
+from octolux.net.badframes import BAD_FRAME_LINES
 from simulator import dongle as dongle_module
 from simulator.dongle import (
     FOREIGN_KINDS,

@@ -11,11 +11,11 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python import usage
 
-from octolux import logging
-from octolux.inverter import Inverter
-from octolux.mqtt import MqttService
-from octolux.tap import Options, build_service, makeService
-from octolux.web import ApiService
+from octolux.device.inverter import Inverter
+from octolux.mqtt.client import MqttService
+from octolux.net import logging
+from octolux.service.tap import Options, build_service, makeService
+from octolux.web.api import ApiService
 
 ROOT = Path(__file__).resolve().parent.parent
 LXP = "[lxp]\nhost = 127.0.0.1\nport = 8000\nserial = 0252016062\ndatalog = BA10330137\n"
@@ -138,7 +138,7 @@ def test_mqtt_stops_only_once_the_inverters_have_stopped():
             super().stopService()
             return self.stopping
 
-    from octolux.tap import OctoluxService
+    from octolux.service.tap import OctoluxService
 
     # The inverter takes its time to close (its connection, its last FAILs).
     inverter_closed = defer.Deferred()

@@ -9,9 +9,9 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from octolux.inverter import CommandFailed
+from octolux.device.inverter import CommandFailed
+from octolux.device.timesync import ClockKeeper
 from octolux.lxp import holding
-from octolux.timesync import ClockKeeper
 
 NOW = datetime.datetime(2026, 11, 30, 12, 0, 0)
 result_of = SynchronousTestCase().successResultOf

@@ -11,8 +11,8 @@ from twisted.internet import reactor
 from twisted.web.client import Agent
 from twisted.web.test.requesthelper import DummyRequest
 
-from octolux.config import ServerConfig
-from octolux.web import ApiService, api_root
+from octolux.config.ini import ServerConfig
+from octolux.web.api import ApiService, api_root
 
 
 class FakeInverter:

@@ -4,7 +4,7 @@ from twisted.application.service import ServiceMaker
 
 octolux = ServiceMaker(
     "octolux",
-    "octolux.tap",
+    "octolux.service.tap",
     "Bridge a LuxPower inverter datalogger to MQTT",
     "octolux",
 )

@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from octolux.lxp.splitter import FrameSplitter
-from octolux.protocol import FailureReportingEndpoint, describe_peer, failure_phrase
+from octolux.net.endpoints import FailureReportingEndpoint, describe_peer, failure_phrase
 
 
 @implementer(IPushProducer)

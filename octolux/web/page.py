@@ -15,8 +15,8 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred, succeed
 
-from octolux.mqtt import Message
-from octolux.settings import SETTINGS, decode_settings
+from octolux.device.settings import SETTINGS, decode_settings
+from octolux.mqtt.client import Message
 
 
 class LiveInverter:

@@ -4,7 +4,7 @@ An ``Inverter`` keeps one TCP connection to one datalogger, runs one request at
 a time against it, and tells its observers what the inverter reports, whoever
 asked for it. The connection comes from one of two sources: the inverter dials
 the datalogger itself (``ClientService`` with exponential backoff), or, in
-server mode, the datalogger dials us and an ``octolux.listener.DongleListener``
+server mode, the datalogger dials us and an ``octolux.device.listener.DongleListener``
 hands its connection over through the same ``FrameHandler`` methods.
 
 Its serials may be unknown at the start: the datalog serial is then learned
@@ -38,10 +38,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from octolux import lxp
+from octolux.device.registers import RegisterValues
 from octolux.lxp.holding import with_bit
 from octolux.lxp.inputs import decode_inputs, split_blocks
-from octolux.protocol import FailureReportingEndpoint, LxpFactory, LxpProtocol, failure_phrase
-from octolux.registers import RegisterValues
+from octolux.net.endpoints import FailureReportingEndpoint, failure_phrase
+from octolux.net.protocol import LxpFactory, LxpProtocol
 
 READ_HOLD = lxp.DeviceFunction.READ_HOLD
 READ_INPUT = lxp.DeviceFunction.READ_INPUT
@@ -204,7 +205,7 @@ class Inverter(service.Service):
         retry_policy=None,  # attempt -> seconds; default backoffPolicy()
         read_only: bool = False,  # refuse every write: none ever reaches the datalogger
         read_holding_on_connect: bool = False,  # read registers 0-239 on every connection
-        pacer=None,  # octolux.pacing.Pacer shared by a fleet: spreads those reads over time
+        pacer=None,  # octolux.device.pacing.Pacer shared by a fleet: spreads those reads over time
         name: str = "inverter",
         address: str | None = None,  # "host:port", for log lines before any connection
     ):

@@ -26,8 +26,8 @@ from twisted.internet import defer, threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from octolux.config import MqttConfig
-from octolux.logging import debug_enabled
+from octolux.config.ini import MqttConfig
+from octolux.net.logging import debug_enabled
 
 ONLINE = "online"
 OFFLINE = "offline"

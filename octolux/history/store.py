@@ -39,7 +39,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from octolux.config import HistoryConfig, mask_postgres_uri
+from octolux.config.ini import HistoryConfig, mask_postgres_uri
 
 log = Logger()
 

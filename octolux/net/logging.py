@@ -54,7 +54,7 @@ levels = LevelFilter(
 )
 _server_options = None  # twistd's ServerOptions, once filter_twistd_log has seen them
 
-OBSERVER_FACTORY = "octolux.logging.twistd_observer"
+OBSERVER_FACTORY = "octolux.net.logging.twistd_observer"
 
 
 def debug_enabled() -> bool:

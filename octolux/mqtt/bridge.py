@@ -22,11 +22,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from octolux.commands import COMMANDS, PayloadError, Topics, describe_payload
-from octolux.inverter import CommandFailed
-from octolux.mqtt import OFFLINE, ONLINE, Message
-from octolux.registers import RegisterValues
-from octolux.settings import SETTING_REGISTERS, decode_settings
+from octolux.device.commands import COMMANDS, PayloadError, Topics, describe_payload
+from octolux.device.inverter import CommandFailed
+from octolux.device.registers import RegisterValues
+from octolux.device.settings import SETTING_REGISTERS, decode_settings
+from octolux.mqtt.client import OFFLINE, ONLINE, Message
 
 OK = "OK"
 FAIL = "FAIL"

@@ -22,9 +22,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import pages, resource, server
 
-from octolux.config import ServerConfig
-from octolux.history import QueryError, query_from_arguments
-from octolux.listening import ListeningService
+from octolux.config.ini import ServerConfig
+from octolux.history.store import QueryError, query_from_arguments
+from octolux.net.listening import ListeningService
 
 
 class _Node(resource.Resource):
@@ -167,7 +167,7 @@ _CONTENT_TYPES = {
 
 
 class _StaticFile(resource.Resource):
-    """One file of the page, read once (they ship in the package: octolux/static/)."""
+    """One file of the page, read once (they ship in the package: octolux/web/static/)."""
 
     isLeaf = True
 
@@ -396,7 +396,7 @@ def api_root(
 
     ``history`` is the ``HistoryService`` (None: no history); ``now`` gives
     the default ``until`` of history queries. With a ``page`` (an
-    ``octolux.page.Page``), ``/`` is the page and ``/api/state``,
+    ``octolux.web.page.Page``), ``/`` is the page and ``/api/state``,
     ``/api/events`` and ``/api/command`` serve it (``clock`` times its events);
     the root's ``events`` attribute is then the event stream, to close on stop.
     """

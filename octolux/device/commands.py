@@ -4,7 +4,7 @@ Pure: nothing here does I/O (``sync_time`` reads the local clock when it
 runs). ``Topics`` is the only place a topic string is built; ``COMMANDS`` maps
 each ``cmd/<name>`` to how its payload is read and what it asks of the
 inverter: MQ.md's commands, the original tool's extra ones, and one for every
-writable setting of ``octolux.settings.SETTINGS``.
+writable setting of ``octolux.device.settings.SETTINGS``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import attrs
 
-from octolux.lxp import holding, inputs
-from octolux.settings import (
+from octolux.config.words import TRUE_WORDS
+from octolux.device.settings import (
     SETTINGS,
     SLOT_OFF,
     Setting,
@@ -25,11 +25,8 @@ from octolux.settings import (
     parse_clock,
     parse_time_slot,
 )
+from octolux.lxp import holding, inputs
 
-# MQ.md: "true for any of 1, t, true, y, yes, on (case-insensitive); anything else is false".
-TRUE_WORDS = frozenset({"1", "t", "true", "y", "yes", "on"})
-# Their opposites, for config.ini, where anything else is a mistake rather than false.
-FALSE_WORDS = frozenset({"0", "f", "false", "n", "no", "off"})
 MAX_PAYLOAD = 64  # bytes; no valid payload comes near this
 
 

@@ -16,7 +16,7 @@ import urllib.parse
 
 import attrs
 
-from octolux.commands import FALSE_WORDS, TRUE_WORDS
+from octolux.config.words import FALSE_WORDS, TRUE_WORDS
 from octolux.lxp import frames
 
 SERIAL_LENGTH = frames.SERIAL_LENGTH  # config.ini adds: letters and digits only

@@ -18,7 +18,7 @@ once. The framer bounds each connection's buffer.
 
 The bridge answers the dongle's heartbeats itself, as the vendor's server
 would (without answers a dongle stops sending data), except while a relay
-(``octolux.relay``) to the vendor's server is up: then the cloud answers.
+(``octolux.device.relay``) to the vendor's server is up: then the cloud answers.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from octolux import lxp
-from octolux.inverter import Inverter
-from octolux.listening import ListeningService
+from octolux.device.inverter import Inverter
+from octolux.device.relay import CloudLink, Congestion
 from octolux.lxp.splitter import FrameSplitter
-from octolux.protocol import LxpProtocol
-from octolux.relay import CloudLink, Congestion
+from octolux.net.listening import ListeningService
+from octolux.net.protocol import LxpProtocol
 
 DEFAULT_MAX_CONNECTIONS = 64
 # A dongle heartbeats about once a minute, and sends one as soon as it connects.

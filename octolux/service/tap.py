@@ -12,10 +12,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
-from octolux import logging
-from octolux.bridge import CommandRouter, InverterBridge
-from octolux.commands import Topics
-from octolux.config import (
+from octolux.config.ini import (
     LOG_LEVELS,
     MQTT_PREFIX,
     Config,
@@ -23,16 +20,19 @@ from octolux.config import (
     InverterConfig,
     load_config,
 )
-from octolux.history import HistoryService, open_stores
-from octolux.homeassistant import HomeAssistantDiscovery, OrphanSweeper
-from octolux.inverter import Inverter
-from octolux.listener import DongleListener, Route
-from octolux.mqtt import MqttService
-from octolux.pacing import Pacer
-from octolux.page import LiveInverter, Page
-from octolux.protocol import host_and_port
-from octolux.timesync import ClockKeeper
-from octolux.web import ApiService, api_root
+from octolux.device.commands import Topics
+from octolux.device.inverter import Inverter
+from octolux.device.listener import DongleListener, Route
+from octolux.device.pacing import Pacer
+from octolux.device.timesync import ClockKeeper
+from octolux.history.store import HistoryService, open_stores
+from octolux.homeassistant.discovery import HomeAssistantDiscovery, OrphanSweeper
+from octolux.mqtt.bridge import CommandRouter, InverterBridge
+from octolux.mqtt.client import MqttService
+from octolux.net import logging
+from octolux.net.endpoints import host_and_port
+from octolux.web.api import ApiService, api_root
+from octolux.web.page import LiveInverter, Page
 
 log = Logger()
 
