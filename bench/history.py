@@ -26,7 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from octolux.history.store import BATCH_SIZE, HistoryWriter, Sample, SqliteStore  # noqa: E402
+from octolux.history.query import Sample  # noqa: E402
+from octolux.history.sqlite import SqliteStore  # noqa: E402
+from octolux.history.writer import BATCH_SIZE, HistoryWriter  # noqa: E402
 from octolux.lxp.inputs import FIELDS, Kind  # noqa: E402
 
 T0 = 1_764_500_000.0
@@ -120,7 +122,7 @@ def postgres_figures(count: int) -> None:
         import psycopg
         from postgres_support import PostgresCluster
 
-        from octolux.history.store import PostgresStore
+        from octolux.history.postgres import PostgresStore
     except ImportError as error:
         print(f"PostgreSQL: skipped ({error})")
         return

@@ -20,19 +20,18 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from octolux.config.ini import ServerConfig
-from octolux.history.store import (
-    CONNECTED,
-    HistoryService,
-    HistoryWriter,
+from octolux.history.query import (
     Query,
     QueryError,
-    Recorder,
     Sample,
-    SqliteStore,
     parse_step,
     parse_time,
     query_from_arguments,
 )
+from octolux.history.recorder import CONNECTED, Recorder
+from octolux.history.service import HistoryService
+from octolux.history.sqlite import SqliteStore
+from octolux.history.writer import HistoryWriter
 from octolux.web.api import ApiService, api_root
 
 T0 = 1_764_500_000.0  # 2025-11-30 10:53:20 UTC
@@ -304,7 +303,7 @@ async def test_stopping_writes_what_is_waiting(tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_a_database_that_never_comes_back_cannot_hold_up_the_stop(tmp_path, monkeypatch):
-    monkeypatch.setattr("octolux.history.store.STOP_TIMEOUT", 0.2)
+    monkeypatch.setattr("octolux.history.writer.STOP_TIMEOUT", 0.2)
     store = BreakableStore(str(tmp_path / "h.sqlite"))
     store.broken.set()
     writer = HistoryWriter(store, reactor, retry_delays=[0.05])

@@ -20,7 +20,9 @@ from twisted.logger import capturedLogs, formatEvent
 
 from octolux.config.ini import Config, HistoryConfig, InverterConfig, MqttConfig, ServerConfig
 from octolux.device.inverter import Inverter
-from octolux.history.store import HistoryService, PostgresStore, Query, Sample
+from octolux.history.postgres import PostgresStore
+from octolux.history.query import Query, Sample
+from octolux.history.service import HistoryService
 from octolux.service.tap import build_service
 from octolux.web.api import ApiService
 from simulator.dongle import start_simulator
@@ -74,7 +76,7 @@ def test_the_password_is_masked_in_the_description(postgres):
 async def test_the_database_going_away_and_coming_back_costs_nothing(
     postgres, mosquitto, monkeypatch
 ):
-    monkeypatch.setattr("octolux.history.store.RETRY_DELAYS", (0.2,))
+    monkeypatch.setattr("octolux.history.writer.RETRY_DELAYS", (0.2,))
     dongle = await start_simulator(
         reactor, interval=0.5, burst_gap=0.02, first_burst_delay=0.05, seed=5
     ).addTimeout(5, reactor)

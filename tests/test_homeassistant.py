@@ -21,12 +21,8 @@ from octolux import lxp
 from octolux.config.ini import Config, HomeAssistantConfig, InverterConfig, MqttConfig, ServerConfig
 from octolux.device.commands import Topics
 from octolux.device.settings import SETTINGS, format_time_slot
-from octolux.homeassistant.discovery import (
-    Device,
-    config_topic,
-    discovery_config,
-    inverter_entities,
-)
+from octolux.homeassistant.entities import inverter_entities
+from octolux.homeassistant.payloads import Device, config_topic, discovery_config
 from octolux.lxp.holding import decode_time
 from octolux.lxp.inputs import STATUS_TEXTS, to_signed16
 from octolux.service.tap import build_service

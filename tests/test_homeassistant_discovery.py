@@ -21,18 +21,11 @@ from twisted.logger import capturedLogs, formatEvent
 from octolux.config.ini import ConfigError, HomeAssistantConfig, MqttConfig, parse_config
 from octolux.device.commands import COMMANDS, PayloadError, Topics
 from octolux.device.settings import SETTINGS, decode_settings
-from octolux.homeassistant.discovery import (
-    Device,
-    DiscoveryRecord,
-    HomeAssistantDiscovery,
-    OrphanSweeper,
-    discovery_config,
-    discovery_messages,
-    entity_table,
-    inverter_entities,
-    main,
-    render,
-)
+from octolux.homeassistant.discovery import HomeAssistantDiscovery
+from octolux.homeassistant.docs import entity_table, main, render
+from octolux.homeassistant.entities import inverter_entities
+from octolux.homeassistant.payloads import Device, discovery_config, discovery_messages
+from octolux.homeassistant.sweeper import DiscoveryRecord, OrphanSweeper
 from octolux.lxp import inputs
 from octolux.lxp.holding import MODELS, firmware, model
 from octolux.mqtt.bridge import InverterBridge
@@ -233,7 +226,7 @@ def test_the_entity_list_is_current():
     assert main(["--nonsense"]) == 2
     docs = Path(__file__).resolve().parent.parent / "docs" / "homeassistant.md"
     assert docs.read_text() == render(), (
-        "docs/homeassistant.md is stale: .venv/bin/python -m octolux.homeassistant.discovery --list"
+        "docs/homeassistant.md is stale: .venv/bin/python -m octolux.homeassistant.docs --list"
         " > docs/homeassistant.md")
 
 

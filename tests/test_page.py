@@ -26,7 +26,8 @@ from e2e_support import MqttProbe
 from support import run_twistd, stop_process
 
 from octolux import lxp
-from octolux.history.store import Recorder, SqliteStore
+from octolux.history.recorder import Recorder
+from octolux.history.sqlite import SqliteStore
 from simulator.plant import Plant
 
 CHROMIUM_FLAGS = [

@@ -12,7 +12,7 @@ import sys
 
 from octolux.device.commands import COMMANDS, Topics
 from octolux.device.settings import SETTINGS, WRITABLE_REGISTERS
-from octolux.homeassistant.discovery import record_topic
+from octolux.homeassistant.sweeper import record_topic
 from octolux.lxp import holding
 from octolux.lxp.inputs import BLOCK_KEYS, FIELDS_BY_KEY, Kind, block_range
 

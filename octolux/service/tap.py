@@ -25,8 +25,9 @@ from octolux.device.inverter import Inverter
 from octolux.device.listener import DongleListener, Route
 from octolux.device.pacing import Pacer
 from octolux.device.timesync import ClockKeeper
-from octolux.history.store import HistoryService, open_stores
-from octolux.homeassistant.discovery import HomeAssistantDiscovery, OrphanSweeper
+from octolux.history.service import HistoryService, open_stores
+from octolux.homeassistant.discovery import HomeAssistantDiscovery
+from octolux.homeassistant.sweeper import OrphanSweeper
 from octolux.mqtt.bridge import CommandRouter, InverterBridge
 from octolux.mqtt.client import MqttService
 from octolux.net import logging

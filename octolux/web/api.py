@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from twisted.web import pages, resource, server
 
 from octolux.config.ini import ServerConfig
-from octolux.history.store import QueryError, query_from_arguments
+from octolux.history.query import QueryError, query_from_arguments
 from octolux.net.listening import ListeningService
 
 
