@@ -5,6 +5,8 @@ The packages are layers; each may import only the layers listed before it
 
 - ``lxp``: the wire format. Pure: frames, CRC, stream framing, register maps.
 - ``config``: ``config.ini`` read into frozen attrs classes, with the defaults.
+- ``modbus`` (beside ``config``): Modbus TCP and RTU framing, for the inverter's
+  RS485 port. Pure, like ``lxp``, whose CRC it shares.
 - ``net``: Twisted at the wire's edge: the LXP protocol, bad-frame log, endpoints.
 - ``device``: the inverter (connection, requests, register store), commands,
   settings, clock, server mode and the cloud relay.

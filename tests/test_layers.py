@@ -18,6 +18,7 @@ PACKAGE = ROOT / "octolux"
 RANKS = {
     "lxp": 0,
     "config": 1,
+    "modbus": 1,
     "net": 2,
     "device": 3,
     "history": 4,
@@ -26,8 +27,8 @@ RANKS = {
     "web": 5,
     "service": 6,
 }
-# The simulator is a fake dongle and inverter: it shares the wire and its Twisted edge only.
-SIMULATOR_MAY_IMPORT = {"lxp", "net", "config"}
+# The simulator is a fake dongle and inverter: it shares the wires and their Twisted edge only.
+SIMULATOR_MAY_IMPORT = {"lxp", "modbus", "net", "config"}
 
 
 def _layer_of(module_path: pathlib.Path) -> str:
