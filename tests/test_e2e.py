@@ -24,7 +24,7 @@ from simulator.dongle import start_simulator
 
 # Seconds: more than the bridge's first reconnection delay (1.5 s plus up to
 # 1 s of jitter) plus the 2 s a queued request must have left to be sent
-# (inverter.SEND_MARGIN), short enough for the failure cases to finish quickly.
+# (requests.SEND_MARGIN), short enough for the failure cases to finish quickly.
 COMMAND_TIMEOUT = 5.0
 _prefixes = itertools.count()
 

@@ -266,7 +266,7 @@ def test_read_only_is_enforced_at_the_queue_whatever_asks():
     def sneaky_steps():
         yield write_request(65, 50)
 
-    done = made.inverter._submit("a write by another way", sneaky_steps())
+    done = made.inverter.requests.submit("a write by another way", sneaky_steps())
     assert failure_reason(done) == READ_ONLY_REASON
     assert link.sent() == []
     result_of(made.stop())

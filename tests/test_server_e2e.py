@@ -336,7 +336,7 @@ async def test_a_bridge_that_dials_learns_the_serials_too():
 @pytest_twisted.ensureDeferred
 async def test_the_serial_is_asked_for_rather_than_awaited_from_a_broadcast(
         mosquitto, monkeypatch):
-    monkeypatch.setattr("octolux.device.inverter.SERIAL_QUESTION_DELAY", 0.2)
+    monkeypatch.setattr("octolux.device.serials.SERIAL_QUESTION_DELAY", 0.2)
     rig = await bridge(mosquitto, [{"name": "inverter", "datalog": "BA66666666"}])
     try:
         # A dongle whose first broadcast is an hour away.

@@ -16,13 +16,14 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 
 from octolux import lxp
-from octolux.device.inverter import SERIAL_QUESTION_DELAY, CommandFailed, Inverter
+from octolux.device.inverter import CommandFailed, Inverter
 from octolux.device.listener import (
     FLOOD_BYTES,
     UNIDENTIFIED_BYTES,
     DongleListener,
     Route,
 )
+from octolux.device.serials import SERIAL_QUESTION_DELAY
 from octolux.lxp.splitter import FrameSplitter
 
 DATALOG_A, SERIAL_A = "BA00000001", "IN00000001"
