@@ -34,8 +34,7 @@ class DialingDongleProtocol(DongleProtocol):
         if not self.refused:
             # A real dongle introduces itself with a heartbeat straight away: it is how
             # the server learns which dongle this connection is.
-            self.send_frame(lxp.Heartbeat(self.factory.config.datalog,
-                                          protocol=self.factory.heartbeat_protocol))
+            self.send_frame(self.factory.responder.heartbeat())
 
 
 class DialingDongleFactory(DongleFactory):

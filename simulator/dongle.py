@@ -3,16 +3,17 @@
 Behaves like the real thing (PROTOCOL.md section 8): heartbeats on every
 connection; input broadcasts, and replies to any client's request, go to every
 connected client; requests for another datalog or inverter serial are ignored
-(except inverter serial 0000000000, see ``ANY_INVERTER``).
+(except inverter serial 0000000000, see ``responder.ANY_INVERTER``).
 Every byte is encoded and decoded by ``octolux.lxp``; the numbers come from a
-``simulator.plant.Plant``.
+``simulator.plant.Plant``, the answers from a ``simulator.responder.Responder``.
 
-Three layers:
+Sockets and timers only, in three layers:
 
 - ``DongleProtocol``: one TCP client. Bytes in -> frames (``lxp.FrameDecoder``),
   frames out -> bytes (``lxp.build``), and the per-connection faults.
-- ``DongleFactory``: the dongle itself. Its plant, the broadcast schedule, the
-  answers to requests, the request log, the fault settings.
+- ``DongleFactory``: the dongle itself. Its clients, the broadcast and
+  foreign-traffic timers, the request log; what to answer is the responder's,
+  the random faults ``simulator.faults``', the state file ``simulator.state``'s.
 - ``Dongle``: a service listening on an endpoint; ``start_simulator`` starts
   one in-process for tests and exposes its port, plant and request log. It and
   ``simulator.dialer.DialingDongle`` (which dials out) share what tests see of
@@ -26,9 +27,7 @@ from __future__ import annotations
 
 import collections
 import datetime
-import enum
 import os
-import random
 from collections.abc import Callable
 
 import attrs
@@ -36,164 +35,32 @@ from twisted.application import service
 from twisted.internet import defer, protocol, task
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import (
-    FilteringLogObserver,
-    Logger,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogPublisher,
-)
+from twisted.logger import Logger
 
 from octolux import lxp
-from octolux.lxp import holding
-from octolux.lxp.describe import describe
-from octolux.lxp.frames import PREFIX, REQUESTS
-from octolux.lxp.inputs import BLOCK_SIZE
+from octolux.lxp.frames import REQUESTS
 from octolux.net.badframes import BadFrameLog
-from simulator.plant import (
-    DEFAULT_INVERTER_SERIAL,
-    INPUT_REGISTER_COUNT,
-    Plant,
-    RegisterError,
-    UnknownRegister,
-    ValueOutOfRange,
-)
-from simulator.state import StateFileError, read_saved, write_state
+from simulator.faults import FaultInjection, Faults, non_negative, positive
+from simulator.logs import Hex, Summary, observer, set_verbose
+from simulator.plant import Plant
+from simulator.registers import DEFAULT_INVERTER_SERIAL
+from simulator.responder import Answer, BroadcastFormat, Responder
+from simulator.state import PlantState
+
+__all__ = [
+    "DEFAULT_DATALOG_SERIAL", "REQUEST_LOG_LENGTH", "BroadcastFormat", "Dongle", "DongleConfig",
+    "DongleFactory", "DongleProtocol", "Faults", "SimulatedDongle", "set_verbose",
+    "start_simulator",
+]
 
 DEFAULT_DATALOG_SERIAL = "SIMDL00001"
-# The inverter serial a client without one sends (LuxPower Advanced's default).
-ANY_INVERTER = "0000000000"
-
-ALL_INPUTS_COUNT = 127  # the newer firmware's single broadcast: registers 0-126
-MAX_READ = 40
-BURST_BLOCKS = (0, 40, 80)
-GARBAGE_BYTES = bytes(b for b in range(256) if b != PREFIX[0])
 # The request log keeps the latest this many: enough for any test, bounded for a
 # ``twistd lxp-simulator`` that runs for months.
 REQUEST_LOG_LENGTH = 10_000
 
-# The simulator's own level filter: twistd prints debug events by default, and
-# per-frame byte dumps are too much for a demo or a benchmark. `--verbose`
-# (``set_verbose(True)``) lets them through.
-log_levels = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
-_observer = FilteringLogObserver(globalLogPublisher, [log_levels])
-
-
-def set_verbose(verbose: bool) -> None:
-    """Log every frame's bytes (debug) if ``verbose``; else connections, requests, changes."""
-    log_levels.setLogLevelForNamespace("simulator", LogLevel.debug if verbose else LogLevel.info)
-
-
-@attrs.frozen
-class _Hex:
-    """Bytes rendered as hex only if a log observer actually formats the event."""
-
-    data: bytes
-
-    def __format__(self, spec: str) -> str:
-        return self.data.hex(" ")
-
-
-# describe() keys a log line leaves out: the serials and protocol (the same on every
-# line of a dongle), the copies of the values by register and by name, and the
-# exception code (its name is shown).
-_NOT_SUMMARISED = frozenset(
-    {"kind", "datalog", "inverter", "protocol", "registers", "inputs", "exception_code"}
-)
-
-
-def summarise(frame) -> str:
-    """A frame as one log line, from ``lxp.describe``: kind and fields, serials left out.
-
-    e.g. ``WriteSingleRequest register=65 value=42`` (tests/test_e2e_process.py reads that).
-    """
-    described = describe(frame)
-    fields = attrs.fields_dict(type(frame))
-    parts = [described["kind"]]
-    for name, value in described.items():
-        if name in _NOT_SUMMARISED:
-            continue
-        if name == "device_function":
-            if "function" not in fields:
-                continue  # the kind says it
-            value = frame.function.name
-        elif name == "tcp_function" and name not in fields:
-            continue  # the kind says it
-        elif isinstance(value, list) and len(value) > 8:
-            value = f"<{len(value)} values>"
-        parts.append(f"{name}={value}")
-    return " ".join(parts)
-
-
-@attrs.frozen
-class _Summary:
-    """``summarise(frame)``, worked out only if a log observer actually formats the event."""
-
-    frame: object
-
-    def __format__(self, spec: str) -> str:
-        return summarise(self.frame)
-
-
-# -- configuration --------------------------------------------------------------
-
-
-def _probability(instance, attribute, value):
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be a probability, 0-1: {value!r}")
-
-
-def _non_negative(instance, attribute, value):
-    if value is not None and value < 0:
-        raise ValueError(f"{attribute.name} must not be negative: {value!r}")
-
-
-def _positive(instance, attribute, value):
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be positive: {value!r}")
-
 
 def _serial(instance, attribute, value):
     lxp.check_serial(value, attribute.name)
-
-
-@attrs.frozen
-class Faults:
-    """Fault injection, all off by default. Replace a dongle's ``faults`` to change them live.
-
-    ``drop_every`` and ``max_clients`` apply to connections made after a change.
-    """
-
-    drop_every: float | None = attrs.field(default=None, validator=_positive)
-    """Close each connection this many seconds after it was made."""
-    garbage: float = attrs.field(default=0.0, validator=_probability)
-    """Probability of a few garbage bytes (never an ``A1``) before a frame."""
-    corrupt_crc: float = attrs.field(default=0.0, validator=_probability)
-    """Probability of a wrong CRC on a translated-data frame."""
-    split: int = attrs.field(default=0, validator=_non_negative)
-    """Send frames in random segments of 1..split bytes, one per reactor turn (0: whole)."""
-    reply_delay: float = attrs.field(default=0.0, validator=_non_negative)
-    """Seconds between a request and its reply."""
-    mute: bool = False
-    """Answer no request (heartbeats and broadcasts go on)."""
-    silent_after: float | None = attrs.field(default=None, validator=_non_negative)
-    """Go silent on each connection this many seconds after it was made: it stays open
-    but nothing is sent and requests are ignored (a dongle that hangs)."""
-    exception_rate: float = attrs.field(default=0.0, validator=_probability)
-    """Probability of answering a register request with a BUSY exception reply."""
-    max_clients: int | None = attrs.field(default=None, validator=_positive)
-    """Close connections beyond this many clients at once."""
-    foreign_traffic: float | None = attrs.field(default=None, validator=_positive)
-    """Every this many seconds, send a frame another client caused (cloud or app traffic)."""
-    grid_down: bool = False
-    """A power cut: the inverter runs off grid, on EPS if register 21 bit 0 allows."""
-
-
-class BroadcastFormat(enum.Enum):
-    """How input registers are broadcast."""
-
-    BURSTS = "bursts"  # three 40-register frames (0, 40, 80), protocol 2
-    ALL127 = "all127"  # one 127-register frame from 0, protocol 5 (newer firmware)
 
 
 @attrs.frozen
@@ -202,12 +69,12 @@ class DongleConfig:
 
     datalog: str = attrs.field(default=DEFAULT_DATALOG_SERIAL, validator=_serial)
     inverter: str = attrs.field(default=DEFAULT_INVERTER_SERIAL, validator=_serial)
-    interval: float = attrs.field(default=120.0, validator=_positive)
-    burst_gap: float = attrs.field(default=1.0, validator=_non_negative)
-    heartbeat: float = attrs.field(default=60.0, validator=_positive)
-    first_burst_delay: float = attrs.field(default=1.0, validator=_non_negative)
+    interval: float = attrs.field(default=120.0, validator=positive)
+    burst_gap: float = attrs.field(default=1.0, validator=non_negative)
+    heartbeat: float = attrs.field(default=60.0, validator=positive)
+    first_burst_delay: float = attrs.field(default=1.0, validator=non_negative)
     format: BroadcastFormat = attrs.field(default=BroadcastFormat.BURSTS, converter=BroadcastFormat)
-    speed: float = attrs.field(default=1.0, validator=_positive)
+    speed: float = attrs.field(default=1.0, validator=positive)
     seed: int | None = None
     start: datetime.datetime | None = None  # simulated start time; None: the wall clock at start
     clock_offset: float = 0.0  # seconds the inverter's clock is ahead of the simulated time
@@ -223,7 +90,7 @@ class DongleConfig:
 class DongleProtocol(protocol.Protocol):
     """One TCP client of a simulated dongle: frames in and out, heartbeats, connection faults."""
 
-    log = Logger(observer=_observer)
+    log = Logger(observer=observer)
     factory: DongleFactory
 
     def __init__(self):
@@ -274,7 +141,7 @@ class DongleProtocol(protocol.Protocol):
             self.log.debug("silent: ignoring {count} bytes from {peer}", count=len(data),
                            peer=self.peer)
             return
-        self.log.debug("from {peer}: {data}", peer=self.peer, data=_Hex(data))
+        self.log.debug("from {peer}: {data}", peer=self.peer, data=Hex(data))
         for item in self._decoder.feed(data):
             if isinstance(item, lxp.BadFrame):
                 self._bad_frames.report(item)
@@ -312,37 +179,23 @@ class DongleProtocol(protocol.Protocol):
         """Encode ``frame`` and send it, through the output faults."""
         if self.silent or self._lost:
             return
-        faults = self.factory.faults
-        chance = self.factory.fault_random
+        injection = self.factory.fault_injection
         data = lxp.build(frame)
-        if (
-            faults.corrupt_crc
-            and frame.tcp_function == lxp.TcpFunction.TRANSLATED_DATA
-            and chance.random() < faults.corrupt_crc
-        ):
+        if injection.corrupt_crc(frame):
             data = data[:-1] + bytes([data[-1] ^ 0xFF])
-            self.log.debug("corrupting the CRC of {frame} to {peer}", frame=_Summary(frame),
+            self.log.debug("corrupting the CRC of {frame} to {peer}", frame=Summary(frame),
                            peer=self.peer)
-        if faults.garbage and chance.random() < faults.garbage:
-            noise = bytes(chance.choice(GARBAGE_BYTES) for _ in range(chance.randint(1, 16)))
-            data = noise + data
-        self.log.debug("to {peer}: {frame}: {data}", peer=self.peer, frame=_Summary(frame),
-                       data=_Hex(data))
-        self._write(data, faults.split)
+        data = injection.garbage() + data
+        self.log.debug("to {peer}: {frame}: {data}", peer=self.peer, frame=Summary(frame),
+                       data=Hex(data))
+        self._write(data, bool(injection.faults.split))
 
-    def _write(self, data: bytes, split: int) -> None:
+    def _write(self, data: bytes, split: bool) -> None:
         if not split and not self._outbox:
             self.transport.write(data)
             return
         # Everything queues behind earlier segments, or frames would overtake each other.
-        if split:
-            chance = self.factory.fault_random
-            while data:
-                size = chance.randint(1, split)
-                self._outbox.append(data[:size])
-                data = data[size:]
-        else:
-            self._outbox.append(data)
+        self._outbox.extend(self.factory.fault_injection.segments(data))
         if self._drain_call is None:
             self._drain_call = self.clock.callLater(0, self._drain)
 
@@ -355,8 +208,7 @@ class DongleProtocol(protocol.Protocol):
                 self._drain_call = self.clock.callLater(0, self._drain)
 
     def _send_heartbeat(self) -> None:
-        self.send_frame(lxp.Heartbeat(self.factory.config.datalog,
-                                      protocol=self.factory.heartbeat_protocol))
+        self.send_frame(self.factory.responder.heartbeat())
 
     def _drop(self) -> None:
         self._drop_call = None
@@ -368,28 +220,17 @@ class DongleProtocol(protocol.Protocol):
 # -- the dongle -------------------------------------------------------------------
 
 
-FOREIGN_KINDS = (
-    "hold_reply",
-    "input_reply",
-    "write_echo",
-    "write_param_reply",
-    "write_param_request",
-    "unknown_input_block",
-    "exception_reply",
-)
-
-
 class DongleFactory(protocol.Factory):
-    """One simulated dongle and its inverter: answers requests, broadcasts inputs, logs requests.
+    """One simulated dongle and its inverter: its clients, its timers, its request log.
 
     ``requests`` holds every request frame received from any client, in order,
     including the ones it ignored (wrong serials, mute, silent excepted): the
-    latest ``REQUEST_LOG_LENGTH`` of them.
+    latest ``REQUEST_LOG_LENGTH`` of them. ``responder`` says what to answer.
     """
 
     protocol = DongleProtocol
     noisy = False  # we log connections ourselves, with the dongle's serial
-    log = Logger(observer=_observer)
+    log = Logger(observer=observer)
 
     def __init__(self, clock: IReactorTime, config: DongleConfig | None = None,
                  plant: Plant | None = None):
@@ -401,11 +242,11 @@ class DongleFactory(protocol.Factory):
             plant = Plant(start=start, seed=config.seed, inverter_serial=config.inverter,
                           clock_offset=datetime.timedelta(seconds=config.clock_offset))
         self.plant = plant
-        self.interval = config.interval
+        self.responder = Responder(config.datalog, config.inverter, plant, config.format,
+                                   config.interval)
         self.requests: collections.deque = collections.deque(maxlen=REQUEST_LOG_LENGTH)
         self.clients: list[DongleProtocol] = []
-        self.fault_random = random.Random(config.seed)
-        self._faults = config.faults
+        self.fault_injection = FaultInjection(config.faults, config.seed)
         self._synced_at = clock.seconds()
         if config.faults.grid_down:
             self.plant.set_grid(False)
@@ -415,19 +256,21 @@ class DongleFactory(protocol.Factory):
         self._pending: set = set()
         self._request_waiters: list[tuple[Callable, defer.Deferred]] = []
         self._connection_waiters: list[defer.Deferred] = []
+        self.state: PlantState | None = None
         if config.state_path is not None:
-            self._restore_state(config.state_path)
+            self.state = PlantState(config.state_path, plant, config.datalog, config.inverter)
+            self.state.restore()
 
     # -- settings ---------------------------------------------------------------
 
     @property
     def faults(self) -> Faults:
         """The fault injection in force; assign a new ``Faults`` to change it live."""
-        return self._faults
+        return self.fault_injection.faults
 
     @faults.setter
     def faults(self, faults: Faults) -> None:
-        self._faults = faults
+        self.fault_injection.faults = faults
         self.log.info("dongle {datalog}: faults now {faults}", datalog=self.config.datalog,
                       faults=faults)
         if self.plant.grid_up == faults.grid_down:
@@ -436,15 +279,15 @@ class DongleFactory(protocol.Factory):
         self._schedule_foreign_traffic()
 
     @property
-    def heartbeat_protocol(self) -> int:
-        """5 for newer firmware (the 127-register format), 2 otherwise."""
-        return 5 if self.config.format is BroadcastFormat.ALL127 else 2
+    def interval(self) -> float:
+        """Seconds between input broadcasts (the dongle's parameter 0, which clients may set)."""
+        return self.responder.interval
 
     # -- clients ------------------------------------------------------------------
 
     def client_connected(self, client: DongleProtocol) -> bool:
         """Take on a new client; False if it is refused (``Faults.max_clients``)."""
-        limit = self._faults.max_clients
+        limit = self.faults.max_clients
         if limit is not None and len(self.clients) >= limit:
             self.log.info("dongle {datalog}: refusing {peer}: {count} clients already "
                           "(fault injection: max {limit})", datalog=self.config.datalog,
@@ -504,7 +347,7 @@ class DongleFactory(protocol.Factory):
         elif isinstance(frame, lxp.Heartbeat):
             self.log.debug("heartbeat echoed by {peer}", peer=client.peer)
         else:
-            self.log.info("ignoring {frame} from {peer}: not a request", frame=_Summary(frame),
+            self.log.info("ignoring {frame} from {peer}: not a request", frame=Summary(frame),
                           peer=client.peer)
 
     def when_request(self, predicate: Callable[[object], bool] | None = None) -> defer.Deferred:
@@ -515,23 +358,31 @@ class DongleFactory(protocol.Factory):
 
     def _request_received(self, client: DongleProtocol, request) -> None:
         self.requests.append(request)
+        datalog = self.config.datalog
         self.log.info("dongle {datalog}: request from {peer}: {request}",
-                      datalog=self.config.datalog, peer=client.peer, request=_Summary(request))
-        if not self._addressed_to_us(request):
+                      datalog=datalog, peer=client.peer, request=Summary(request))
+        faults = self.faults
+        if not self.responder.addressed_to_us(request):
             self.log.info(
                 "dongle {datalog}: ignoring it: addressed to datalog {to_datalog} "
-                "inverter {to_inverter}", datalog=self.config.datalog,
+                "inverter {to_inverter}", datalog=datalog,
                 to_datalog=request.datalog, to_inverter=getattr(request, "inverter", "-"))
-        elif self._faults.mute:
+        elif faults.mute:
             self.log.info("dongle {datalog}: not replying (fault injection: mute)",
-                          datalog=self.config.datalog)
+                          datalog=datalog)
         else:
             self.sync_plant()
-            reply = self._injected_exception(request) or self.answer(request)
-            if self._faults.reply_delay:
-                self._later(self._faults.reply_delay, self.send_to_all, reply)
+            if self.fault_injection.busy(request):
+                self.log.info("dongle {datalog}: answering BUSY (fault injection)",
+                              datalog=datalog)
+                answer = Answer((self.responder.refuse(request, lxp.ExceptionCode.BUSY),))
             else:
-                self.send_to_all(reply)
+                answer = self._answered(request)
+            for frame in answer.frames:
+                if faults.reply_delay:
+                    self._later(faults.reply_delay, self.send_to_all, frame)
+                else:
+                    self.send_to_all(frame)
         remaining = []
         for predicate, waiter in self._request_waiters:
             if predicate(request):
@@ -540,109 +391,16 @@ class DongleFactory(protocol.Factory):
                 remaining.append((predicate, waiter))
         self._request_waiters = remaining
 
-    def _addressed_to_us(self, request) -> bool:
-        if request.datalog != self.config.datalog:
-            return False
-        inverter = getattr(request, "inverter", self.config.inverter)
-        # 0000000000 as well: LuxPower Advanced sends every request to it when it
-        # has no inverter serial, and works, so real dongles answer it. Other
-        # serials are ignored (PROTOCOL.md section 2). The reply names the
-        # inverter, as every reply does.
-        return inverter in (self.config.inverter, ANY_INVERTER)
-
-    def _injected_exception(self, request):
-        rate = self._faults.exception_rate
-        if rate and hasattr(request, "inverter") and self.fault_random.random() < rate:
-            self.log.info("dongle {datalog}: answering BUSY (fault injection)",
-                          datalog=self.config.datalog)
-            return self._refuse(request, lxp.ExceptionCode.BUSY)
-        return None
-
-    def answer(self, request):
-        """The reply to a request addressed to this dongle; a write changes the plant."""
-        if isinstance(request, lxp.ReadRequest):
-            return self._answer_read(request)
-        if isinstance(request, lxp.WriteSingleRequest):
-            return self._answer_write(request, (request.value,))
-        if isinstance(request, lxp.WriteMultiRequest):
-            return self._answer_write(request, request.values)
-        if isinstance(request, lxp.ReadParamRequest):
-            return self._answer_read_param(request)
-        if isinstance(request, lxp.WriteParamRequest):
-            return self._answer_write_param(request)
-        raise TypeError(f"not a request: {request!r}")
-
-    def _refuse(self, request, code: int):
-        return lxp.ExceptionReply(request.function, self.config.datalog, self.config.inverter,
-                                  request.register, code)
-
-    def _answer_read(self, request):
-        register, count = request.register, request.count
-        try:
-            if request.function == lxp.DeviceFunction.READ_INPUT:
-                check_input_range(register, count)
-                values = self.plant.input_registers()[register : register + count]
-            else:
-                if not (1 <= count <= MAX_READ or count == ALL_INPUTS_COUNT):
-                    raise ValueOutOfRange(register, f"cannot read {count} registers at once")
-                values = self.plant.read_holding(register, count)
-        except RegisterError as error:
-            self.log.info("dongle {datalog}: refusing the read: {error}",
-                          datalog=self.config.datalog, error=str(error))
-            return self._refuse(request, error.code)
-        protocol_number = 2
-        if count == ALL_INPUTS_COUNT and self.config.format is BroadcastFormat.ALL127:
-            protocol_number = 5
-        return lxp.ReadReply(request.function, self.config.datalog, self.config.inverter,
-                             register, tuple(values), protocol=protocol_number)
-
-    def _answer_write(self, request, values):
-        try:
-            changes = self.plant.write_holding(request.register, values)
-        except RegisterError as error:
-            self.log.info("dongle {datalog}: refusing the write: {error}",
-                          datalog=self.config.datalog, error=str(error))
-            return self._refuse(request, error.code)
-        changed = [change for change in changes if change.old != change.new]
-        for change in changed:
-            self.log.info(
-                "dongle {datalog}: holding register {register} ({name}) changed {old} -> {new}",
-                datalog=self.config.datalog, register=change.register,
-                name=holding.register_name(change.register), old=change.old, new=change.new)
-        if not changed:
-            self.log.info("dongle {datalog}: write left the registers unchanged",
-                          datalog=self.config.datalog)
-        elif self.config.state_path is not None:
-            self.save_state()
-        if isinstance(request, lxp.WriteSingleRequest):
-            return lxp.WriteSingleReply(self.config.datalog, self.config.inverter,
-                                        request.register, request.value)
-        return lxp.WriteMultiReply(self.config.datalog, self.config.inverter, request.register,
-                                   len(values))
-
-    def _answer_read_param(self, request):
-        if request.register == 0:
-            value = lxp.param_value(max(1, min(0xFFFF, round(self.interval))))
-        else:
-            # Other parameters are not simulated: an empty value says so without lying.
-            self.log.info("dongle {datalog}: parameter {register} is not simulated",
-                          datalog=self.config.datalog, register=request.register)
-            value = b""
-        return lxp.ReadParamReply(self.config.datalog, request.register, value)
-
-    def _answer_write_param(self, request):
-        seconds = request.number
-        if request.register != 0 or not 1 <= len(request.value) <= 2 or seconds == 0:
-            self.log.info("dongle {datalog}: refusing write param {register} = {value}",
-                          datalog=self.config.datalog, register=request.register,
-                          value=request.value.hex())
-            return lxp.WriteParamReply(self.config.datalog, request.register, 1)
-        old, self.interval = self.interval, float(seconds)
-        self.log.info("dongle {datalog}: parameter 0 (broadcast interval) changed {old} -> {new} s",
-                      datalog=self.config.datalog, old=old, new=self.interval)
-        if self._broadcast_call is not None:
-            self._schedule_broadcasts(self.interval)
-        return lxp.WriteParamReply(self.config.datalog, request.register, 0)
+    def _answered(self, request) -> Answer:
+        """The responder's answer, logged, saved and acted upon."""
+        answer = self.responder.respond(request)
+        for note in answer.notes:
+            self.log.info("dongle {datalog}: {note}", datalog=self.config.datalog, note=note)
+        if answer.changed and self.state is not None:
+            self.state.save()
+        if answer.interval is not None and self._broadcast_call is not None:
+            self._schedule_broadcasts(answer.interval)
+        return answer
 
     # -- the plant ----------------------------------------------------------------
 
@@ -653,56 +411,18 @@ class DongleFactory(protocol.Factory):
         if elapsed > 0:
             self.plant.advance(elapsed * self.config.speed)
 
-    def save_state(self) -> None:
-        """Write the holding registers to the state file (errors are logged, not raised)."""
-        path = self.config.state_path
-        try:
-            write_state(path, self.plant.holding.writable(), self.config.datalog,
-                        self.config.inverter, self.plant.clock_offset.total_seconds())
-        except OSError as error:
-            self.log.error("dongle {datalog}: cannot save state to {path}: {error}",
-                           datalog=self.config.datalog, path=path, error=str(error))
-
-    def _restore_state(self, path: str) -> None:
-        saved = read_saved(path)
-        if saved is None:
-            self.log.info("dongle {datalog}: no state file {path} yet: starting from defaults",
-                          datalog=self.config.datalog, path=path)
-            return
-        try:
-            changes = self.plant.holding.load(saved.holding)
-        except RegisterError as error:
-            raise StateFileError(f"state file {path!r}: {error}") from None
-        if saved.clock_offset is not None:
-            # The saved clock wins over --clock-offset: it is where the inverter's clock is.
-            self.plant.set_clock_offset(datetime.timedelta(seconds=saved.clock_offset))
-        self.log.info("dongle {datalog}: restored {count} holding registers and the clock "
-                      "({offset:+.0f} s) from {path}", datalog=self.config.datalog,
-                      count=len(changes), offset=self.plant.clock_offset.total_seconds(),
-                      path=path)
-
     # -- broadcasts -----------------------------------------------------------------
 
     def broadcast_now(self) -> None:
         """Broadcast the input registers now: a burst of three frames or one 127-register frame."""
         self.sync_plant()
-        registers = self.plant.input_registers()
         self.log.debug("dongle {datalog}: broadcasting inputs to {count} clients",
                        datalog=self.config.datalog, count=len(self.clients))
-        if self.config.format is BroadcastFormat.ALL127:
-            self.send_to_all(self._input_frame(0, registers[:ALL_INPUTS_COUNT], 5))
-            return
-        for index, register in enumerate(BURST_BLOCKS):
-            frame = self._input_frame(register, registers[register : register + BLOCK_SIZE], 2)
+        for index, frame in enumerate(self.responder.broadcast()):
             if index == 0:
                 self.send_to_all(frame)
             else:
                 self._later(index * self.config.burst_gap, self.send_to_all, frame)
-
-    def _input_frame(self, register: int, values, protocol_number: int):
-        return lxp.ReadReply(lxp.DeviceFunction.READ_INPUT, self.config.datalog,
-                             self.config.inverter, register, tuple(values),
-                             protocol=protocol_number)
 
     def _schedule_broadcasts(self, delay: float) -> None:
         self._cancel(self._broadcast_call)
@@ -719,7 +439,7 @@ class DongleFactory(protocol.Factory):
     # -- foreign traffic --------------------------------------------------------------
 
     def _schedule_foreign_traffic(self) -> None:
-        every = self._faults.foreign_traffic
+        every = self.faults.foreign_traffic
         if every is None or not self.clients:
             self._cancel(self._foreign_call)
             self._foreign_call = None
@@ -728,39 +448,13 @@ class DongleFactory(protocol.Factory):
 
     def _foreign_due(self) -> None:
         self._foreign_call = None
-        frame = self.foreign_frame(self._foreign_sent)
+        self.sync_plant()
+        frame = self.responder.foreign_frame(self._foreign_sent)
         self._foreign_sent += 1
         self.log.info("dongle {datalog}: sending foreign traffic (fault injection): {frame}",
-                      datalog=self.config.datalog, frame=_Summary(frame))
+                      datalog=self.config.datalog, frame=Summary(frame))
         self.send_to_all(frame)
         self._schedule_foreign_traffic()
-
-    def foreign_frame(self, index: int):
-        """The ``index``-th frame of traffic another client (cloud, app) would cause.
-
-        Cycles through ``FOREIGN_KINDS``. Register values in it are the plant's
-        real ones, so a bridge that publishes them publishes the truth.
-        """
-        self.sync_plant()
-        kind = FOREIGN_KINDS[index % len(FOREIGN_KINDS)]
-        datalog, inverter = self.config.datalog, self.config.inverter
-        if kind == "hold_reply":
-            return lxp.ReadReply(lxp.DeviceFunction.READ_HOLD, datalog, inverter, 0,
-                                 self.plant.read_holding(0, BLOCK_SIZE))
-        if kind == "input_reply":
-            registers = self.plant.input_registers()
-            return self._input_frame(40, registers[40:80], 2)
-        if kind == "write_echo":
-            register = holding.CHARGE_POWER_PERCENT
-            return lxp.WriteSingleReply(datalog, inverter, register, self.plant.holding[register])
-        if kind == "write_param_reply":
-            return lxp.WriteParamReply(datalog, 7, 0)
-        if kind == "write_param_request":
-            return lxp.WriteParamRequest(datalog, 7, b"\x00\x00")
-        if kind == "unknown_input_block":
-            return self._input_frame(INPUT_REGISTER_COUNT, (0,) * BLOCK_SIZE, 2)
-        return lxp.ExceptionReply(lxp.DeviceFunction.READ_HOLD, datalog, inverter, 240,
-                                  lxp.ExceptionCode.ILLEGAL_ADDRESS)
 
     # -- timers -------------------------------------------------------------------
 
@@ -793,24 +487,6 @@ class DongleFactory(protocol.Factory):
         return defer.gatherResults([client.when_lost() for client in clients])
 
 
-def check_input_range(register: int, count: int) -> None:
-    """Raise RegisterError unless input registers ``register .. +count`` can be read at once.
-
-    Readable: any run within one 40-register block of 0-159, or 127 registers from 0.
-    """
-    if register == 0 and count == ALL_INPUTS_COUNT:
-        return
-    if not 1 <= count <= MAX_READ:
-        raise ValueOutOfRange(register, f"cannot read {count} input registers at once")
-    if register + count > INPUT_REGISTER_COUNT:
-        raise UnknownRegister(register, f"input registers are 0-{INPUT_REGISTER_COUNT - 1}")
-    if register // BLOCK_SIZE != (register + count - 1) // BLOCK_SIZE:
-        raise UnknownRegister(register, "a read must not cross a 40-register block")
-
-
-# -- the service and the in-process helper ----------------------------------------
-
-
 class SimulatedDongle(service.Service):
     """What a test sees of a simulated dongle, whether it listens (``Dongle``) or dials out.
 
@@ -818,7 +494,7 @@ class SimulatedDongle(service.Service):
     views of the factory, the same for both.
     """
 
-    log = Logger(observer=_observer)
+    log = Logger(observer=observer)
     factory: DongleFactory
 
     @property

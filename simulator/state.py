@@ -4,6 +4,8 @@ Besides the writable holding registers it keeps the inverter's clock, as its
 offset in seconds from the simulated time: a clock a bridge has set stays set
 across a restart, as a real inverter's battery-backed clock does.
 
+``PlantState`` restores a plant from its file and saves it after each change.
+
 Written atomically (a temporary file in the same directory, then
 ``os.replace``), so that a crash mid-write leaves the old file, never half a
 new one.
@@ -11,6 +13,7 @@ new one.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -19,6 +22,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
+from twisted.logger import Logger
+
+from simulator.logs import observer
+from simulator.plant import Plant
+from simulator.registers import RegisterError
 
 FORMAT_VERSION = 1
 
@@ -97,3 +105,43 @@ def write_state(
         # Leave no stray temporary file behind, whatever went wrong.
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+class PlantState:
+    """One dongle's state file: the plant restored from it at start, saved after each change."""
+
+    log = Logger(observer=observer)
+
+    def __init__(self, path: str, plant: Plant, datalog: str, inverter: str):
+        self.path = path
+        self.plant = plant
+        self.datalog = datalog
+        self.inverter = inverter
+
+    def restore(self) -> None:
+        """Load the saved registers and clock into the plant; StateFileError if they cannot be."""
+        saved = read_saved(self.path)
+        if saved is None:
+            self.log.info("dongle {datalog}: no state file {path} yet: starting from defaults",
+                          datalog=self.datalog, path=self.path)
+            return
+        try:
+            changes = self.plant.holding.load(saved.holding)
+        except RegisterError as error:
+            raise StateFileError(f"state file {self.path!r}: {error}") from None
+        if saved.clock_offset is not None:
+            # The saved clock wins over --clock-offset: it is where the inverter's clock is.
+            self.plant.set_clock_offset(datetime.timedelta(seconds=saved.clock_offset))
+        self.log.info("dongle {datalog}: restored {count} holding registers and the clock "
+                      "({offset:+.0f} s) from {path}", datalog=self.datalog,
+                      count=len(changes), offset=self.plant.clock_offset.total_seconds(),
+                      path=self.path)
+
+    def save(self) -> None:
+        """Write the writable holding registers and the clock (errors are logged, not raised)."""
+        try:
+            write_state(self.path, self.plant.holding.writable(), self.datalog, self.inverter,
+                        self.plant.clock_offset.total_seconds())
+        except OSError as error:
+            self.log.error("dongle {datalog}: cannot save state to {path}: {error}",
+                           datalog=self.datalog, path=self.path, error=str(error))

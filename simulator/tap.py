@@ -20,7 +20,7 @@ from simulator.dongle import (
     Faults,
     set_verbose,
 )
-from simulator.plant import DEFAULT_INVERTER_SERIAL, HoldingRegisters, RegisterError
+from simulator.registers import DEFAULT_INVERTER_SERIAL, HoldingRegisters, RegisterError
 from simulator.state import StateFileError, read_state
 
 

@@ -30,7 +30,7 @@ from octolux.lxp import inputs
 from octolux.lxp.holding import MODELS, firmware, model
 from octolux.mqtt.bridge import InverterBridge
 from octolux.mqtt.client import Message, MqttService
-from simulator.plant import default_holding
+from simulator.registers import default_holding
 
 # The units Home Assistant accepts for each device class used here (its
 # DEVICE_CLASS_UNITS), and the state classes it allows with them.

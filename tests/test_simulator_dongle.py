@@ -20,16 +20,11 @@ from octolux.lxp import holding
 from octolux.lxp.inputs import decode_input_blocks
 from octolux.net.badframes import BAD_FRAME_LINES
 from simulator import dongle as dongle_module
-from simulator.dongle import (
-    FOREIGN_KINDS,
-    REQUEST_LOG_LENGTH,
-    BroadcastFormat,
-    DongleConfig,
-    DongleFactory,
-    Faults,
-    summarise,
-)
+from simulator.dongle import REQUEST_LOG_LENGTH, DongleConfig, DongleFactory
+from simulator.faults import Faults
+from simulator.logs import summarise
 from simulator.plant import Plant
+from simulator.responder import FOREIGN_KINDS, BroadcastFormat
 
 DATALOG = "SIMDL00001"
 INVERTER = "SIMINV0001"

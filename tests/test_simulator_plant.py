@@ -11,19 +11,17 @@ from hypothesis import strategies as st
 
 from octolux.lxp import holding
 from octolux.lxp.frames import ExceptionCode
+from octolux.lxp.holding import WRITABLE
 from octolux.lxp.inputs import FIELDS_BY_KEY, decode_input_blocks
-from simulator.plant import (
+from simulator.installation import MAX_POWER
+from simulator.plant import INPUT_REGISTER_COUNT, Plant
+from simulator.registers import (
     HOLDING_REGISTER_COUNT,
-    INPUT_REGISTER_COUNT,
-    MAX_POWER,
-    WRITABLE,
     HoldingRegisters,
-    Plant,
     UnknownRegister,
     ValueOutOfRange,
-    house_load,
-    sun,
 )
+from simulator.schedule import house_load, sun
 
 MIDNIGHT = datetime.datetime(2024, 6, 21, 0, 0)
 NOON = datetime.datetime(2024, 6, 21, 12, 0)

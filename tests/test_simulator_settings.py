@@ -20,7 +20,7 @@ from test_simulator_dongle import (
 from octolux import lxp
 from octolux.lxp import holding
 from octolux.lxp.inputs import decode_input_blocks, encode_text
-from simulator.plant import HOLDING_REGISTER_COUNT
+from simulator.registers import HOLDING_REGISTER_COUNT
 from simulator.state import StateFileError
 
 WRITE_SINGLE = lxp.DeviceFunction.WRITE_SINGLE

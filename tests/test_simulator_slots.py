@@ -10,13 +10,10 @@ from hypothesis import strategies as st
 from test_simulator_plant import AC_CHARGE, FORCED_DISCHARGE, inputs, set_bit
 
 from octolux.lxp import holding
-from simulator.plant import (
-    MAX_POWER,
-    Plant,
-    ValueOutOfRange,
-    in_schedule,
-    seconds_to_next_slot_edge,
-)
+from simulator.installation import MAX_POWER
+from simulator.plant import Plant
+from simulator.registers import ValueOutOfRange
+from simulator.schedule import in_schedule, seconds_to_next_slot_edge
 
 DAY = datetime.date(2024, 6, 21)
 CHARGE_PRIORITY = 1 << holding.BITS[21]["charge_priority"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import attrs
 
@@ -242,46 +242,9 @@ def parse_clock(text: str) -> datetime.datetime:
 # -- registers that cmd/set_hold may write -----------------------------------------------
 
 
-@attrs.frozen
-class RegisterRule:
-    """What a known-writable holding register accepts (as a raw value, 0-65535)."""
-
-    description: str
-    accepts: Callable[[int], bool]
-
-
-def _is_time_of_day(value: int) -> bool:
-    return value & 0xFF <= 23 and value >> 8 <= 59
-
-
-def _between(register: int, low: int, high: int) -> RegisterRule:
-    if register in holding.SIGNED:
-        return RegisterRule(f"{low} to {high}, two's complement",
-                            lambda value: low <= to_signed16(value) <= high)
-    return RegisterRule(f"{low}-{high}", lambda value: low <= value <= high)
-
-
-_ANY = RegisterRule("any value 0-65535", lambda value: True)
-_TIME_OF_DAY = RegisterRule("a time of day: low byte hour 0-23, high byte minute 0-59",
-                            _is_time_of_day)
-
-# The registers ``cmd/set_hold/<register>`` may write unless the configuration
-# allows any register: the bit fields, every number register with the limits
-# the inverter takes (percentages, SOC limits, the lead-acid temperature
-# limits in 0.1 degC, the CT offset) and the time slots. Not the clock: it is
-# written whole, by ``clock`` or ``sync_time``.
-WRITABLE_REGISTERS: dict[int, RegisterRule] = {
-    holding.FUNCTION_BITS: _ANY,
-    holding.SYSTEM_BITS: _ANY,
-    **{register: _between(register, *holding.LIMITS[register])
-       for register in sorted(holding.LIMITS)},
-    **{
-        register: _TIME_OF_DAY
-        for slots in holding.TIME_SLOTS.values()
-        for pair in slots
-        for register in pair
-    },
-}
+# The rules live with the register map (``holding.SETTABLE``), shared with the
+# simulator's inverter; this is the name the docs and commands read them by.
+WRITABLE_REGISTERS: dict[int, holding.WriteRule] = holding.SETTABLE
 
 
 def check_register_write(register: int, value: int, *, any_register: bool = False) -> None:

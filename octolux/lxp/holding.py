@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+import attrs
 
 from octolux.lxp.inputs import to_signed16
 
@@ -183,6 +185,72 @@ def encode_clock(moment: datetime.datetime) -> tuple[int, int, int]:
         moment.day | moment.hour << 8,
         moment.minute | moment.second << 8,
     )
+
+
+# -- which registers may be written, and with what -------------------------------
+
+
+@attrs.frozen
+class WriteRule:
+    """What a writable holding register accepts, as a raw value 0-65535, and that in words."""
+
+    description: str
+    accepts: Callable[[int], bool]
+
+
+def _is_time_of_day(value: int) -> bool:
+    return value & 0xFF <= 23 and value >> 8 <= 59
+
+
+def _within_limits(register: int) -> WriteRule:
+    low, high = LIMITS[register]
+    if register in SIGNED:
+        return WriteRule(f"{low} to {high}, two's complement",
+                         lambda value: low <= to_signed16(value) <= high)
+    return WriteRule(f"{low}-{high}", lambda value: low <= value <= high)
+
+
+ANY_VALUE = WriteRule("any value 0-65535", lambda value: True)
+TIME_OF_DAY = WriteRule("a time of day: low byte hour 0-23, high byte minute 0-59",
+                        _is_time_of_day)
+
+# The registers a client may write one by one (``cmd/set_hold/<register>``
+# unless the configuration allows any register): the bit fields, every number
+# register with the limits the inverter takes (percentages, SOC limits, the
+# lead-acid temperature limits in 0.1 degC, the CT offset) and the time slots.
+# Not the clock: it is written whole (``CLOCK_RULES``).
+SETTABLE: dict[int, WriteRule] = {
+    FUNCTION_BITS: ANY_VALUE,
+    SYSTEM_BITS: ANY_VALUE,  # newer units use all 16 bits (buzzer, CT ratios, eco mode)
+    **{register: _within_limits(register) for register in sorted(LIMITS)},
+    **{register: TIME_OF_DAY for slots in TIME_SLOTS.values() for pair in slots
+       for register in pair},
+}
+
+# The clock, byte by byte (PROTOCOL.md section 6); a write must also make a
+# whole valid date and time, which only all three registers together can show.
+CLOCK_RULES: dict[int, WriteRule] = {
+    12: WriteRule("low byte year - 2000, 17-255, high byte month 1-12",
+                  lambda v: v & 0xFF >= 17 and 1 <= v >> 8 <= 12),
+    13: WriteRule("low byte day 1-31, high byte hour 0-23",
+                  lambda v: 1 <= v & 0xFF <= 31 and v >> 8 <= 23),
+    14: WriteRule("low byte minute 0-59, high byte second 0-59",
+                  lambda v: v & 0xFF <= 59 and v >> 8 <= 59),
+}
+
+# Every register the inverter itself takes a write to, and what it accepts: the
+# settable ones, the clock, and register 120 (whose fields the bridge writes
+# through no command). Anything else (the model, serial and firmware registers
+# 0-10 among them) is refused with ILLEGAL_ADDRESS, as a real inverter refuses
+# read-only registers.
+WRITABLE: dict[int, WriteRule] = {
+    **CLOCK_RULES,
+    **SETTABLE,
+    SYSTEM_ENABLE: WriteRule(
+        "bits 0-8, AC charge type (bits 1-3) 0-5, discharge control (bits 4-5) 0-2",
+        lambda value: value < 0x200 and ac_charge_type(value) <= 5 and value >> 4 & 3 < 3,
+    ),
+}
 
 
 # -- what the inverter says it is ------------------------------------------------
