@@ -22,7 +22,8 @@ from octolux.lxp import frames
 SERIAL_LENGTH = frames.SERIAL_LENGTH  # config.ini adds: letters and digits only
 LXP_PORT = 8000
 VENDOR_PORT = 4346  # where dongles dial the vendor's server: server mode's default
-MAX_CONNECTIONS = 64
+MAX_CONNECTIONS = 64  # a listener's: more dongles than one home network holds
+# A dongle heartbeats about once a minute, and sends one as soon as it connects.
 IDENTIFY_TIMEOUT = 90.0
 SERVER_HOST = "127.0.0.1"
 SERVER_PORT = 4346

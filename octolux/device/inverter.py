@@ -1,17 +1,18 @@
 """The inverter as the rest of the bridge sees it.
 
 An ``Inverter`` keeps one TCP connection to one datalogger, runs one request at
-a time against it, and tells its observers what the inverter reports, whoever
-asked for it. The connection comes from one of two sources: the inverter dials
-the datalogger itself (``ClientService`` with exponential backoff), or, in
-server mode, the datalogger dials us and an ``octolux.device.listener.DongleListener``
+a time against it, and tells its observers (``InverterObserver``, by typed
+calls) what the inverter reports, whoever asked for it. The connection comes
+from one of two sources: the inverter dials the datalogger itself (``Dialer``:
+``ClientService`` with exponential backoff and its log lines), or, in server
+mode, the datalogger dials us and an ``octolux.device.listener.DongleListener``
 hands its connection over through the same ``FrameHandler`` methods.
 
-It composes two parts of its own: the request queue with its deadlines and
-answer matching (``octolux.device.requests.RequestEngine``), and the serials
-(``octolux.device.serials.Serials``: configured or learned, frames from another
-dongle ignored). Requests wait for the inverter serial as they wait for a
-connection.
+The requests it can be asked are ``InverterRequests``; they run on the
+transport-free ``octolux.device.requests.RequestEngine`` (queue, deadlines,
+send margin, answer matching). Its serials (``octolux.device.serials.Serials``)
+may be configured or learned; frames from another dongle are ignored.
+Requests wait for the inverter serial as they wait for a connection.
 
 A dongle sends every reply and broadcast to every client (PROTOCOL.md section
 8), so a frame that arrives is first of all news about the inverter: it updates
@@ -22,7 +23,7 @@ request on the wire only if the engine's rule says so (``LXP_REPLIES``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from twisted.application import service
@@ -35,7 +36,7 @@ from twisted.python.failure import Failure
 from octolux import lxp
 from octolux.config.ini import COMMAND_TIMEOUT, HEARTBEAT_ECHO, NO_DATA_TIMEOUT
 from octolux.device.registers import RegisterValues
-from octolux.device.requests import SEND_MARGIN, CommandFailed, RequestEngine
+from octolux.device.requests import SEND_MARGIN, CommandFailed, RequestEngine, Steps
 from octolux.device.serials import Serials
 from octolux.lxp.holding import with_bit
 from octolux.lxp.inputs import decode_inputs, split_blocks
@@ -176,11 +177,191 @@ def _write_multi_steps(request: lxp.WriteMultiRequest):
     return dict(enumerate(request.values, request.register))
 
 
-class Inverter(service.Service):
-    """One datalogger and the inverter behind it.
+class InverterRequests:
+    """What an inverter can be asked: holding and input registers read, holding registers written.
+
+    Each method returns a Deferred; at most one request is on the wire at a
+    time; each fails with ``CommandFailed`` within the command timeout of the
+    call, and a request that has failed is never sent afterwards. The frames
+    go through ``requests`` (the ``RequestEngine``), addressed with
+    ``serials``; with ``read_only`` every write fails at once.
+    """
+
+    requests: RequestEngine
+    serials: Serials
+    read_only: bool
+
+    def read_hold(self, register: int, count: int = 1) -> Deferred[dict[int, int]]:
+        """Read ``count`` holding registers; fires with register -> value."""
+        return self._ask(f"read_hold({register}, {count})", lambda: _read_hold_steps(
+            self._read_request(READ_HOLD, register, count)))
+
+    def read_input(self, register: int, count: int = 40) -> Deferred[dict[int, dict[str, Any]]]:
+        """Read input registers; fires with the decoded blocks (as observers get them).
+
+        The blocks are those the reply fully covers, so a read of fewer than 40
+        registers, or not aligned on 0, 40, 80, 120, fires with ``{}``; its
+        values still reach ``latest_inputs``.
+        """
+        return self._ask(f"read_input({register}, {count})", lambda: _read_input_steps(
+            self._read_request(READ_INPUT, register, count)))
+
+    def write_single(self, register: int, value: int) -> Deferred[int]:
+        """Write one holding register; fires with the value, once the inverter echoes it."""
+        return self._ask(f"write_single({register}, {value})", lambda: _write_steps(
+            lxp.WriteSingleRequest(*self.serials.addressee, register, value)), writes=True)
+
+    def write_singles(self, register: int, values) -> Deferred[tuple[int, ...]]:
+        """Write consecutive holding registers from ``register``, one single write each.
+
+        The writes run back to back (no other request between them), each
+        answered by its own echo; the first failure ends it (registers already
+        written stay written). Fires with the echoed values. For pairs such as
+        a time slot, where single writes are what every inverter accepts.
+        """
+        values = tuple(values)
+
+        def steps():
+            if not values:
+                raise ValueError("no values to write")
+            return _write_singles_steps([
+                lxp.WriteSingleRequest(*self.serials.addressee, register + offset, value)
+                for offset, value in enumerate(values)])
+
+        return self._ask(f"write_singles({register}, {values})", steps, writes=True)
+
+    def write_multi(self, register: int, values) -> Deferred[dict[int, int]]:
+        """Write consecutive holding registers in one multi write (the clock: 12, three values).
+
+        Fires with register -> value once the inverter acknowledges the count written.
+        """
+        values = tuple(values)
+        return self._ask(f"write_multi({register}, {values})", lambda: _write_multi_steps(
+            lxp.WriteMultiRequest(*self.serials.addressee, register, values)), writes=True)
+
+    def set_bit(self, register: int, bit: int, on: bool) -> Deferred[int]:
+        """Read ``register``, set or clear one bit, write it back and wait for its echo.
+
+        Read and write run back to back: no other request comes between them.
+        A bit already as asked is not written (these registers live in EEPROM,
+        which writes wear). Fires with the new register value.
+        """
+        def steps():
+            if not isinstance(bit, int) or not 0 <= bit <= 15:
+                raise ValueError(f"bit must be 0-15: {bit!r}")
+            return _set_bit_steps(self._read_request(READ_HOLD, register, 1), bit, on)
+
+        return self._ask(f"set_bit({register}, {bit}, {bool(on)})", steps, writes=True)
+
+    def _ask(self, description: str, steps: Callable[[], Steps], *, writes: bool = False):
+        """Queue the request ``steps()`` builds, or fail at once: read-only, or invalid."""
+        if writes and self.read_only:
+            return fail(CommandFailed(READ_ONLY_REASON))
+        try:
+            built = steps()  # builds (and so checks) its first frames now
+        except ValueError as error:
+            return fail(CommandFailed(f"invalid request: {error}"))
+        return self.requests.submit(description, built)
+
+    def _read_request(self, function, register: int, count: int) -> lxp.ReadRequest:
+        # A reply carries at most 127 values, so a bigger read could never be answered.
+        if not isinstance(count, int) or not 1 <= count <= 127:
+            raise ValueError(f"count must be 1-127: {count!r}")
+        return lxp.ReadRequest(function, *self.serials.addressee, register, count)
+
+
+class Dialer:
+    """Dials the datalogger for ever (``ClientService`` with backoff), with one log line
+    per lost connection or failed attempt that says when the next attempt comes."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        endpoint,  # IStreamClientEndpoint to the datalogger
+        factory: LxpFactory,
+        *,
+        clock: IReactorTime,
+        retry_policy=None,  # attempt -> seconds; default backoffPolicy()
+        name: str = "inverter",
+        address: str | None = None,  # "host:port", for log lines before any connection
+    ):
+        self.name = name
+        self._address = address
+        self._peer = address or "the datalogger"
+        self._retry_policy = backoffPolicy() if retry_policy is None else retry_policy
+        self._last_loss: str | None = None  # why the last connection or attempt ended
+        self._was_connected = False  # did the last connection get as far as connected?
+        self._logged_failure: str | None = None  # the reason last logged at info
+        self._client = ClientService(
+            FailureReportingEndpoint(endpoint, self._attempt_failed),
+            factory,
+            retryPolicy=self._retry_delay,
+            clock=clock,
+        )
+
+    def start(self) -> None:
+        """Connect, and reconnect whenever the connection is lost or an attempt fails."""
+        self._client.startService()
+
+    def stop(self) -> Deferred[None]:
+        """Stop reconnecting and close the connection; fires once it is closed."""
+        return self._client.stopService()
+
+    def connected(self, peer: str) -> None:
+        """The connection to ``peer`` is up (ClientService resets its backoff)."""
+        self._peer = peer
+        self._was_connected = True
+        self._last_loss = None
+        self.log.info("{name}: connected to {peer}", name=self.name, peer=peer)
+
+    def lost(self, reason: str) -> None:
+        """The connection is gone. Not logged here: ClientService asks ``_retry_delay``
+        for the delay right away, which logs the loss with when the next attempt comes."""
+        self._last_loss = reason
+
+    def _attempt_failed(self, failure: Failure) -> None:
+        self._was_connected = False
+        self._last_loss = failure_phrase(failure)
+
+    def _retry_delay(self, attempt: int) -> float:
+        """ClientService's retry policy, plus the one log line for what just went wrong."""
+        delay = self._retry_policy(attempt)
+        reason = self._last_loss or "unknown reason"
+        if self._was_connected:
+            self.log.info(
+                "{name}: connection to {peer} lost: {reason}, reconnecting in {delay:.1f} s",
+                name=self.name,
+                peer=self._peer,
+                reason=reason,
+                delay=delay,
+            )
+        else:
+            # A datalogger that is off for days would otherwise log a line a
+            # minute: the first few attempts, a change of reason and every
+            # tenth attempt are worth reading; the rest only at debug.
+            quiet = attempt > 3 and attempt % 10 and reason == self._logged_failure
+            self._logged_failure = reason
+            emit = self.log.debug if quiet else self.log.info
+            emit(
+                "{name}: cannot connect{to}: {reason}, retrying in {delay:.1f} s"
+                " (attempt {attempt})",
+                name=self.name,
+                to=f" to {self._address}" if self._address else "",
+                reason=reason,
+                delay=delay,
+                attempt=attempt,
+            )
+        self._was_connected = False
+        return delay
+
+
+class Inverter(InverterRequests, service.Service):
+    """One datalogger and the inverter behind it: its connection, its state, its observers.
 
     ``name`` (also the service name) starts every log line, so several
-    inverters in one process can be told apart.
+    inverters in one process can be told apart. The requests it can be asked
+    are ``InverterRequests``'.
     """
 
     log = Logger()
@@ -210,8 +391,6 @@ class Inverter(service.Service):
         self.read_only = read_only
         self.read_holding_on_connect = read_holding_on_connect
         self._pacer = pacer
-        self._clock: IReactorTime = clock
-        self._retry_policy = backoffPolicy() if retry_policy is None else retry_policy
         self.requests = RequestEngine(clock, self._send, timeout=command_timeout,
                                       prepare=self._outgoing, name=name)
         if not self.serials.known:
@@ -225,21 +404,11 @@ class Inverter(service.Service):
 
         self._observers = Observers(name)
         self._protocol: LxpProtocol | None = None
-        self._address = address
-        self._peer = address or "the datalogger"
-        self._last_loss: str | None = None  # why the last connection or attempt ended
-        self._was_connected = False  # did the last connection get as far as connected?
-        self._logged_failure: str | None = None  # the reason last logged at info
-
-        self._client: ClientService | None = None
+        self._dialer: Dialer | None = None
         if endpoint is not None:
             factory = LxpFactory(self, clock, no_data_timeout=no_data_timeout, name=name)
-            self._client = ClientService(
-                FailureReportingEndpoint(endpoint, self._attempt_failed),
-                factory,
-                retryPolicy=self._retry_delay,
-                clock=clock,
-            )
+            self._dialer = Dialer(endpoint, factory, clock=clock, retry_policy=retry_policy,
+                                  name=name, address=address)
 
     # -- state, for the HTTP API ----------------------------------------------
 
@@ -267,115 +436,18 @@ class Inverter(service.Service):
         """Start connecting to the datalogger (and reconnecting, for ever), if we dial it."""
         super().startService()
         self.requests.start()
-        if self._client is not None:
-            self._client.startService()
+        if self._dialer is not None:
+            self._dialer.start()
 
     def stopService(self) -> Deferred[None]:
         """Fail every pending request with ``stopping``; fires once the connection is closed."""
         super().stopService()
         self.requests.stop()
         self.serials.disconnected()
-        if self._client is not None:
-            return self._client.stopService()
+        if self._dialer is not None:
+            return self._dialer.stop()
         # Server mode: the listener closes the connections it handed over.
         return succeed(None)
-
-    # -- requests: each returns a Deferred; at most one is on the wire at a time;
-    # each fails with CommandFailed within command_timeout of the call, and a
-    # request that has failed is never sent afterwards.
-
-    def read_hold(self, register: int, count: int = 1) -> Deferred[dict[int, int]]:
-        """Read ``count`` holding registers; fires with register -> value."""
-        try:
-            request = self._read_request(READ_HOLD, register, count)
-        except ValueError as error:
-            return fail(CommandFailed(f"invalid request: {error}"))
-        return self.requests.submit(f"read_hold({register}, {count})", _read_hold_steps(request))
-
-    def read_input(self, register: int, count: int = 40) -> Deferred[dict[int, dict[str, Any]]]:
-        """Read input registers; fires with the decoded blocks (as observers get them).
-
-        The blocks are those the reply fully covers, so a read of fewer than 40
-        registers, or not aligned on 0, 40, 80, 120, fires with ``{}``; its
-        values still reach ``latest_inputs``.
-        """
-        try:
-            request = self._read_request(READ_INPUT, register, count)
-        except ValueError as error:
-            return fail(CommandFailed(f"invalid request: {error}"))
-        return self.requests.submit(f"read_input({register}, {count})", _read_input_steps(request))
-
-    def write_single(self, register: int, value: int) -> Deferred[int]:
-        """Write one holding register; fires with the value, once the inverter echoes it."""
-        if self.read_only:
-            return fail(CommandFailed(READ_ONLY_REASON))
-        try:
-            request = lxp.WriteSingleRequest(*self.serials.addressee, register, value)
-        except ValueError as error:
-            return fail(CommandFailed(f"invalid request: {error}"))
-        return self.requests.submit(f"write_single({register}, {value})", _write_steps(request))
-
-    def write_singles(self, register: int, values) -> Deferred[tuple[int, ...]]:
-        """Write consecutive holding registers from ``register``, one single write each.
-
-        The writes run back to back (no other request between them), each
-        answered by its own echo; the first failure ends it (registers already
-        written stay written). Fires with the echoed values. For pairs such as
-        a time slot, where single writes are what every inverter accepts.
-        """
-        if self.read_only:
-            return fail(CommandFailed(READ_ONLY_REASON))
-        values = tuple(values)
-        try:
-            requests = [
-                lxp.WriteSingleRequest(*self.serials.addressee, register + offset, value)
-                for offset, value in enumerate(values)
-            ]
-            if not requests:
-                raise ValueError("no values to write")
-        except ValueError as error:
-            return fail(CommandFailed(f"invalid request: {error}"))
-        description = f"write_singles({register}, {values})"
-        return self.requests.submit(description, _write_singles_steps(requests))
-
-    def write_multi(self, register: int, values) -> Deferred[dict[int, int]]:
-        """Write consecutive holding registers in one multi write (the clock: 12, three values).
-
-        Fires with register -> value once the inverter acknowledges the count written.
-        """
-        if self.read_only:
-            return fail(CommandFailed(READ_ONLY_REASON))
-        try:
-            request = lxp.WriteMultiRequest(*self.serials.addressee, register, tuple(values))
-        except ValueError as error:
-            return fail(CommandFailed(f"invalid request: {error}"))
-        return self.requests.submit(
-            f"write_multi({register}, {request.values})", _write_multi_steps(request)
-        )
-
-    def set_bit(self, register: int, bit: int, on: bool) -> Deferred[int]:
-        """Read ``register``, set or clear one bit, write it back and wait for its echo.
-
-        Read and write run back to back: no other request comes between them.
-        A bit already as asked is not written (these registers live in EEPROM,
-        which writes wear). Fires with the new register value.
-        """
-        if self.read_only:
-            return fail(CommandFailed(READ_ONLY_REASON))
-        if not isinstance(bit, int) or not 0 <= bit <= 15:
-            return fail(CommandFailed(f"invalid request: bit must be 0-15: {bit!r}"))
-        try:
-            read = self._read_request(READ_HOLD, register, 1)
-        except ValueError as error:
-            return fail(CommandFailed(f"invalid request: {error}"))
-        description = f"set_bit({register}, {bit}, {bool(on)})"
-        return self.requests.submit(description, _set_bit_steps(read, bit, on))
-
-    def _read_request(self, function, register: int, count: int) -> lxp.ReadRequest:
-        # A reply carries at most 127 values, so a bigger read could never be answered.
-        if not isinstance(count, int) or not 1 <= count <= 127:
-            raise ValueError(f"count must be 1-127: {count!r}")
-        return lxp.ReadRequest(function, *self.serials.addressee, register, count)
 
     # -- reading everything -----------------------------------------------------------
 
@@ -457,16 +529,13 @@ class Inverter(service.Service):
                           old=replaced.peer, new=protocol.peer)
             replaced.abort(f"replaced by a new connection from {protocol.peer}")
         self._protocol = protocol
-        self._peer = protocol.peer
         self._unknown_functions = set()
-        self._was_connected = True
-        self._last_loss = None
         was_connected, self.connected = self.connected, True
-        if self._client is None:
+        if self._dialer is None:
             self.log.info("{name}: the datalogger connected from {peer}", name=self.name,
                           peer=protocol.peer)
         else:
-            self.log.info("{name}: connected to {peer}", name=self.name, peer=protocol.peer)
+            self._dialer.connected(protocol.peer)
         self.serials.connected(protocol.send)
         if not was_connected:
             self._observers.connection_changed(True)
@@ -480,17 +549,12 @@ class Inverter(service.Service):
             return
         self._protocol = None
         self.connected = False
-        self._last_loss = reason
         self.serials.disconnected()
-        if not self.running or self._client is None:
-            self.log.info(
-                "{name}: disconnected from {peer}: {reason}",
-                name=self.name,
-                peer=self._peer,
-                reason=reason,
-            )
-        # Otherwise ClientService asks _retry_delay for the delay right away,
-        # which logs the loss together with when the next attempt comes.
+        if self._dialer is not None:
+            self._dialer.lost(reason)
+        if not self.running or self._dialer is None:
+            self.log.info("{name}: disconnected from {peer}: {reason}", name=self.name,
+                          peer=protocol.peer, reason=reason)
         self.requests.disconnected()
         self._observers.connection_changed(False)
 
@@ -567,40 +631,3 @@ class Inverter(service.Service):
             )
         # Otherwise other clients' requests, the cloud's param reads and writes:
         # nothing to update, nothing we asked for.
-
-    # -- connection attempts and the log ----------------------------------------------
-
-    def _attempt_failed(self, failure: Failure) -> None:
-        self._was_connected = False
-        self._last_loss = failure_phrase(failure)
-
-    def _retry_delay(self, attempt: int) -> float:
-        """ClientService's retry policy, plus the one log line for what just went wrong."""
-        delay = self._retry_policy(attempt)
-        reason = self._last_loss or "unknown reason"
-        if self._was_connected:
-            self.log.info(
-                "{name}: connection to {peer} lost: {reason}, reconnecting in {delay:.1f} s",
-                name=self.name,
-                peer=self._peer,
-                reason=reason,
-                delay=delay,
-            )
-        else:
-            # A datalogger that is off for days would otherwise log a line a
-            # minute: the first few attempts, a change of reason and every
-            # tenth attempt are worth reading; the rest only at debug.
-            quiet = attempt > 3 and attempt % 10 and reason == self._logged_failure
-            self._logged_failure = reason
-            emit = self.log.debug if quiet else self.log.info
-            emit(
-                "{name}: cannot connect{to}: {reason}, retrying in {delay:.1f} s"
-                " (attempt {attempt})",
-                name=self.name,
-                to=f" to {self._address}" if self._address else "",
-                reason=reason,
-                delay=delay,
-                attempt=attempt,
-            )
-        self._was_connected = False
-        return delay

@@ -31,22 +31,18 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from octolux import lxp
-from octolux.device.inverter import Inverter
+from octolux.config.ini import IDENTIFY_TIMEOUT, MAX_CONNECTIONS
+from octolux.device.inverter import Inverter, answer_heartbeat
 from octolux.device.relay import CloudLink, Congestion
+from octolux.device.serials import OnceEach
 from octolux.lxp.splitter import FrameSplitter
 from octolux.net.listening import ListeningService
 from octolux.net.protocol import LxpProtocol
 
-DEFAULT_MAX_CONNECTIONS = 64
-# A dongle heartbeats about once a minute, and sends one as soon as it connects.
-DEFAULT_IDENTIFY_TIMEOUT = 90.0
 # The biggest frame is 291 bytes: a real dongle is known long before this.
 UNIDENTIFIED_BYTES = 4096
 FLOOD_WINDOW = 10.0  # seconds
 FLOOD_BYTES = 256 * 1024  # ... per window: a thousand times what a dongle sends
-# Serials refused are remembered so that each is logged once; capped like the
-# inverter's foreign serials.
-_MAX_REMEMBERED_SERIALS = 64
 
 
 @attrs.define(eq=False)
@@ -158,9 +154,8 @@ class _Connection:
                 return
             self._identified(route)
         if type(frame) is lxp.Heartbeat and (self.link is None or not self.link.up):
-            # As the vendor's server would: without answers the dongle stops sending data.
             self.heartbeats_answered += 1
-            self.protocol.send(lxp.Heartbeat(frame.datalog))
+            answer_heartbeat(self.protocol, frame)
         self.route.inverter.frame_received(frame)
 
     def connection_lost(self, protocol: LxpProtocol, reason: str) -> None:
@@ -236,8 +231,8 @@ class DongleListener(ListeningService):
         routes: Sequence[Route],
         *,
         clock: IReactorTime,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        identify_timeout: float = DEFAULT_IDENTIFY_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+        identify_timeout: float = IDENTIFY_TIMEOUT,
         accept_unknown: Callable[[str], Route] | None = None,
         accepted_relay: bool = False,
     ):
@@ -251,7 +246,7 @@ class DongleListener(ListeningService):
         self._endpoint = endpoint
         self._accept_unknown = accept_unknown
         self._by_datalog: dict[str, Route] = {}
-        self._refused: set[str] = set()
+        self._refused = OnceEach()  # datalog serials refused, each logged once
         self._full_logged = False
         self._closing_quiet_until = 0.0
         self._closings_unlogged = 0
@@ -340,8 +335,7 @@ class DongleListener(ListeningService):
                           " {inverter!r} ([listener] accept_unknown)", name=self.name,
                           datalog=datalog, inverter=route.inverter.name)
         if route is None:
-            if datalog not in self._refused and len(self._refused) < _MAX_REMEMBERED_SERIALS:
-                self._refused.add(datalog)
+            if self._refused.first_sight(datalog):
                 self.log.warn(
                     "{name}: refusing a datalogger with datalog serial {datalog!r}: no"
                     " inverter section has `datalog = {datalog}` (add one, or leave datalog"
