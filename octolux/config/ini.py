@@ -4,6 +4,10 @@ The file of the original tool works unchanged: ``[lxp]``, ``[server]`` and
 ``[mqtt]`` keep their keys and meaning; sections and keys this project does not
 use are listed in ``Config.ignored`` for the caller to log. Every error is a
 ``ConfigError`` naming the file, the section and the key.
+
+``_Ini`` reads typed values (ports, seconds, serials, ...) from the parsed
+file; one function per section (``_inverter``, ``_listener``, ``_server``,
+``_mqtt``, ``_history``, ...) builds that section's attrs class from them.
 """
 
 from __future__ import annotations
@@ -196,230 +200,42 @@ def parse_config(text: str, filename: str = "config.ini") -> Config:
         raise ConfigError(f"{filename}: line {lines}: not a 'key = value' line") from None
     except configparser.Error as e:
         raise ConfigError(f"{filename}: {e.message.splitlines()[0]}") from None
-    return _Reader(parser, filename).config()
+    return _read(_Ini(parser, filename))
+
+
+def _read(ini: _Ini) -> Config:
+    """Every section of ``ini``, checked; then what was read but is not used, for the log."""
+    inverters, sections = _inverters(ini)
+    server = _server(ini)
+    mqtt = _mqtt(ini)
+    history = _history(ini)
+    log_level = _log_level(ini)
+    listener = _listener(ini)
+    homeassistant = _homeassistant(ini, mqtt)
+    _check_api_clash(ini, inverters, sections, server)
+    for section in ini.parser.sections():
+        if section not in _KNOWN_KEYS and _lxp_name(section) is None:
+            ini.ignored.append(f"{ini.filename}: [{section}]: not used by octolux, ignored")
+    return Config(
+        inverters=inverters,
+        server=server,
+        mqtt=mqtt,
+        history=history,
+        log_level=log_level,
+        listener=listener,
+        homeassistant=homeassistant,
+        ignored=tuple(ini.ignored),
+    )
 
 
 @attrs.define
-class _Reader:
-    """Turns the parsed INI into a ``Config``, remembering what it did not use."""
+class _Ini:
+    """One parsed ``config.ini``: its values as numbers, ports, serials, ...; each mistake a
+    ``ConfigError`` naming the file, the section and the key; what is not used noted."""
 
     parser: configparser.ConfigParser
     filename: str
     ignored: list[str] = attrs.Factory(list)
-    sections: dict[str, str] = attrs.Factory(dict)  # inverter name -> its section
-
-    def config(self) -> Config:
-        inverters = self.inverters()
-        server = self.server()
-        mqtt = self.mqtt()
-        history = self.history()
-        log_level = self.log_level()
-        listener = self.listener()
-        homeassistant = self.homeassistant(mqtt)
-        self.check_api_clash(inverters, server)
-        for section in self.parser.sections():
-            if section not in _KNOWN_KEYS and _lxp_name(section) is None:
-                self.ignored.append(f"{self.filename}: [{section}]: not used by octolux, ignored")
-        return Config(
-            inverters=inverters,
-            server=server,
-            mqtt=mqtt,
-            history=history,
-            log_level=log_level,
-            listener=listener,
-            homeassistant=homeassistant,
-            ignored=tuple(self.ignored),
-        )
-
-    # -- sections -------------------------------------------------------------
-
-    def inverters(self) -> tuple[InverterConfig, ...]:
-        sections = [s for s in self.parser.sections() if _lxp_name(s) is not None]
-        if not sections:
-            raise ConfigError(f"{self.filename}: [lxp]: missing section")
-        inverters = []
-        for section in sections:
-            name = _lxp_name(section) or self.get(section, "name", DEFAULT_INVERTER_NAME)
-            if not _NAME.match(name):
-                raise self.error(section, "name", "letters, digits, '-' and '_' only", name)
-            if name in _RESERVED_NAMES:
-                # /api/<name>/... would hide the API's own /api/inputs, /api/registers.
-                raise self.error(section, "name", "a name the HTTP API uses itself", name)
-            if any(inverter.name == name for inverter in inverters):
-                raise self.error(section, "name", "two inverters with this name", name)
-            self.check_keys(section, _KNOWN_KEYS["lxp"])
-            self.sections[name] = section
-            listen = self.address(section, "listen", VENDOR_PORT)
-            cloud = self.address(section, "cloud", VENDOR_PORT)
-            if listen is not None:
-                if self.get(section, "host"):
-                    raise self.error(section, "listen", "not with host: give host (the bridge"
-                                     " dials the dongle) or listen (the dongle dials the"
-                                     " bridge)", self.get(section, "listen"))
-                for key in ("port", "heartbeat_echo"):
-                    if self.get(section, key):
-                        self.note(section, key, "not used with listen, ignored")
-            elif cloud is not None:
-                raise self.error(section, "cloud", "only with listen (server mode)",
-                                 self.get(section, "cloud"))
-            if self.boolean(section, "read_only", False) and self.boolean(
-                section, "sync_time", False
-            ):
-                raise self.error(section, "sync_time", "cannot set the clock with read_only = yes",
-                                 self.get(section, "sync_time"))
-            inverters.append(InverterConfig(
-                name=name,
-                host=self.required(section, "host") if listen is None else None,
-                port=self.port(section, "port", LXP_PORT),
-                serial=self.serial(section, "serial", optional=True),
-                datalog=self.serial(section, "datalog", optional=True),
-                listen=listen,
-                cloud=cloud,
-                heartbeat_echo=self.boolean(section, "heartbeat_echo", HEARTBEAT_ECHO),
-                no_data_timeout=self.seconds(section, "no_data_timeout", NO_DATA_TIMEOUT),
-                command_timeout=self.seconds(section, "command_timeout", COMMAND_TIMEOUT),
-                read_only=self.boolean(section, "read_only", False),
-                sync_time=self.boolean(section, "sync_time", False),
-                set_hold_any_register=self.boolean(section, "set_hold_any_register", False),
-                device_name=self.get(section, "device_name") or None,
-            ))
-        return tuple(inverters)
-
-    def listener(self) -> ListenerConfig:
-        if not self.parser.has_section("listener"):
-            return ListenerConfig()
-        self.check_keys("listener", _KNOWN_KEYS["listener"])
-        value = self.get("listener", "max_connections")
-        maximum = MAX_CONNECTIONS
-        if value:
-            maximum = self.integer("listener", "max_connections", value)
-            if maximum < 1:
-                raise self.error("listener", "max_connections", "must be at least 1", value)
-        return ListenerConfig(
-            max_connections=maximum,
-            identify_timeout=self.seconds("listener", "identify_timeout", IDENTIFY_TIMEOUT),
-            accept_unknown=self.boolean("listener", "accept_unknown", False),
-            cloud=self.address("listener", "cloud", VENDOR_PORT),
-        )
-
-    def check_api_clash(self, inverters, server: ServerConfig) -> None:
-        """A listener on the HTTP API's port (4346 is both defaults) is one clear line."""
-        wildcards = {"", "0.0.0.0", "::"}
-        for inverter in inverters:
-            if inverter.listen is None or server.port == 0:
-                continue
-            host, port = inverter.listen
-            same_host = host == server.listen_host or {host, server.listen_host} & wildcards
-            if port == server.port and same_host:
-                section = self.sections[inverter.name]
-                raise ConfigError(
-                    f"{self.filename}: [{section}] listen: port {port} is also the HTTP API's"
-                    f" ([server] port = {server.port}, its default): move the API, e.g."
-                    f" [server] port = 8080"
-                )
-
-    def server(self) -> ServerConfig:
-        if not self.parser.has_section("server"):
-            return ServerConfig()
-        self.check_keys("server", _KNOWN_KEYS["server"])
-        # The original server read listen_host, falling back to host.
-        host = self.get("server", "listen_host") or self.get("server", "host") or SERVER_HOST
-        return ServerConfig(
-            listen_host=host,
-            port=self.port("server", "port", SERVER_PORT, allow_zero=True),
-            control=self.boolean("server", "control", False),
-        )
-
-    def mqtt(self) -> MqttConfig | None:
-        if not self.parser.has_section("mqtt"):
-            return None
-        self.check_keys("mqtt", _KNOWN_KEYS["mqtt"])
-        uri = self.get("mqtt", "uri")
-        if not uri:
-            # The original example ships [mqtt] with uri commented out: MQTT off.
-            for key in ("prefix", "ca_file", "client_id"):
-                if self.get("mqtt", key) is not None:
-                    self.note("mqtt", key, "no uri, so no MQTT")
-            return None
-        mqtt = self.parse_uri(uri)
-        prefix = self.topic_prefix("mqtt", MQTT_PREFIX)
-        ca_file = self.get("mqtt", "ca_file")
-        if ca_file is not None:
-            if not mqtt.tls:
-                self.note("mqtt", "ca_file", "uri is not mqtts://, ignored")
-                ca_file = None
-            elif not os.path.isfile(ca_file):
-                raise self.error("mqtt", "ca_file", "no such file", ca_file)
-        return attrs.evolve(
-            mqtt, prefix=prefix, ca_file=ca_file, client_id=self.get("mqtt", "client_id", "")
-        )
-
-    def history(self) -> HistoryConfig | None:
-        # A config.ini of the original tool has no [history]: it records nothing.
-        if not self.parser.has_section("history"):
-            return None
-        self.check_keys("history", _KNOWN_KEYS["history"])
-        if not self.boolean("history", "enabled", True):
-            return None
-        uri = self.get("history", "uri") or None
-        if uri is not None:
-            self.check_postgres_uri(uri)
-        path = self.get("history", "path")
-        if path is None:
-            # No path: SQLite only when there is no PostgreSQL to write to.
-            path = None if uri is not None else HISTORY_PATH
-        elif not path:
-            path = None  # "path =": explicitly no SQLite file
-        if path is not None:
-            # Relative to the configuration file, so a service finds the same file
-            # whatever its working directory.
-            path = os.path.join(os.path.dirname(self.filename), os.path.expanduser(path))
-            folder = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(folder):
-                raise self.error("history", "path", "its directory does not exist", path)
-        if path is None and uri is None:
-            raise ConfigError(f"{self.filename}: [history] path: empty, and no uri either")
-        retention = self.get("history", "retention")
-        days = HISTORY_RETENTION_DAYS
-        if retention:
-            try:
-                days = float(retention)
-            except ValueError:
-                days = -1.0
-            if not 0 <= days < float("inf"):
-                raise self.error("history", "retention", "not a number of days (0: keep all)",
-                                 retention)
-        return HistoryConfig(
-            path=path,
-            uri=uri,
-            retention=days * 86400,
-            max_size=self.size("history", "max_size", HISTORY_MAX_SIZE),
-        )
-
-    def homeassistant(self, mqtt: MqttConfig | None) -> HomeAssistantConfig:
-        if not self.parser.has_section("homeassistant"):
-            return HomeAssistantConfig()
-        self.check_keys("homeassistant", _KNOWN_KEYS["homeassistant"])
-        enabled = self.boolean("homeassistant", "enabled", False)
-        if enabled and mqtt is None:
-            # As for [mqtt] prefix without a uri: the example enables both halves.
-            self.note("homeassistant", "enabled", "no [mqtt] uri, so no discovery")
-            enabled = False
-        return HomeAssistantConfig(
-            enabled=enabled, prefix=self.topic_prefix("homeassistant", HOMEASSISTANT_PREFIX)
-        )
-
-    def log_level(self) -> str:
-        if not self.parser.has_section("log"):
-            return LOG_LEVEL
-        self.check_keys("log", _KNOWN_KEYS["log"])
-        level = self.get("log", "level", LOG_LEVEL).lower()
-        level = "warn" if level == "warning" else level
-        if level not in LOG_LEVELS:
-            raise self.error("log", "level", f"not one of {', '.join(LOG_LEVELS)}", level)
-        return level
-
-    # -- values ---------------------------------------------------------------
 
     def get(self, section: str, key: str, default: str | None = None) -> str | None:
         """The value with surrounding quotes removed (the original reader did that too)."""
@@ -432,12 +248,14 @@ class _Reader:
         return value
 
     def required(self, section: str, key: str) -> str:
+        """The value, which must be given."""
         value = self.get(section, key)
         if not value:
             raise ConfigError(f"{self.filename}: [{section}] {key}: missing")
         return value
 
     def port(self, section: str, key: str, default: int, *, allow_zero: bool = False) -> int:
+        """A TCP port number (0 too with ``allow_zero``: any free port)."""
         value = self.get(section, key)
         if not value:
             return default
@@ -447,18 +265,21 @@ class _Reader:
         return number
 
     def topic_prefix(self, section: str, default: str) -> str:
+        """``prefix``: an MQTT topic prefix without wildcards, leading or trailing ``/``."""
         prefix = self.get(section, "prefix", default).strip("/")
         if not prefix or any(c in prefix for c in "+#\0") or "//" in prefix:
             raise self.error(section, "prefix", "not a usable topic prefix", prefix)
         return prefix
 
     def integer(self, section: str, key: str, value: str) -> int:
+        """``value`` (of ``key``) as a decimal integer."""
         try:
             return int(value, 10)
         except ValueError:
             raise self.error(section, key, "not a number", value) from None
 
     def seconds(self, section: str, key: str, default: float) -> float:
+        """A positive, finite number of seconds."""
         value = self.get(section, key)
         if not value:
             return default
@@ -471,6 +292,7 @@ class _Reader:
         return number
 
     def boolean(self, section: str, key: str, default: bool) -> bool:
+        """yes/no, in any of the words ``octolux.config.words`` knows."""
         value = self.get(section, key)
         if not value:
             return default
@@ -490,21 +312,6 @@ class _Reader:
         if match is None:
             raise self.error(section, key, "not a size (like 500M or 2G)", value)
         return int(float(match[1]) * _SIZE_UNITS[match[2]])
-
-    def check_postgres_uri(self, uri: str) -> None:
-        shown = mask_postgres_uri(uri)
-        try:
-            parts = urllib.parse.urlsplit(uri)
-            parts.port  # noqa: B018 -- raises ValueError for a bad port
-        except ValueError:
-            raise self.error("history", "uri", "not a valid URI", shown) from None
-        if parts.scheme not in POSTGRES_SCHEMES:
-            raise self.error("history", "uri", "scheme must be postgresql://", shown)
-        if importlib.util.find_spec("psycopg") is None:
-            raise self.error(
-                "history", "uri",
-                "PostgreSQL needs psycopg: pip install 'octolux[postgresql]'", shown,
-            )
 
     def address(self, section: str, key: str, default_port: int) -> tuple[str, int] | None:
         """``HOST:PORT``, ``HOST`` (``default_port``) or ``[IPv6]:PORT``; None when not given."""
@@ -529,6 +336,7 @@ class _Reader:
         return host, int(port_text)
 
     def serial(self, section: str, key: str, *, optional: bool = False) -> str | None:
+        """A dongle's or an inverter's serial: 10 letters and digits."""
         if optional and not self.get(section, key):
             return None
         value = self.required(section, key)
@@ -536,44 +344,276 @@ class _Reader:
             raise self.error(section, key, f"not {SERIAL_LENGTH} letters and digits", value)
         return value
 
-    def parse_uri(self, uri: str) -> MqttConfig:
-        # Messages quote the URI with its password masked: errors end up in logs.
-        shown = mask_password(uri)
-        try:
-            parts = urllib.parse.urlsplit(uri)
-            port = parts.port
-        except ValueError:
-            raise self.error("mqtt", "uri", "not a valid URI", shown) from None
-        if parts.scheme not in MQTT_PORTS:
-            raise self.error("mqtt", "uri", "scheme must be mqtt:// or mqtts://", shown)
-        if not parts.hostname:
-            raise self.error("mqtt", "uri", "no host", shown)
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise self.error("mqtt", "uri", "unexpected path or query after host:port", shown)
-        if port == 0:
-            # Not "the default port", as urlsplit's falsy 0 would make it; it
-            # refuses the other numbers outside 1-65535 itself.
-            raise self.error("mqtt", "uri", "not a port number (1-65535)", shown)
-        username = urllib.parse.unquote(parts.username) if parts.username is not None else None
-        password = urllib.parse.unquote(parts.password) if parts.password is not None else None
-        return MqttConfig(
-            host=parts.hostname,
-            port=MQTT_PORTS[parts.scheme] if port is None else port,
-            tls=parts.scheme == "mqtts",
-            username=username or None,
-            password=password,
-        )
-
     def check_keys(self, section: str, known: set[str]) -> None:
+        """Note every key of ``section`` that is not ``known`` as ignored."""
         for key in self.parser.options(section):
             if key not in known:
                 self.note(section, key, "not used by octolux, ignored")
 
     def note(self, section: str, key: str, text: str) -> None:
+        """Note ``key`` for the log: read but not used, and why."""
         self.ignored.append(f"{self.filename}: [{section}] {key}: {text}")
 
     def error(self, section: str, key: str, problem: str, value: str) -> ConfigError:
+        """The error for ``value`` of ``key`` in ``section``, to raise."""
         return ConfigError(f"{self.filename}: [{section}] {key}: {problem}: {value!r}")
+
+
+# -- the inverters and the listener ------------------------------------------------------
+
+
+def _inverters(ini: _Ini) -> tuple[tuple[InverterConfig, ...], dict[str, str]]:
+    """Every ``[lxp]`` / ``[lxp NAME]`` section; and inverter name -> its section."""
+    sections = [s for s in ini.parser.sections() if _lxp_name(s) is not None]
+    if not sections:
+        raise ConfigError(f"{ini.filename}: [lxp]: missing section")
+    inverters: list[InverterConfig] = []
+    names: dict[str, str] = {}
+    for section in sections:
+        name = _lxp_name(section) or ini.get(section, "name", DEFAULT_INVERTER_NAME)
+        if not _NAME.match(name):
+            raise ini.error(section, "name", "letters, digits, '-' and '_' only", name)
+        if name in _RESERVED_NAMES:
+            # /api/<name>/... would hide the API's own /api/inputs, /api/registers.
+            raise ini.error(section, "name", "a name the HTTP API uses itself", name)
+        if name in names:
+            raise ini.error(section, "name", "two inverters with this name", name)
+        ini.check_keys(section, _KNOWN_KEYS["lxp"])
+        names[name] = section
+        inverters.append(_inverter(ini, section, name))
+    return tuple(inverters), names
+
+
+def _inverter(ini: _Ini, section: str, name: str) -> InverterConfig:
+    """One inverter section: a dongle we dial (``host``) or one that dials us (``listen``)."""
+    listen = ini.address(section, "listen", VENDOR_PORT)
+    cloud = ini.address(section, "cloud", VENDOR_PORT)
+    if listen is not None:
+        if ini.get(section, "host"):
+            raise ini.error(section, "listen", "not with host: give host (the bridge"
+                            " dials the dongle) or listen (the dongle dials the"
+                            " bridge)", ini.get(section, "listen"))
+        for key in ("port", "heartbeat_echo"):
+            if ini.get(section, key):
+                ini.note(section, key, "not used with listen, ignored")
+    elif cloud is not None:
+        raise ini.error(section, "cloud", "only with listen (server mode)",
+                        ini.get(section, "cloud"))
+    if ini.boolean(section, "read_only", False) and ini.boolean(section, "sync_time", False):
+        raise ini.error(section, "sync_time", "cannot set the clock with read_only = yes",
+                        ini.get(section, "sync_time"))
+    return InverterConfig(
+        name=name,
+        host=ini.required(section, "host") if listen is None else None,
+        port=ini.port(section, "port", LXP_PORT),
+        serial=ini.serial(section, "serial", optional=True),
+        datalog=ini.serial(section, "datalog", optional=True),
+        listen=listen,
+        cloud=cloud,
+        heartbeat_echo=ini.boolean(section, "heartbeat_echo", HEARTBEAT_ECHO),
+        no_data_timeout=ini.seconds(section, "no_data_timeout", NO_DATA_TIMEOUT),
+        command_timeout=ini.seconds(section, "command_timeout", COMMAND_TIMEOUT),
+        read_only=ini.boolean(section, "read_only", False),
+        sync_time=ini.boolean(section, "sync_time", False),
+        set_hold_any_register=ini.boolean(section, "set_hold_any_register", False),
+        device_name=ini.get(section, "device_name") or None,
+    )
+
+
+def _listener(ini: _Ini) -> ListenerConfig:
+    """``[listener]``: how server mode guards its door."""
+    if not ini.parser.has_section("listener"):
+        return ListenerConfig()
+    ini.check_keys("listener", _KNOWN_KEYS["listener"])
+    value = ini.get("listener", "max_connections")
+    maximum = MAX_CONNECTIONS
+    if value:
+        maximum = ini.integer("listener", "max_connections", value)
+        if maximum < 1:
+            raise ini.error("listener", "max_connections", "must be at least 1", value)
+    return ListenerConfig(
+        max_connections=maximum,
+        identify_timeout=ini.seconds("listener", "identify_timeout", IDENTIFY_TIMEOUT),
+        accept_unknown=ini.boolean("listener", "accept_unknown", False),
+        cloud=ini.address("listener", "cloud", VENDOR_PORT),
+    )
+
+
+def _check_api_clash(ini: _Ini, inverters, sections: dict[str, str],
+                     server: ServerConfig) -> None:
+    """A listener on the HTTP API's port (4346 is both defaults) is one clear line."""
+    wildcards = {"", "0.0.0.0", "::"}
+    for inverter in inverters:
+        if inverter.listen is None or server.port == 0:
+            continue
+        host, port = inverter.listen
+        same_host = host == server.listen_host or {host, server.listen_host} & wildcards
+        if port == server.port and same_host:
+            raise ConfigError(
+                f"{ini.filename}: [{sections[inverter.name]}] listen: port {port} is also the"
+                f" HTTP API's ([server] port = {server.port}, its default): move the API, e.g."
+                f" [server] port = 8080"
+            )
+
+
+# -- the outputs: HTTP API, MQTT, history, Home Assistant; the log -------------------------
+
+
+def _server(ini: _Ini) -> ServerConfig:
+    """``[server]``: where the HTTP API listens."""
+    if not ini.parser.has_section("server"):
+        return ServerConfig()
+    ini.check_keys("server", _KNOWN_KEYS["server"])
+    # The original server read listen_host, falling back to host.
+    host = ini.get("server", "listen_host") or ini.get("server", "host") or SERVER_HOST
+    return ServerConfig(
+        listen_host=host,
+        port=ini.port("server", "port", SERVER_PORT, allow_zero=True),
+        control=ini.boolean("server", "control", False),
+    )
+
+
+def _mqtt(ini: _Ini) -> MqttConfig | None:
+    """``[mqtt]``: the broker; None without a ``uri``."""
+    if not ini.parser.has_section("mqtt"):
+        return None
+    ini.check_keys("mqtt", _KNOWN_KEYS["mqtt"])
+    uri = ini.get("mqtt", "uri")
+    if not uri:
+        # The original example ships [mqtt] with uri commented out: MQTT off.
+        for key in ("prefix", "ca_file", "client_id"):
+            if ini.get("mqtt", key) is not None:
+                ini.note("mqtt", key, "no uri, so no MQTT")
+        return None
+    mqtt = _mqtt_uri(ini, uri)
+    prefix = ini.topic_prefix("mqtt", MQTT_PREFIX)
+    ca_file = ini.get("mqtt", "ca_file")
+    if ca_file is not None:
+        if not mqtt.tls:
+            ini.note("mqtt", "ca_file", "uri is not mqtts://, ignored")
+            ca_file = None
+        elif not os.path.isfile(ca_file):
+            raise ini.error("mqtt", "ca_file", "no such file", ca_file)
+    return attrs.evolve(
+        mqtt, prefix=prefix, ca_file=ca_file, client_id=ini.get("mqtt", "client_id", "")
+    )
+
+
+def _mqtt_uri(ini: _Ini, uri: str) -> MqttConfig:
+    """``mqtt[s]://[user[:password]@]host[:port]``."""
+    # Messages quote the URI with its password masked: errors end up in logs.
+    shown = mask_password(uri)
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        raise ini.error("mqtt", "uri", "not a valid URI", shown) from None
+    if parts.scheme not in MQTT_PORTS:
+        raise ini.error("mqtt", "uri", "scheme must be mqtt:// or mqtts://", shown)
+    if not parts.hostname:
+        raise ini.error("mqtt", "uri", "no host", shown)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ini.error("mqtt", "uri", "unexpected path or query after host:port", shown)
+    if port == 0:
+        # Not "the default port", as urlsplit's falsy 0 would make it; it
+        # refuses the other numbers outside 1-65535 itself.
+        raise ini.error("mqtt", "uri", "not a port number (1-65535)", shown)
+    username = urllib.parse.unquote(parts.username) if parts.username is not None else None
+    password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+    return MqttConfig(
+        host=parts.hostname,
+        port=MQTT_PORTS[parts.scheme] if port is None else port,
+        tls=parts.scheme == "mqtts",
+        username=username or None,
+        password=password,
+    )
+
+
+def _history(ini: _Ini) -> HistoryConfig | None:
+    """``[history]``: an SQLite file, PostgreSQL, or both; None: no history."""
+    # A config.ini of the original tool has no [history]: it records nothing.
+    if not ini.parser.has_section("history"):
+        return None
+    ini.check_keys("history", _KNOWN_KEYS["history"])
+    if not ini.boolean("history", "enabled", True):
+        return None
+    uri = ini.get("history", "uri") or None
+    if uri is not None:
+        _check_postgres_uri(ini, uri)
+    path = ini.get("history", "path")
+    if path is None:
+        # No path: SQLite only when there is no PostgreSQL to write to.
+        path = None if uri is not None else HISTORY_PATH
+    elif not path:
+        path = None  # "path =": explicitly no SQLite file
+    if path is not None:
+        # Relative to the configuration file, so a service finds the same file
+        # whatever its working directory.
+        path = os.path.join(os.path.dirname(ini.filename), os.path.expanduser(path))
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise ini.error("history", "path", "its directory does not exist", path)
+    if path is None and uri is None:
+        raise ConfigError(f"{ini.filename}: [history] path: empty, and no uri either")
+    retention = ini.get("history", "retention")
+    days = HISTORY_RETENTION_DAYS
+    if retention:
+        try:
+            days = float(retention)
+        except ValueError:
+            days = -1.0
+        if not 0 <= days < float("inf"):
+            raise ini.error("history", "retention", "not a number of days (0: keep all)",
+                            retention)
+    return HistoryConfig(
+        path=path,
+        uri=uri,
+        retention=days * 86400,
+        max_size=ini.size("history", "max_size", HISTORY_MAX_SIZE),
+    )
+
+
+def _check_postgres_uri(ini: _Ini, uri: str) -> None:
+    shown = mask_postgres_uri(uri)
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        raise ini.error("history", "uri", "not a valid URI", shown) from None
+    if parts.scheme not in POSTGRES_SCHEMES:
+        raise ini.error("history", "uri", "scheme must be postgresql://", shown)
+    if importlib.util.find_spec("psycopg") is None:
+        raise ini.error(
+            "history", "uri",
+            "PostgreSQL needs psycopg: pip install 'octolux[postgresql]'", shown,
+        )
+
+
+def _homeassistant(ini: _Ini, mqtt: MqttConfig | None) -> HomeAssistantConfig:
+    """``[homeassistant]``: MQTT discovery, only with MQTT."""
+    if not ini.parser.has_section("homeassistant"):
+        return HomeAssistantConfig()
+    ini.check_keys("homeassistant", _KNOWN_KEYS["homeassistant"])
+    enabled = ini.boolean("homeassistant", "enabled", False)
+    if enabled and mqtt is None:
+        # As for [mqtt] prefix without a uri: the example enables both halves.
+        ini.note("homeassistant", "enabled", "no [mqtt] uri, so no discovery")
+        enabled = False
+    return HomeAssistantConfig(
+        enabled=enabled, prefix=ini.topic_prefix("homeassistant", HOMEASSISTANT_PREFIX)
+    )
+
+
+def _log_level(ini: _Ini) -> str:
+    """``[log] level``."""
+    if not ini.parser.has_section("log"):
+        return LOG_LEVEL
+    ini.check_keys("log", _KNOWN_KEYS["log"])
+    level = ini.get("log", "level", LOG_LEVEL).lower()
+    level = "warn" if level == "warning" else level
+    if level not in LOG_LEVELS:
+        raise ini.error("log", "level", f"not one of {', '.join(LOG_LEVELS)}", level)
+    return level
 
 
 def _lxp_name(section: str) -> str | None:
