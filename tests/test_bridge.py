@@ -14,17 +14,35 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from octolux.device.commands import Topics
 from octolux.device.inverter import CommandFailed
+from octolux.device.registers import RegisterValues
 from octolux.lxp.inputs import BLOCK_KEYS
 from octolux.mqtt.bridge import CommandRouter, InverterBridge
 from octolux.mqtt.client import Message
 
 
 class FakeInverter:
-    """Answers nothing by itself: each request's Deferred is kept for the test to fire."""
+    """Answers nothing by itself: each request's Deferred is kept for the test to fire.
+
+    Keeps a register store as the real one does, and reports what arrives in
+    it (``receive``) to its observers.
+    """
+
+    name = "inverter"
 
     def __init__(self):
         self.requests: list[tuple] = []
         self.pending: list[Deferred] = []
+        self.registers = RegisterValues()
+        self.observers: list = []
+
+    def add_observer(self, observer) -> None:
+        self.observers.append(observer)
+
+    def receive(self, registers: dict[int, int]) -> None:
+        """Register values arrived: into the store, then to the observers."""
+        self.registers.update(registers)
+        for observer in self.observers:
+            observer.registers_received(registers)
 
     def _request(self, *call) -> Deferred:
         self.requests.append(call)
@@ -68,7 +86,9 @@ def publisher():
 
 @pytest.fixture
 def bridge(inverter, publisher):
-    return InverterBridge(inverter, publisher, Topics())
+    bridge = InverterBridge(inverter, publisher, Topics())
+    inverter.add_observer(bridge)
+    return bridge
 
 
 def command(name: str, payload: bytes, *, retained: bool = False) -> Message:
@@ -96,8 +116,8 @@ def test_input_keys_keep_their_table_order(bridge, publisher):
     assert list(json.loads(payload)) == list(BLOCK_KEYS[3])
 
 
-def test_every_register_value_is_published_retained(bridge, publisher):
-    bridge.registers_received({65: 50, 21: 0x80, 64: 100, 200: 7})
+def test_every_register_value_is_published_retained(bridge, inverter, publisher):
+    inverter.receive({65: 50, 21: 0x80, 64: 100, 200: 7})
     holds = [(topic, payload, qos, retain) for topic, payload, qos, retain in publisher.published
              if "/hold/" in topic]
     assert holds == [
@@ -113,9 +133,9 @@ def settings_published(publisher) -> list[dict]:
             if topic == "octolux/settings" and qos == 1 and retain]
 
 
-def test_settings_are_published_retained_from_the_registers_seen(bridge, publisher):
-    bridge.registers_received({21: 0x80 | 1 << 15, 64: 30})
-    bridge.registers_received({68: 0x1E01, 69: 0x0005, 65: 40})  # 01:30-05:00
+def test_settings_are_published_retained_from_the_registers_seen(bridge, inverter, publisher):
+    inverter.receive({21: 0x80 | 1 << 15, 64: 30})
+    inverter.receive({68: 0x1E01, 69: 0x0005, 65: 40})  # 01:30-05:00
     first, second = settings_published(publisher)
     assert first["ac_charge"] is True and first["feed_in_grid"] is True
     assert first["eps"] is False and first["charge_pct"] == 30
@@ -124,11 +144,11 @@ def test_settings_are_published_retained_from_the_registers_seen(bridge, publish
     assert second["discharge_pct"] == 40 and second["ac_charge"] is True
 
 
-def test_settings_are_republished_only_when_they_change(bridge, publisher):
-    bridge.registers_received({64: 30})
-    bridge.registers_received({64: 30})  # same value again (a re-read)
-    bridge.registers_received({200: 5})  # not a register any setting is read from
-    bridge.registers_received({64: 31})  # changed, whoever changed it
+def test_settings_are_republished_only_when_they_change(bridge, inverter, publisher):
+    inverter.receive({64: 30})
+    inverter.receive({64: 30})  # same value again (a re-read)
+    inverter.receive({200: 5})  # not a register any setting is read from
+    inverter.receive({64: 31})  # changed, whoever changed it
     assert [s["charge_pct"] for s in settings_published(publisher)] == [30, 31]
 
 
@@ -137,7 +157,7 @@ def test_a_broker_connection_gets_the_retained_state_again(bridge, inverter, pub
     inverter.connected = True
     bridge.broker_connected()  # the first connection: nothing known but the link
     assert publisher.messages() == [("octolux/connection", "online")]
-    bridge.registers_received({21: 0x80, 65: 50})
+    inverter.receive({21: 0x80, 65: 50})
     publisher.published.clear()
     bridge.broker_connected()
     assert publisher.published == [
@@ -282,7 +302,8 @@ def test_a_synchronous_failure_is_still_one_result(bridge, publisher):
 
 def test_named_inverter_topics(inverter, publisher):
     bridge = InverterBridge(inverter, publisher, Topics("octolux", "garage"))
-    bridge.registers_received({65: 1})
+    inverter.add_observer(bridge)
+    inverter.receive({65: 1})
     bridge.command_received(Message("octolux/garage/cmd/discharge_pct", b"1"))
     inverter.pending[0].callback(1)
     assert publisher.messages() == [

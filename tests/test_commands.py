@@ -1,10 +1,15 @@
-"""Payload parsing, the command table and topic names: the MQTT contract without MQTT."""
+"""Payload parsing, the command table and topic names: the MQTT contract without MQTT.
+
+And ``CommandRunner``, the one way in for commands, with every result to every listener.
+"""
 
 from __future__ import annotations
 
 import datetime
 
 import pytest
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from octolux.device.commands import (
     COMMANDS,
@@ -17,6 +22,8 @@ from octolux.device.commands import (
     parse_register,
     parse_set_hold,
 )
+from octolux.device.requests import CommandFailed
+from octolux.device.runner import FAIL, OK, CommandResult, CommandRunner
 from octolux.device.settings import SETTINGS
 from octolux.lxp import holding
 
@@ -289,3 +296,91 @@ def test_set_hold_writes_the_register():
     command = COMMANDS["set_hold"]
     command.run(inverter, command.parse(b"33", "66"))
     assert inverter.calls == [("write_single", 66, 33)]
+
+
+# -- CommandRunner: the one way in -----------------------------------------------------
+
+
+class AnsweringInverter:
+    """Answers each write with its value at once; other requests stay pending for the test."""
+
+    name = "garage"
+
+    def __init__(self):
+        self.calls = []
+        self.pending: list[Deferred] = []
+
+    def write_single(self, register, value):
+        self.calls.append(("write_single", register, value))
+        return succeed(value)
+
+    def read_hold(self, register, count=1):
+        self.calls.append(("read_hold", register, count))
+        self.pending.append(Deferred())
+        return self.pending[-1]
+
+
+def test_every_result_goes_to_every_listener_and_is_kept():
+    runner = CommandRunner(AnsweringInverter(), now=lambda: 1000.0)
+    first, second = [], []
+    runner.listeners += [first.append, second.append]
+    running = runner.run("discharge_pct", b"50")
+    runner.run("discharge_pct", b"500")
+    ok = CommandResult(1000.0, "discharge_pct", "'50'", OK)
+    refused = CommandResult(1000.0, "discharge_pct", "'500'", FAIL, "percentage must be 0-100: 500")
+    assert running.result == ok
+    assert first == second == list(runner.recent) == [ok, refused]
+
+
+def test_a_result_comes_when_the_inverter_answers():
+    inverter = AnsweringInverter()
+    runner = CommandRunner(inverter, now=lambda: 0.0)
+    heard = []
+    runner.listeners.append(heard.append)
+    running = runner.run("read_hold", b"21")
+    assert inverter.calls == [("read_hold", 21, 1)] and heard == []
+    inverter.pending[0].errback(CommandFailed("no reply within 10 s"))
+    assert running.result.reason == "no reply within 10 s"
+    assert [result.result for result in heard] == [FAIL]
+
+
+def test_a_listener_that_raises_keeps_the_result_from_nobody():
+    runner = CommandRunner(AnsweringInverter())
+    heard = []
+
+    def broken(result):
+        raise RuntimeError("a bug in one listener")
+
+    runner.listeners += [broken, heard.append]
+    with capturedLogs() as events:
+        running = runner.run("charge_pct", b"20")
+    assert running.result.result == OK
+    assert [result.result for result in heard] == [OK]
+    assert any(event.get("log_failure") is not None for event in events)
+
+
+def test_set_hold_of_any_register_only_when_the_runner_allows_it():
+    strict, lenient = AnsweringInverter(), AnsweringInverter()
+    assert CommandRunner(strict).run("set_hold/239", b"1").result.result == FAIL
+    assert CommandRunner(lenient, any_register=True).run("set_hold/239", b"1").result.result == OK
+    assert (strict.calls, lenient.calls) == ([], [("write_single", 239, 1)])
+
+
+def test_unknown_commands_and_missing_arguments_fail_without_a_request():
+    inverter = AnsweringInverter()
+    runner = CommandRunner(inverter)
+    for name in ("self_destruct", "set_hold", "discharge_pct/65"):
+        assert runner.run(name, b"1").result.reason == "unknown command"
+    assert inverter.calls == []
+
+
+def test_the_log_line_names_where_the_command_came_from():
+    runner = CommandRunner(AnsweringInverter())
+    with capturedLogs() as events:
+        runner.run("discharge_pct", b"50")
+        runner.run("discharge_pct", b"50", source="octolux/garage/cmd/discharge_pct")
+    lines = [formatEvent(event) for event in events if event["log_level"] >= LogLevel.info]
+    assert lines == [
+        "garage: cmd/discharge_pct '50' -> OK",
+        "octolux/garage/cmd/discharge_pct '50' -> OK",
+    ]

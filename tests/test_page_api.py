@@ -1,7 +1,8 @@
 """The page's HTTP side without a browser: its files, state, event stream and POST /api/command.
 
 In-process, over real HTTP on a loopback port, with a fake inverter behind
-the real bridge (so commands take the bridge's path, as from MQTT).
+the real command runner and bridge (so commands take the one way in that MQTT's
+take, and their results are published as theirs are).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from twisted.web.http_headers import Headers
 
 from octolux.config.ini import ServerConfig
 from octolux.device.commands import Topics
+from octolux.device.runner import CommandRunner
 from octolux.mqtt.bridge import InverterBridge
-from octolux.mqtt.client import Message
 from octolux.web.api import EVENT_DELAY, KEEPALIVE, ApiService, api_root
 from octolux.web.page import LiveInverter, Page
 
@@ -56,12 +57,12 @@ class Published:
 async def site(request):
     inverter = FakeInverter()
     published = Published()
-    bridge = InverterBridge(inverter, published, Topics("octolux"))
-    bridge.now = lambda: 1_764_500_000.0
+    runner = CommandRunner(inverter, now=lambda: 1_764_500_000.0)
+    InverterBridge(inverter, published, Topics("octolux"), runner)
     clock = Clock()  # the page's: when its events go out is the test's to say
     clock.advance(1_764_500_000)
     page = Page(control=request.param, local_only=True, clock=clock)
-    live = LiveInverter(inverter, bridge=bridge, api_path="/api", clock=clock)
+    live = LiveInverter(inverter, runner=runner, api_path="/api", clock=clock)
     page.add(live)
     root = api_root([inverter], page=page, clock=clock)
     service = ApiService(reactor, ServerConfig(port=0), root)
@@ -196,19 +197,18 @@ async def test_what_the_command_endpoint_refuses(site, body, headers, code, erro
     assert site["inverter"].writes == []
 
 
-def test_the_bridge_keeps_only_the_last_results():
-    from octolux.mqtt.bridge import RECENT_RESULTS
+def test_the_runner_keeps_only_the_last_results():
+    from octolux.device.runner import RECENT_RESULTS
 
-    bridge = InverterBridge(FakeInverter(), Published(), Topics("octolux"))
     clock = Clock()
-    bridge.now = clock.seconds
+    runner = CommandRunner(FakeInverter(), now=clock.seconds)
     heard = []
-    bridge.result_observers.append(heard.append)
+    runner.listeners.append(heard.append)
     for _ in range(RECENT_RESULTS + 5):
         clock.advance(1)
-        bridge.command_received(Message("octolux/cmd/charge_pct", b"nope"))
-    assert len(bridge.recent_results) == RECENT_RESULTS
-    assert bridge.recent_results[-1].at == RECENT_RESULTS + 5
+        runner.run("charge_pct", b"nope")
+    assert len(runner.recent) == RECENT_RESULTS
+    assert runner.recent[-1].at == RECENT_RESULTS + 5
     assert len(heard) == RECENT_RESULTS + 5
     assert heard[-1].result == "FAIL" and "not a whole number" in heard[-1].reason
 
@@ -238,22 +238,21 @@ def test_only_a_loopback_page_insists_on_loopback_names(listen_host, local_only)
     assert build_service(config, reactor).page.local_only is local_only
 
 
-def test_without_mqtt_the_page_still_commands_through_a_bridge():
+def test_without_mqtt_the_page_still_commands_through_the_runner():
     from octolux.config.ini import Config, InverterConfig
     from octolux.service.tap import build_service
 
-    def page_of(control):
-        config = Config(
-            inverters=(InverterConfig(name="inverter", host="127.0.0.1", port=1,
-                                      serial="SIMINV0001", datalog="SIMDL00001"),),
-            server=ServerConfig(port=0, control=control),
-        )
-        return build_service(config, reactor).page
-
-    live = page_of(True).inverters[0]
-    assert isinstance(live.bridge, InverterBridge)
-    live.bridge.publisher.publish("octolux/result/x", "OK")  # goes nowhere, raises nothing
-    assert page_of(False).inverters[0].bridge is None  # read-only, no MQTT: no command path
+    config = Config(
+        inverters=(InverterConfig(name="inverter", host="127.0.0.1", port=1,
+                                  serial="SIMINV0001", datalog="SIMDL00001"),),
+        server=ServerConfig(port=0, control=True),
+    )
+    live = build_service(config, reactor).page.inverters[0]
+    assert isinstance(live.runner, CommandRunner)
+    # No broker to publish on: the result still comes back, and shows on the page.
+    running = live.run_command("charge_pct", b"50")
+    assert running.result == "FAIL"  # the inverter's service was never started
+    assert live.state()["results"][0]["reason"] == "not running"
 
 
 class _BrokenLive:

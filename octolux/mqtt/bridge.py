@@ -4,44 +4,24 @@
 holding register value it reports goes out on ``inputs/<n>`` and
 ``hold/<register>`` (retained), whoever asked for it, ``settings``
 (retained) whenever a register it is decoded from changes, and whether its
-datalogger is connected on ``connection`` (retained). It also runs the
-``cmd/<name>`` messages against the inverter and answers each with exactly one
-``result/<name>``: ``OK`` or ``FAIL``.
+datalogger is connected on ``connection`` (retained). It hands the
+``cmd/<name>`` messages to the inverter's ``CommandRunner`` and publishes
+every result the runner reports on ``result/<name>`` (``OK`` or ``FAIL``),
+the page's commands' too: exactly one per command.
 """
 
 from __future__ import annotations
 
-import collections
 import json
-import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
-import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from octolux.device.commands import COMMANDS, PayloadError, Topics, describe_payload
-from octolux.device.inverter import CommandFailed
-from octolux.device.registers import RegisterValues
+from octolux.device.commands import Topics, describe_payload
+from octolux.device.runner import CommandResult, CommandRunner
 from octolux.device.settings import SETTING_REGISTERS, decode_settings
 from octolux.mqtt.client import OFFLINE, ONLINE, Message
-
-OK = "OK"
-FAIL = "FAIL"
-RECENT_RESULTS = 20  # results kept for the page
-
-
-@attrs.frozen
-class CommandResult:
-    """One command's outcome, as published on ``result/<name>`` and logged."""
-
-    at: float  # seconds since the epoch
-    command: str  # the <name> of cmd/<name>
-    payload: str  # as shown in the log
-    result: str  # OK or FAIL
-    reason: str = ""  # why it failed
 
 
 class Publisher(Protocol):
@@ -62,30 +42,24 @@ def to_json(values: dict[str, Any]) -> str:
 
 
 class InverterBridge:
-    """Publishes what one inverter reports and runs the commands sent to it.
+    """Publishes what one inverter reports, runs the commands sent to it, publishes results.
 
     Wire it with ``inverter.add_observer(bridge)`` and
-    ``mqtt.subscribe(topics.commands, bridge.command_received)``.
+    ``mqtt.subscribe(topics.commands, bridge.command_received)`` (or a
+    ``CommandRouter``). ``runner`` is the inverter's ``CommandRunner``, shared
+    with whatever else sends commands (the page); by default one of its own.
     """
 
     log = Logger()
 
-    def __init__(
-        self, inverter, publisher: Publisher, topics: Topics, *, any_register: bool = False
-    ):
+    def __init__(self, inverter, publisher: Publisher, topics: Topics,
+                 runner: CommandRunner | None = None):
         self.inverter = inverter
         self.publisher = publisher
         self.topics = topics
-        # [lxp] set_hold_any_register: cmd/set_hold may write registers not known to be writable.
-        self.any_register = any_register
-        self._registers = RegisterValues()  # every holding register value seen
+        self.runner = CommandRunner(inverter) if runner is None else runner
+        self.runner.listeners.append(self.result_received)
         self._settings: str | None = None  # the settings JSON last published
-        # The last results, newest last, and who wants to hear of each (the page).
-        self.recent_results: collections.deque[CommandResult] = collections.deque(
-            maxlen=RECENT_RESULTS
-        )
-        self.result_observers: list[Callable[[CommandResult], None]] = []
-        self.now: Callable[[], float] = time.time
 
     # -- InverterObserver: the inverter reported something --------------------
 
@@ -108,9 +82,9 @@ class InverterBridge:
         message that sums them up, with QoS 1.
         """
         self._publish_holds(registers)
-        self._registers.update(registers)
         if not SETTING_REGISTERS.isdisjoint(registers):
-            settings = to_json(decode_settings(self._registers))
+            # The inverter's register store has them already: one store, read by everyone.
+            settings = to_json(decode_settings(self.inverter.registers))
             if settings != self._settings:
                 self._settings = settings
                 self._publish_settings()
@@ -137,7 +111,7 @@ class InverterBridge:
         that long for the state. (On the first connection nothing is known yet.)
         """
         self._publish_connection(self.inverter.connected)
-        self._publish_holds(self._registers)
+        self._publish_holds(self.inverter.registers)
         if self._settings is not None:
             self._publish_settings()
 
@@ -163,7 +137,6 @@ class InverterBridge:
             # clears its retain flag on the way: no payload is no command.
             self.log.debug("{topic}: empty message ignored", topic=message.topic)
             return succeed(None)
-        shown = describe_payload(message.payload)
         if message.retained:
             # A retained command would run again on every reconnect to the
             # broker; a command is meant to run once, when it is sent.
@@ -171,46 +144,15 @@ class InverterBridge:
                 "{topic} {payload}: ignored, a retained command (clear it with an empty"
                 " retained message)",
                 topic=message.topic,
-                payload=shown,
+                payload=describe_payload(message.payload),
             )
             return succeed(None)
-        head, _, argument = name.partition("/")
-        command = COMMANDS.get(head)
-        if command is None or (command.argument is None) != (argument == ""):
-            return succeed(self._result(message.topic, name, shown, FAIL, "unknown command"))
-        try:
-            if command.argument is None:
-                value = command.parse(message.payload)
-            else:
-                value = command.parse(message.payload, argument, any_register=self.any_register)
-        except PayloadError as error:
-            return succeed(self._result(message.topic, name, shown, FAIL, str(error)))
-        self.log.debug("{topic} {payload}: running", topic=message.topic, payload=shown)
-        running = command.run(self.inverter, value)
-        running.addCallbacks(
-            lambda _: self._result(message.topic, name, shown, OK),
-            lambda failure: self._failed(message.topic, name, shown, failure),
-        )
-        return running
+        running = self.runner.run(name, message.payload, source=message.topic)
+        return running.addCallback(lambda outcome: outcome.result)
 
-    def _failed(self, topic: str, name: str, shown: str, failure: Failure) -> str:
-        if failure.check(CommandFailed):
-            return self._result(topic, name, shown, FAIL, failure.value.reason)
-        self.log.failure("{topic} {payload}: unexpected error", failure, topic=topic, payload=shown)
-        return self._result(topic, name, shown, FAIL, "unexpected error")
-
-    def _result(self, topic: str, name: str, shown: str, result: str, why: str = "") -> str:
-        """Publish ``result/<name>``, log the one line for this command, keep it for the page."""
-        self.publisher.publish(self.topics.result(name), result, qos=1)
-        outcome = CommandResult(self.now(), name, shown, result, why)
-        self.recent_results.append(outcome)
-        for observer in self.result_observers:
-            observer(outcome)
-        if result == OK:
-            self.log.info("{topic} {payload} -> OK", topic=topic, payload=shown)
-        else:
-            self.log.warn("{topic} {payload} -> FAIL ({why})", topic=topic, payload=shown, why=why)
-        return result
+    def result_received(self, outcome: CommandResult) -> None:
+        """Publish a command's result on ``result/<name>``, wherever the command came from."""
+        self.publisher.publish(self.topics.result(outcome.command), outcome.result, qos=1)
 
 
 class CommandRouter:

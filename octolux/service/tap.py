@@ -14,7 +14,6 @@ from twisted.python import usage
 
 from octolux.config.ini import (
     LOG_LEVELS,
-    MQTT_PREFIX,
     Config,
     ConfigError,
     InverterConfig,
@@ -24,6 +23,7 @@ from octolux.device.commands import Topics
 from octolux.device.inverter import Inverter
 from octolux.device.listener import DongleListener, Route
 from octolux.device.pacing import Pacer
+from octolux.device.runner import CommandRunner
 from octolux.device.timesync import ClockKeeper
 from octolux.history.service import HistoryService, open_stores
 from octolux.homeassistant.discovery import HomeAssistantDiscovery
@@ -176,24 +176,19 @@ def build_service(config: Config, reactor) -> OctoluxService:
             keeper = ClockKeeper(inverter, clock=reactor)
             keeper.setServiceParent(top)
             inverter.add_observer(keeper)
-        bridge = None
-        if mqtt is not None or config.server.control:
-            # Without MQTT the bridge still runs the page's commands.
-            prefix = config.mqtt.prefix if mqtt is not None else MQTT_PREFIX
-            topics = Topics(prefix, inverter.name if named else None)
-            bridge = InverterBridge(
-                inverter, mqtt or _NoBroker(), topics,
-                any_register=options.set_hold_any_register,
-            )
+        # The one way in for this inverter's commands: MQTT's and the page's.
+        runner = CommandRunner(inverter, any_register=options.set_hold_any_register)
+        if mqtt is not None:
+            topics = Topics(config.mqtt.prefix, inverter.name if named else None)
+            bridge = InverterBridge(inverter, mqtt, topics, runner)
             inverter.add_observer(bridge)
-            if mqtt is not None:
-                commands.add(bridge)
-                mqtt.add_connect_handler(_paced(pacer, inverter, bridge.broker_connected))
-                if sweeper is not None:
-                    _home_assistant(mqtt, inverter, topics, sweeper, options.device_name)
+            commands.add(bridge)
+            mqtt.add_connect_handler(_paced(pacer, inverter, bridge.broker_connected))
+            if sweeper is not None:
+                _home_assistant(mqtt, inverter, topics, sweeper, options.device_name)
         # The first inverter's API is /api/... too; every one's is /api/<name>/...
         api_path = "/api" if inverter is inverters[0] else f"/api/{inverter.name}"
-        live = LiveInverter(inverter, bridge=bridge, api_path=api_path, clock=reactor)
+        live = LiveInverter(inverter, runner=runner, api_path=api_path, clock=reactor)
         inverter.add_observer(live)
         page.add(live)
 
@@ -293,13 +288,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host.lower() == "localhost"
-
-
-class _NoBroker:
-    """The publisher of a bridge without MQTT: commands from the page still run."""
-
-    def publish(self, topic: str, payload, *, qos: int = 0, retain: bool = False) -> None:
-        """Nowhere to publish."""
 
 
 def _inverter(reactor, config: InverterConfig, pacer: Pacer) -> Inverter:

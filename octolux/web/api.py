@@ -270,8 +270,8 @@ def _host_name(host: bytes) -> str:
 class CommandResource(resource.Resource):
     """``POST /api/command``: ``{"inverter": name, "command": name, "value": ...}`` -> OK/FAIL.
 
-    Only with ``[server] control = yes``. The command runs through the bridge's
-    command handler, as ``cmd/<command>`` would; ``value`` is the payload
+    Only with ``[server] control = yes``. The command runs through the
+    inverter's ``CommandRunner``, as ``cmd/<command>`` would; ``value`` is the payload
     (true/false become ``on``/``off``). Cross-site requests cannot reach it: a
     browser sends ``application/json`` to another origin only after a CORS
     preflight, which this server never grants, and an ``Origin`` header, when
@@ -308,7 +308,7 @@ class CommandResource(resource.Resource):
         return server.NOT_DONE_YET
 
     def _failed(self, request, gone, failure: Failure) -> None:
-        # The bridge turns every failure of a command into FAIL: this is a bug,
+        # The runner turns every failure of a command into FAIL: this is a bug,
         # and the page is still owed an answer.
         self.log.failure("page command", failure)
         if not gone:

@@ -1,10 +1,11 @@
 """What the web page shows, kept up to date: each inverter's live state, and the commands it sends.
 
 ``LiveInverter`` observes one ``Inverter`` (like the bridge and the history)
-and the bridge's command results, and tells its listeners (the page's event
-stream) whenever something the page shows has changed. ``Page`` holds them
-all and answers ``/api/state``. Commands from the page go through the
-bridge's command handler, exactly as ``cmd/<name>`` messages do.
+and its command results, and tells its listeners (the page's event stream)
+whenever something the page shows has changed. ``Page`` holds them all and
+answers ``/api/state``. Commands from the page go to the inverter's
+``CommandRunner``, the one way in that ``cmd/<name>`` messages take too (so
+their results are published on ``result/<name>`` as well).
 """
 
 from __future__ import annotations
@@ -15,22 +16,22 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred, succeed
 
+from octolux.device.runner import CommandRunner
 from octolux.device.settings import SETTINGS, decode_settings
-from octolux.mqtt.client import Message
 
 
 class LiveInverter:
     """One inverter as the page shows it (an ``InverterObserver``; reactor thread only)."""
 
-    def __init__(self, inverter, *, bridge=None, api_path: str, clock):
+    def __init__(self, inverter, *, runner: CommandRunner | None = None, api_path: str, clock):
         self.inverter = inverter
-        self.bridge = bridge  # the command path; None: no commands
+        self.runner = runner  # the command path; None: no commands
         self.api_path = api_path  # /api or /api/<name>
         self._clock = clock
         self.last_frame: float | None = None  # when input data or registers last arrived
         self.listeners: list[Callable[[LiveInverter], None]] = []
-        if bridge is not None:
-            bridge.result_observers.append(lambda result: self._changed())
+        if runner is not None:
+            runner.listeners.append(lambda result: self._changed())
 
     @property
     def name(self) -> str:
@@ -58,8 +59,8 @@ class LiveInverter:
     def state(self) -> dict[str, Any]:
         """Everything the page shows of this inverter, as JSON-ready values."""
         inputs = self.inverter.latest_inputs
-        results = [] if self.bridge is None else [
-            attrs.asdict(result) for result in reversed(self.bridge.recent_results)
+        results = [] if self.runner is None else [
+            attrs.asdict(result) for result in reversed(self.runner.recent)
         ]
         return {
             "name": self.name,
@@ -72,11 +73,12 @@ class LiveInverter:
         }
 
     def run_command(self, command: str, payload: bytes) -> Deferred[str | None]:
-        """Run ``cmd/<command>`` with ``payload`` through the bridge; fires with OK or FAIL."""
-        if self.bridge is None:
+        """Run ``cmd/<command>`` with ``payload``; fires with OK or FAIL (None: no commands)."""
+        if self.runner is None:
             return succeed(None)
-        topic = self.bridge.topics.command(command)
-        return self.bridge.command_received(Message(topic, payload))
+        running = self.runner.run(command, payload,
+                                  source=f"{self.name}: cmd/{command} from the page")
+        return running.addCallback(lambda outcome: outcome.result)
 
 
 def settings_table() -> dict[str, dict[str, Any]]:
