@@ -22,7 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests")
 
 from vectors import frame_bytes  # noqa: E402
 
-from octolux.lxp import FrameDecoder, frames  # noqa: E402
+from octolux.lxp import Direction, FrameDecoder, frames  # noqa: E402
 
 # The tables of names are data, shared; the code that uses them is not.
 from octolux.lxp.inputs import (  # noqa: E402
@@ -192,7 +192,7 @@ def main():
     ]
     print(f"{'frame':28} {'octolux':>12} {'baseline':>12} {'ratio':>7}")
     for label, data in cases:
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(Direction.FROM_DONGLE)
         # The comparison is only fair if both produce the same values.
         assert octolux_decode(decoder, data) == baseline_decode(data), label
         ours, base = best_rates(
@@ -210,7 +210,7 @@ def main():
     frames.crc16_modbus = lambda data, start, stop: baseline_crc(memoryview(data)[start:stop])
     try:
         for label, data in cases:
-            decoder = FrameDecoder()
+            decoder = FrameDecoder(Direction.FROM_DONGLE)
             ours, base = best_rates(
                 lambda d=data, dec=decoder: octolux_decode(dec, d),
                 lambda d=data: baseline_decode(d),

@@ -45,7 +45,7 @@ class Pinger(protocol.Protocol):
 
     def __init__(self, index: int):
         self.heartbeat = heartbeat(index)
-        self.decoder = lxp.FrameDecoder()
+        self.decoder = lxp.FrameDecoder(lxp.Direction.TO_DONGLE)  # it plays a dongle
         self.waiting: defer.Deferred | None = None
         self.closed = defer.Deferred()
 
@@ -68,7 +68,7 @@ class Answerer(protocol.Protocol):
     """The baseline server: answers every heartbeat, knows nothing else."""
 
     def __init__(self):
-        self.decoder = lxp.FrameDecoder()
+        self.decoder = lxp.FrameDecoder(lxp.Direction.FROM_DONGLE)
 
     def dataReceived(self, data):
         for item in self.decoder.feed(data):

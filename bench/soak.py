@@ -413,7 +413,7 @@ class BridgeLog:
 
     def _sent(self, data: bytes, index: int, now: float) -> None:
         try:
-            frame = lxp.parse(data)
+            frame = lxp.parse(data, lxp.Direction.TO_DONGLE)  # what the bridge sent
         except lxp.FrameError:
             frame = data
         for command in self.open:  # the bridge runs them in order: the oldest that fits

@@ -97,7 +97,7 @@ class DongleProtocol(protocol.Protocol):
         self.peer = "unknown"
         self.connected_at = 0.0
         self.refused = False
-        self._decoder = lxp.FrameDecoder()
+        self._decoder = lxp.FrameDecoder(lxp.Direction.TO_DONGLE)  # its clients' requests
         self._heartbeats: task.LoopingCall | None = None
         self._drop_call = None
         self._outbox: collections.deque[bytes] = collections.deque()

@@ -36,11 +36,12 @@ class Hex:
         return self.data.hex(" ")
 
 
-# describe() keys a log line leaves out: the serials and protocol (the same on every
-# line of a dongle), the copies of the values by register and by name, and the
-# exception code (its name is shown).
+# describe() keys a log line leaves out: the serials, protocol and address byte (the
+# same on every line of a dongle), the copies of the values by register and by name,
+# and the exception code (its name is shown).
 _NOT_SUMMARISED = frozenset(
-    {"kind", "datalog", "inverter", "protocol", "registers", "inputs", "exception_code"}
+    {"kind", "datalog", "inverter", "protocol", "address", "registers", "inputs",
+     "exception_code"}
 )
 
 

@@ -25,7 +25,7 @@ class VendorConnection(protocol.Protocol):
     factory: FakeVendorServer
 
     def __init__(self):
-        self.decoder = lxp.FrameDecoder()
+        self.decoder = lxp.FrameDecoder(lxp.Direction.FROM_DONGLE)
         self.received = bytearray()  # every byte, as it came
         self.frames: list = []  # every whole frame
         self.lost = defer.Deferred()

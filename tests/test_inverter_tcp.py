@@ -59,7 +59,7 @@ class TinyDongle(Protocol):
         self.registers = registers
         self.received = received
         self.connections = connections
-        self.decoder = lxp.FrameDecoder()
+        self.decoder = lxp.FrameDecoder(lxp.Direction.TO_DONGLE)
 
     def connectionMade(self):
         # A heartbeat and some line noise first, as a real dongle might send.

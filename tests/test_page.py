@@ -103,7 +103,7 @@ def wait_for(condition, what: str, timeout: float = 20.0):
 
 def read_simulator_register(port: int, register: int) -> int:
     """Ask the simulated inverter itself (a second TCP client), not the bridge."""
-    decoder = lxp.FrameDecoder()
+    decoder = lxp.FrameDecoder(lxp.Direction.FROM_DONGLE)
     request = lxp.ReadRequest(lxp.DeviceFunction.READ_HOLD, DATALOG, SERIAL, register, 1)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
         connection.sendall(lxp.build(request))

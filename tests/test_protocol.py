@@ -78,6 +78,25 @@ def test_several_frames_in_one_read_are_all_delivered_in_order():
     assert handler.frames == [WRITE_ACK, HEARTBEAT, READ_REPLY]
 
 
+def test_everything_the_dongle_sends_is_a_reply_whatever_its_address_byte():
+    # BJ and DG dongles and EG4 inverters reply with address 0, as requests
+    # carry; a protocol 1 reply of one value has the very shape of a request.
+    replies = [
+        lxp.ReadReply(lxp.DeviceFunction.READ_INPUT, DATALOG, SERIAL, 0, tuple(range(40)),
+                      protocol=5, address=0),
+        lxp.ReadReply(lxp.DeviceFunction.READ_HOLD, DATALOG, SERIAL, 21, (3,), protocol=1,
+                      address=0),
+        lxp.ExceptionReply(lxp.DeviceFunction.WRITE_SINGLE, DATALOG, SERIAL, 21, 3, address=0),
+        lxp.WriteSingleReply(DATALOG, SERIAL, 65, 50, address=0),
+    ]
+    protocol, handler, transport, _ = connect()
+    protocol.dataReceived(b"".join(map(lxp.build, replies)))
+    assert handler.frames == replies
+    request = lxp.ReadRequest(lxp.DeviceFunction.READ_HOLD, DATALOG, SERIAL, 21, 3)
+    protocol.dataReceived(lxp.build(request))
+    assert handler.frames[-1] == replies[1]  # the same bytes: from the dongle, a reply
+
+
 def test_bad_crc_costs_only_that_frame_and_is_logged_once():
     protocol, handler, transport, _ = connect()
     corrupt = bytearray(lxp.build(READ_REPLY))

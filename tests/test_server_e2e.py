@@ -237,9 +237,9 @@ async def test_the_relay_passes_frames_both_ways_and_the_cloud_answers_heartbeat
         assert await rig.command("charge_pct", b"66") == "OK"
         assert dongle.plant.holding[64] == 66
         # Every byte the cloud received is whole frames from the dongle.
-        assert lxp.FrameDecoder().feed(bytes(cloud.received))
+        assert lxp.FrameDecoder(lxp.Direction.FROM_DONGLE).feed(bytes(cloud.received))
         assert all(not isinstance(i, lxp.BadFrame)
-                   for i in lxp.FrameDecoder().feed(bytes(cloud.received)))
+                   for i in lxp.FrameDecoder(lxp.Direction.FROM_DONGLE).feed(bytes(cloud.received)))
     finally:
         await rig.stop()
         await vendor.stop()

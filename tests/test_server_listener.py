@@ -72,7 +72,7 @@ class Rig:
 
 
 def sent(transport: StringTransport) -> list:
-    frames = lxp.FrameDecoder().feed(transport.value())
+    frames = lxp.FrameDecoder(lxp.Direction.TO_DONGLE).feed(transport.value())
     transport.clear()
     return frames
 
@@ -362,7 +362,7 @@ def test_the_bridges_requests_never_land_inside_a_cloud_frame():
     cloud.dataReceived(cloud_request[11:])
     data = transport.value()
     assert data.endswith(cloud_request)  # whole, after ours
-    frames = lxp.FrameDecoder().feed(data)
+    frames = lxp.FrameDecoder(lxp.Direction.TO_DONGLE).feed(data)
     assert [f.register for f in frames] == [21, 80]
 
 

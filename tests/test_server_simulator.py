@@ -19,7 +19,7 @@ DATALOG = "SIMDL00001"
 
 
 def frames_written(transport: StringTransport) -> list:
-    items = lxp.FrameDecoder().feed(transport.value())
+    items = lxp.FrameDecoder(lxp.Direction.FROM_DONGLE).feed(transport.value())
     transport.clear()
     return items
 

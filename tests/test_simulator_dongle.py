@@ -51,7 +51,8 @@ class Client:
 
     protocol: object
     transport: RecordingTransport
-    decoder: lxp.FrameDecoder = attrs.field(factory=lxp.FrameDecoder)
+    decoder: lxp.FrameDecoder = attrs.field(
+        factory=lambda: lxp.FrameDecoder(lxp.Direction.FROM_DONGLE))
 
     def send(self, frame) -> None:
         self.protocol.dataReceived(lxp.build(frame))
@@ -378,7 +379,9 @@ def test_garbage_and_replies_from_a_client_do_not_cost_the_connection():
     dongle, _ = make_dongle()
     client = connect(dongle)
     client.protocol.dataReceived(b"\x00\xff junk \xa1")
-    client.send(lxp.WriteSingleReply(DATALOG, INVERTER, 65, 1))
+    # A reply's bytes sent to the dongle are a request if they fit one (a
+    # write-single echo is a write); a read reply of two values fits none.
+    client.send(lxp.ReadReply(READ_HOLD, DATALOG, INVERTER, 65, (1, 2)))
     client.send(lxp.Heartbeat(DATALOG))
     assert request(dongle, read(READ_HOLD, 65, 1), client)[0].values == (100,)
     assert not client.transport.disconnecting

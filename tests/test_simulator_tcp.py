@@ -27,7 +27,7 @@ class FrameCollector(protocol.Protocol):
     """A bare TCP client: decodes everything it receives and lets a test wait for a frame."""
 
     def __init__(self):
-        self.decoder = lxp.FrameDecoder()
+        self.decoder = lxp.FrameDecoder(lxp.Direction.FROM_DONGLE)
         self.items: list = []
         self._waiters: list[tuple[Callable, defer.Deferred]] = []
         self.lost = defer.Deferred()

@@ -2,7 +2,7 @@
 
 Pure Python: no Twisted, no MQTT, no I/O.
 
-- ``frames``: the frame classes, ``build`` and ``parse``
+- ``frames``: the frame classes, ``build`` and ``parse`` (in a ``Direction``)
 - ``framer``: a TCP stream -> whole frames, resynchronising on garbage
 - ``inputs``: input registers -> the named values published on MQTT
 - ``holding``: holding register names, bit fields, clock and time slots
@@ -12,6 +12,7 @@ Pure Python: no Twisted, no MQTT, no I/O.
 from octolux.lxp.framer import BadFrame, FrameDecoder
 from octolux.lxp.frames import (
     DeviceFunction,
+    Direction,
     ExceptionCode,
     ExceptionReply,
     Frame,
@@ -38,6 +39,7 @@ from octolux.lxp.frames import (
 __all__ = [
     "BadFrame",
     "DeviceFunction",
+    "Direction",
     "ExceptionCode",
     "ExceptionReply",
     "Frame",

@@ -7,6 +7,9 @@ section 8) shapes it: garbage is skipped by resynchronising on the next
 frame costs only itself. Only translated-data frames carry a CRC; the others
 must fit their kind's layout, and lose to a valid frame starting inside them,
 so that a corrupt one cannot swallow the frames after it.
+
+A decoder reads one direction of one connection (``Direction``): a client
+decodes what the dongle sends, the dongle what its clients send.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import attrs
 from octolux.lxp.frames import (
     OUTER_HEADER_LENGTH,
     PREFIX,
+    Direction,
     Frame,
     FrameError,
     TcpFunction,
@@ -51,13 +55,16 @@ class BadFrame:
 
 
 class FrameDecoder:
-    """Turns a byte stream into frames and ``BadFrame`` reports.
+    """Turns a byte stream sent in ``direction`` into frames and ``BadFrame`` reports.
 
     ``feed`` never raises, whatever it is given; the buffer stays below
     ``max_frame_length`` plus one chunk. ``rejected`` counts drops by reason.
     """
 
-    def __init__(self, max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH):
+    def __init__(self, direction: Direction, max_frame_length: int = DEFAULT_MAX_FRAME_LENGTH):
+        if not isinstance(direction, Direction):
+            raise TypeError(f"not a Direction: {direction!r}")
+        self.direction = direction
         self.max_frame_length = max_frame_length
         self.rejected: collections.Counter[str] = collections.Counter()
         self.frames_decoded = 0
@@ -118,7 +125,7 @@ class FrameDecoder:
             if available < total:
                 break
             try:
-                frame = parse_framed(buffer[offset : offset + total])
+                frame = parse_framed(buffer[offset : offset + total], self.direction)
             except FrameError as error:
                 offset = self._skip(results, error.reason, buffer, offset, offset + total)
                 continue
@@ -172,7 +179,7 @@ class FrameDecoder:
         if end - start < total:
             return _WAIT
         try:
-            parse(buffer[start : start + total])
+            parse(buffer[start : start + total], self.direction)
         except FrameError:
             return None
         return start

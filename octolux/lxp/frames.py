@@ -2,8 +2,14 @@
 
 Every frame starts with the 18-byte outer header (PROTOCOL.md section 1).
 Translated-data frames (tcp function 194) wrap a Modbus-like frame with a CRC.
-Whether such a frame is a request or a reply is read from its address byte
-(0 from a client, 1 from the inverter), never guessed from its length.
+
+Whether such a frame is a request or a reply is not written in it: the
+address byte is 0 in requests and 1 in most replies, but 0 in the replies of
+BJ and DG dongles and EG4 inverters (PROTOCOL.md section 2), and a protocol 1
+reply carrying one value has the very shape of a request. So ``parse`` takes
+the ``Direction`` the caller knows (a client hears only the dongle; the
+dongle hears only clients), and the address byte is kept in the frame as it
+was sent.
 """
 
 from __future__ import annotations
@@ -21,9 +27,18 @@ HEADER_LENGTH = 6  # prefix, protocol, frame length: what the length field does 
 OUTER_HEADER_LENGTH = 18  # ... plus the 01 byte, tcp function and datalog serial
 SERIAL_LENGTH = 10
 
+# What a frame built here carries in its address byte; a parsed frame keeps
+# the byte it came with, whatever it was.
 ADDRESS_CLIENT = 0
 ADDRESS_INVERTER = 1
 EXCEPTION_FLAG = 0x80
+
+
+class Direction(enum.Enum):
+    """Which end of a dongle connection sent a frame: what tells a request from a reply."""
+
+    TO_DONGLE = "to the dongle"  # a client's (or the vendor cloud's) requests
+    FROM_DONGLE = "from the dongle"  # replies, broadcasts, pushes, heartbeats
 
 
 class TcpFunction(enum.IntEnum):
@@ -171,6 +186,9 @@ class ReadRequest:
     count: int = attrs.field(validator=_u16)
     protocol: int = attrs.field(default=1, validator=_u16)
 
+    # As received (0 or 1 on real dongles, see the module docstring), or as built.
+    address: int = attrs.field(default=ADDRESS_CLIENT, validator=_u8)
+
     tcp_function = TcpFunction.TRANSLATED_DATA
 
 
@@ -185,6 +203,9 @@ class ReadReply:
     # Protocol 1 replies carry one bare value, others a byte count (u8).
     values: tuple[int, ...] = attrs.field(validator=_register_values)
     protocol: int = attrs.field(default=2, validator=_u16)
+
+    # As received (0 or 1 on real dongles, see the module docstring), or as built.
+    address: int = attrs.field(default=ADDRESS_INVERTER, validator=_u8)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
 
@@ -204,6 +225,9 @@ class WriteSingleRequest:
     value: int = attrs.field(validator=_u16)
     protocol: int = attrs.field(default=1, validator=_u16)
 
+    # As received (0 or 1 on real dongles, see the module docstring), or as built.
+    address: int = attrs.field(default=ADDRESS_CLIENT, validator=_u8)
+
     tcp_function = TcpFunction.TRANSLATED_DATA
     function = DeviceFunction.WRITE_SINGLE
 
@@ -217,6 +241,9 @@ class WriteSingleReply:
     register: int = attrs.field(validator=_u16)
     value: int = attrs.field(validator=_u16)
     protocol: int = attrs.field(default=2, validator=_u16)
+
+    # As received (0 or 1 on real dongles, see the module docstring), or as built.
+    address: int = attrs.field(default=ADDRESS_INVERTER, validator=_u8)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
     function = DeviceFunction.WRITE_SINGLE
@@ -233,6 +260,9 @@ class WriteMultiRequest:
     # Peers disagree (lxp-bridge sends 2, pylxpweb 1); the captured frame has 2.
     protocol: int = attrs.field(default=2, validator=_u16)
 
+    # As received (0 or 1 on real dongles, see the module docstring), or as built.
+    address: int = attrs.field(default=ADDRESS_CLIENT, validator=_u8)
+
     tcp_function = TcpFunction.TRANSLATED_DATA
     function = DeviceFunction.WRITE_MULTI
 
@@ -246,6 +276,9 @@ class WriteMultiReply:
     register: int = attrs.field(validator=_u16)
     count: int = attrs.field(validator=_u16)
     protocol: int = attrs.field(default=2, validator=_u16)
+
+    # As received (0 or 1 on real dongles, see the module docstring), or as built.
+    address: int = attrs.field(default=ADDRESS_INVERTER, validator=_u8)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
     function = DeviceFunction.WRITE_MULTI
@@ -261,6 +294,9 @@ class ExceptionReply:
     register: int = attrs.field(validator=_u16)
     code: int = attrs.field(validator=_u8)
     protocol: int = attrs.field(default=2, validator=_u16)
+
+    # As received (0 or 1 on real dongles, see the module docstring), or as built.
+    address: int = attrs.field(default=ADDRESS_INVERTER, validator=_u8)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
 
@@ -421,9 +457,9 @@ def _outer(protocol: int, tcp_function: int, datalog: str, payload: bytes) -> by
     return header + datalog.encode("latin-1") + payload
 
 
-def _translated(frame, address: int, function: int, value_section: bytes) -> bytes:
+def _translated(frame, function: int, value_section: bytes) -> bytes:
     data = (
-        struct.pack("<BB", address, function)
+        struct.pack("<BB", frame.address, function)
         + frame.inverter.encode("latin-1")
         + struct.pack("<H", frame.register)
         + value_section
@@ -443,26 +479,26 @@ def build(frame: Frame) -> bytes:
     if kind is Heartbeat:
         return _outer(frame.protocol, TcpFunction.HEARTBEAT, frame.datalog, frame.trailer)
     if kind is ReadRequest:
-        return _translated(frame, ADDRESS_CLIENT, frame.function, struct.pack("<H", frame.count))
+        return _translated(frame, frame.function, struct.pack("<H", frame.count))
     if kind is ReadReply:
         if frame.protocol == 1:
             section = _values(frame.values)
         else:
             section = bytes([2 * len(frame.values)]) + _values(frame.values)
-        return _translated(frame, ADDRESS_INVERTER, frame.function, section)
+        return _translated(frame, frame.function, section)
     if kind is WriteSingleRequest:
-        return _translated(frame, ADDRESS_CLIENT, frame.function, struct.pack("<H", frame.value))
+        return _translated(frame, frame.function, struct.pack("<H", frame.value))
     if kind is WriteSingleReply:
-        return _translated(frame, ADDRESS_INVERTER, frame.function, struct.pack("<H", frame.value))
+        return _translated(frame, frame.function, struct.pack("<H", frame.value))
     if kind is WriteMultiRequest:
         count = len(frame.values)
         section = struct.pack("<HB", count, 2 * count) + _values(frame.values)
-        return _translated(frame, ADDRESS_CLIENT, frame.function, section)
+        return _translated(frame, frame.function, section)
     if kind is WriteMultiReply:
-        return _translated(frame, ADDRESS_INVERTER, frame.function, struct.pack("<H", frame.count))
+        return _translated(frame, frame.function, struct.pack("<H", frame.count))
     if kind is ExceptionReply:
         function = frame.function | EXCEPTION_FLAG
-        return _translated(frame, ADDRESS_INVERTER, function, bytes([frame.code]))
+        return _translated(frame, function, bytes([frame.code]))
     if kind is ReadParamRequest:
         payload = struct.pack("<H", frame.register)
         return _outer(frame.protocol, TcpFunction.READ_PARAM, frame.datalog, payload)
@@ -493,6 +529,8 @@ _WRITE_PARAM = TcpFunction.WRITE_PARAM
 _READS = frozenset({DeviceFunction.READ_HOLD, DeviceFunction.READ_INPUT})
 _WRITE_SINGLE = DeviceFunction.WRITE_SINGLE
 _WRITE_MULTI = DeviceFunction.WRITE_MULTI
+_FROM_DONGLE = Direction.FROM_DONGLE
+_TO_DONGLE = Direction.TO_DONGLE
 
 # Frames without a CRC (heartbeats, params) can prove their length only by
 # fitting their kind's layout: a heartbeat is 19 bytes; a read-param request
@@ -552,8 +590,14 @@ def length_misfit(data, offset: int = 0, end: int | None = None) -> str | None:
     return None
 
 
-def parse(data: bytes) -> Frame:
-    """Decode one whole frame; raise ``FrameError`` with the reason if it is not valid."""
+def parse(data: bytes, direction: Direction) -> Frame:
+    """Decode one whole frame sent in ``direction``; raise ``FrameError`` if it is not valid.
+
+    ``direction`` decides request or reply for translated data: from the dongle
+    every one is a reply, a broadcast or a push, whatever its address byte.
+    """
+    if direction is not _FROM_DONGLE and direction is not _TO_DONGLE:
+        raise TypeError(f"not a Direction: {direction!r}")
     if len(data) < OUTER_HEADER_LENGTH:
         raise FrameError("too short for a frame header")
     if data[:2] != PREFIX:
@@ -563,10 +607,10 @@ def parse(data: bytes) -> Frame:
     misfit = length_misfit(data)
     if misfit is not None:
         raise FrameError(misfit)
-    return parse_framed(data)
+    return parse_framed(data, direction)
 
 
-def parse_framed(data: bytes) -> Frame:
+def parse_framed(data: bytes, direction: Direction) -> Frame:
     """``parse`` for a frame whose header ``FrameDecoder`` has checked, as ``parse`` does.
 
     The prefix is there, the frame is as long as its length field says and
@@ -576,10 +620,14 @@ def parse_framed(data: bytes) -> Frame:
     protocol, tcp_function, datalog_bytes = _FRAMED_HEADER.unpack_from(data, 2)
     datalog = datalog_bytes.decode("latin-1")
     if tcp_function == _TRANSLATED_DATA:
-        return _parse_translated(data, protocol, datalog)
+        return _parse_translated(data, protocol, datalog, direction)
     payload = data[OUTER_HEADER_LENGTH:]
     if tcp_function == _HEARTBEAT:
         return _parsed_heartbeat(datalog, protocol, payload)
+    # Param frames tell request from reply by their layout, which differs
+    # (length_misfit has checked that one fits), not by who sent them: the
+    # vendor cloud's parameter writes may reach a client too (PROTOCOL.md
+    # section 7), and must arrive as what they are.
     if tcp_function == _READ_PARAM:
         if len(payload) == 2:
             return _parsed_read_param_request(datalog, _U16.unpack(payload)[0], protocol)
@@ -594,7 +642,7 @@ def parse_framed(data: bytes) -> Frame:
     return _parsed_unknown_frame(tcp_function, datalog, payload, protocol)
 
 
-def _parse_translated(data: bytes, protocol: int, datalog: str) -> Frame:
+def _parse_translated(data: bytes, protocol: int, datalog: str, direction: Direction) -> Frame:
     # length_misfit has checked both length fields.
     _, address, function, inverter_bytes, register = _TRANSLATED_HEAD.unpack_from(
         data, OUTER_HEADER_LENGTH
@@ -604,27 +652,27 @@ def _parse_translated(data: bytes, protocol: int, datalog: str) -> Frame:
         raise FrameError("bad CRC")
     inverter = inverter_bytes.decode("latin-1")
     section = data[OUTER_HEADER_LENGTH + 16 : -2]
+    # The address byte is kept, not trusted: who sent the frame says what it is.
+    if direction is _FROM_DONGLE:
+        return _parse_reply(function, protocol, datalog, inverter, register, section, address)
+    if direction is _TO_DONGLE:
+        return _parse_request(function, protocol, datalog, inverter, register, section, address)
+    raise TypeError(f"not a Direction: {direction!r}")
 
-    if address == ADDRESS_CLIENT:
-        return _parse_request(function, protocol, datalog, inverter, register, section)
-    if address == ADDRESS_INVERTER:
-        return _parse_reply(function, protocol, datalog, inverter, register, section)
-    raise FrameError(f"unknown address byte {address}")
 
-
-def _parse_request(function, protocol, datalog, inverter, register, section) -> Frame:
+def _parse_request(function, protocol, datalog, inverter, register, section, address) -> Frame:
     if function in _READS:
         if len(section) != 2:
             raise FrameError("read request must carry a 2-byte count")
         (count,) = _U16.unpack(section)
         return _parsed_read_request(
-            _DEVICE_FUNCTIONS[function], datalog, inverter, register, count, protocol
+            _DEVICE_FUNCTIONS[function], datalog, inverter, register, count, protocol, address
         )
     if function == _WRITE_SINGLE:
         if len(section) != 2:
             raise FrameError("single write must carry a 2-byte value")
         (value,) = _U16.unpack(section)
-        return _parsed_write_single_request(datalog, inverter, register, value, protocol)
+        return _parsed_write_single_request(datalog, inverter, register, value, protocol, address)
     if function == _WRITE_MULTI:
         if len(section) < 3:
             raise FrameError("multi write too short")
@@ -632,40 +680,44 @@ def _parse_request(function, protocol, datalog, inverter, register, section) -> 
         if byte_count != 2 * count or len(section) != 3 + byte_count or count == 0:
             raise FrameError("multi write counts do not match its values")
         values = _u16s(count).unpack_from(section, 3)
-        return _parsed_write_multi_request(datalog, inverter, register, values, protocol)
+        return _parsed_write_multi_request(datalog, inverter, register, values, protocol, address)
     raise FrameError(f"unknown device function {function} in a request")
 
 
-def _parse_reply(function, protocol, datalog, inverter, register, section) -> Frame:
+def _parse_reply(function, protocol, datalog, inverter, register, section, address) -> Frame:
     if function in _READS:
         read_function = _DEVICE_FUNCTIONS[function]
         if protocol == 1:
             if len(section) != 2:
                 raise FrameError("protocol 1 read reply must carry one value")
             values = _U16.unpack(section)
-            return _parsed_read_reply(read_function, datalog, inverter, register, values, protocol)
+            return _parsed_read_reply(
+                read_function, datalog, inverter, register, values, protocol, address
+            )
         if not section or section[0] != len(section) - 1 or section[0] % 2:
             raise FrameError("read reply byte count does not match its values")
         count = section[0] // 2
         if not 0 < count <= 127:
             raise FrameError("read reply must carry 1 to 127 values")
         values = _u16s(count).unpack_from(section, 1)
-        return _parsed_read_reply(read_function, datalog, inverter, register, values, protocol)
+        return _parsed_read_reply(
+            read_function, datalog, inverter, register, values, protocol, address
+        )
     if function == _WRITE_SINGLE:
         if len(section) != 2:
             raise FrameError("single write reply must carry a 2-byte value")
         (value,) = _U16.unpack(section)
-        return _parsed_write_single_reply(datalog, inverter, register, value, protocol)
+        return _parsed_write_single_reply(datalog, inverter, register, value, protocol, address)
     if function == _WRITE_MULTI:
         if len(section) != 2:
             raise FrameError("multi write reply must carry a 2-byte count")
         (count,) = _U16.unpack(section)
-        return _parsed_write_multi_reply(datalog, inverter, register, count, protocol)
+        return _parsed_write_multi_reply(datalog, inverter, register, count, protocol, address)
     base = function & ~EXCEPTION_FLAG
     if function & EXCEPTION_FLAG and base in _DEVICE_FUNCTIONS:
         if len(section) != 1:
             raise FrameError("exception reply must carry a 1-byte code")
         return _parsed_exception_reply(
-            _DEVICE_FUNCTIONS[base], datalog, inverter, register, section[0], protocol
+            _DEVICE_FUNCTIONS[base], datalog, inverter, register, section[0], protocol, address
         )
     raise FrameError(f"unknown device function {function} in a reply")

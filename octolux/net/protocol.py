@@ -64,7 +64,9 @@ class LxpProtocol(protocol.Protocol):
         self.peer = "?"
         self._clock = clock
         self._no_data_timeout = no_data_timeout if no_data_timeout and no_data_timeout > 0 else None
-        self._decoder = lxp.FrameDecoder()
+        # Everything on this connection comes from the dongle: every translated
+        # frame is a reply or a push, whatever its address byte says.
+        self._decoder = lxp.FrameDecoder(lxp.Direction.FROM_DONGLE)
         self._last_data = 0.0
         self._idle_call: IDelayedCall | None = None
         self._abort_reason: str | None = None

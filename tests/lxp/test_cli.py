@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
-from vectors import VECTORS
+import pytest
+from vectors import VECTORS, direction_of
+
+from octolux import lxp
 
 
 def run_decode(*arguments, stdin=""):
@@ -14,13 +17,15 @@ def run_decode(*arguments, stdin=""):
     )
 
 
-def test_decodes_every_vector_to_one_json_line_each():
-    hexes = [v["hex"] for v in VECTORS.values()]
-    result = run_decode(*hexes)
+@pytest.mark.parametrize("direction", list(lxp.Direction), ids=str)
+def test_decodes_every_vector_to_one_json_line_each(direction):
+    vectors = [v for name, v in VECTORS.items() if direction_of(name) is direction]
+    options = ["--to-dongle"] if direction is lxp.Direction.TO_DONGLE else []
+    result = run_decode(*options, *(v["hex"] for v in vectors))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == len(hexes)
-    for line, vector in zip(lines, VECTORS.values(), strict=True):
+    assert len(lines) == len(vectors)
+    for line, vector in zip(lines, vectors, strict=True):
         described = json.loads(line)
         documented = vector["decoded"]["frame"]
         for key in ("protocol", "tcp_function", "datalog"):
@@ -28,6 +33,16 @@ def test_decodes_every_vector_to_one_json_line_each():
         for key in ("device_function", "inverter", "register"):
             if key in documented:
                 assert described[key] == documented[key], (vector["name"], key)
+
+
+def test_the_direction_decides_request_or_reply():
+    # A protocol 1 read request has the shape of a one-value protocol 1 reply.
+    request = VECTORS["read_hold_request_reg12_count3"]["hex"]
+    as_sent = json.loads(run_decode("--to-dongle", request).stdout)
+    as_reply = json.loads(run_decode(request).stdout)
+    assert (as_sent["kind"], as_sent["count"]) == ("ReadRequest", 3)
+    assert (as_reply["kind"], as_reply["registers"], as_reply["address"]) == (
+        "ReadReply", {"12": 3}, 0)
 
 
 def test_input_replies_carry_raw_registers_and_named_inputs():

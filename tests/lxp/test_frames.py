@@ -4,11 +4,14 @@ import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from vectors import VECTORS, frame_bytes
+from vectors import VECTORS, direction_of, frame_bytes, parsed
 
 from octolux import lxp
 from octolux.lxp.crc import crc16_modbus
 from octolux.lxp.frames import FrameError
+
+FROM_DONGLE = lxp.Direction.FROM_DONGLE
+TO_DONGLE = lxp.Direction.TO_DONGLE
 
 # What the vectors' "frame" objects call each field, mapped to our attributes.
 _FRAME_ATTRIBUTES = {"datalog": "datalog", "inverter": "inverter", "register": "register"}
@@ -20,19 +23,22 @@ def test_crc_matches_the_modbus_check_value():
 
 def test_every_vector_round_trips_byte_for_byte(vector):
     data = bytes.fromhex(vector["hex"])
-    frame = lxp.parse(data)
+    direction = direction_of(vector["name"])
+    frame = lxp.parse(data, direction)
     assert lxp.build(frame) == data
-    assert lxp.parse(lxp.build(frame)) == frame
+    assert lxp.parse(lxp.build(frame), direction) == frame
 
 
 def test_every_vector_parses_to_its_documented_frame_fields(vector):
     documented = vector["decoded"]["frame"]
-    frame = lxp.parse(bytes.fromhex(vector["hex"]))
+    frame = parsed(vector["name"])
     assert frame.protocol == documented["protocol"]
     assert frame.tcp_function == documented["tcp_function"]
     for key, attribute in _FRAME_ATTRIBUTES.items():
         if key in documented:
             assert getattr(frame, attribute) == documented[key], key
+    if "address" in documented:
+        assert frame.address == documented["address"]
     if "device_function" in documented:
         function = documented["device_function"]
         if isinstance(frame, lxp.ExceptionReply):
@@ -52,7 +58,7 @@ _WITH_REGISTERS = sorted(
 def test_read_replies_give_their_documented_raw_registers(name):
     decoded = VECTORS[name]["decoded"]
     expected = decoded.get("raw_registers") or decoded["registers"]
-    frame = lxp.parse(frame_bytes(name))
+    frame = parsed(name)
     assert {str(r): v for r, v in frame.registers.items()} == expected
 
 
@@ -60,31 +66,97 @@ def test_the_register_vectors_are_all_found():
     assert len(_WITH_REGISTERS) == 6
 
 
-def test_requests_and_replies_are_told_apart_by_address_not_length():
+def test_requests_and_replies_are_told_apart_by_who_sent_them():
     # A write-single request and its ack are the same length and differ only
-    # in protocol and the address byte.
-    request = lxp.parse(frame_bytes("write_single_request_reg66_100"))
-    ack = lxp.parse(frame_bytes("write_single_ack_reg66_100"))
+    # in protocol and the address byte, which real replies do not always set.
+    request = lxp.parse(frame_bytes("write_single_request_reg66_100"), TO_DONGLE)
+    ack = lxp.parse(frame_bytes("write_single_ack_reg66_100"), FROM_DONGLE)
     assert isinstance(request, lxp.WriteSingleRequest)
     assert isinstance(ack, lxp.WriteSingleReply)
     assert (request.register, request.value) == (ack.register, ack.value) == (66, 100)
+    assert (request.address, ack.address) == (0, 1)
+
+
+@pytest.mark.parametrize("name", ["read_input_reply_reg0", "read_hold_reply_reg12_time",
+                                  "write_single_ack_reg66_100", "write_multi_ack",
+                                  "exception_reply_write_single_reg21_illegal_value"])
+def test_a_reply_with_address_byte_0_is_a_reply_that_keeps_its_byte(name):
+    # BJ and DG dongles and EG4 inverters answer with address 0, as clients ask.
+    frame = attrs.evolve(parsed(name), address=0)
+    data = lxp.build(frame)
+    assert data[20] == 0
+    again = lxp.parse(data, FROM_DONGLE)
+    assert again == frame
+    assert type(again) is type(parsed(name))
+    assert lxp.build(again) == data
+
+
+def test_an_exception_reply_with_address_0_names_its_code():
+    data = lxp.build(lxp.ExceptionReply(
+        lxp.DeviceFunction.WRITE_SINGLE, "2222222222", "5555555555", 21, 3, address=0))
+    assert len(data) == 37
+    frame = lxp.parse(data, FROM_DONGLE)
+    assert (type(frame), frame.reason, frame.address) == (lxp.ExceptionReply, "ILLEGAL_VALUE", 0)
+    with pytest.raises(FrameError, match="unknown device function 134 in a request"):
+        lxp.parse(data, TO_DONGLE)
+
+
+def test_a_protocol_1_reply_of_one_value_has_the_shape_of_a_request():
+    # Byte for byte the same: only who sent it tells a count from a value.
+    data = frame_bytes("read_hold_request_reg12_count3")
+    request = lxp.parse(data, TO_DONGLE)
+    reply = lxp.parse(data, FROM_DONGLE)
+    assert (type(request), request.count) == (lxp.ReadRequest, 3)
+    assert (type(reply), reply.values, reply.protocol, reply.address) == (
+        lxp.ReadReply, (3,), 1, 0)
+    assert lxp.build(request) == lxp.build(reply) == data
+
+
+_PROTOCOL_2_READ = lxp.build(lxp.ReadRequest(
+    lxp.DeviceFunction.READ_INPUT, "2222222222", "5555555555", 0, 40, protocol=2))
+
+
+@pytest.mark.parametrize(("data", "direction", "reason"), [
+    (frame_bytes("write_multi_request_time"), FROM_DONGLE,
+     "multi write reply must carry a 2-byte count"),
+    (_PROTOCOL_2_READ, FROM_DONGLE, "read reply byte count does not match its values"),
+    (frame_bytes("read_input_reply_reg0"), TO_DONGLE, "read request must carry a 2-byte count"),
+    (frame_bytes("write_multi_ack"), TO_DONGLE, "multi write too short"),
+], ids=["multi write request from the dongle", "protocol 2 read request from the dongle",
+        "read reply to the dongle", "multi write ack to the dongle"])
+def test_a_frame_that_does_not_fit_its_direction_is_a_bad_frame(data, direction, reason):
+    with pytest.raises(FrameError) as caught:
+        lxp.parse(data, direction)
+    assert caught.value.reason == reason
+
+
+def test_any_address_byte_is_kept_as_it_came():
+    frame = attrs.evolve(parsed("read_input_reply_reg40"), address=0x7F)
+    assert lxp.parse(lxp.build(frame), FROM_DONGLE).address == 0x7F
+
+
+def test_parse_wants_a_direction():
+    with pytest.raises(TypeError, match="not a Direction"):
+        lxp.parse(frame_bytes("read_input_reply_reg0"), "from the dongle")
+    with pytest.raises(TypeError, match="not a Direction"):
+        lxp.FrameDecoder("from the dongle")
 
 
 def test_write_multi_request_with_protocol_2_is_still_a_request():
-    frame = lxp.parse(frame_bytes("write_multi_request_time"))
+    frame = parsed("write_multi_request_time")
     assert isinstance(frame, lxp.WriteMultiRequest)
     assert frame.values == (1558, 5139, 8471)
 
 
 def test_read_requests_carry_their_count():
-    frame = lxp.parse(frame_bytes("read_hold_request_reg12_count3"))
+    frame = parsed("read_hold_request_reg12_count3")
     assert frame == lxp.ReadRequest(
         lxp.DeviceFunction.READ_HOLD, "2222222222", "5555555555", 12, 3, protocol=1
     )
 
 
 def test_exception_reply_names_its_code():
-    frame = lxp.parse(frame_bytes("exception_reply_write_single_reg21_illegal_value"))
+    frame = parsed("exception_reply_write_single_reg21_illegal_value")
     assert isinstance(frame, lxp.ExceptionReply)
     assert frame.function == lxp.DeviceFunction.WRITE_SINGLE
     assert frame.reason == "ILLEGAL_VALUE"
@@ -92,19 +164,19 @@ def test_exception_reply_names_its_code():
 
 
 def test_param_frames():
-    assert lxp.parse(frame_bytes("read_param_request_param7")) == lxp.ReadParamRequest(
+    assert parsed("read_param_request_param7") == lxp.ReadParamRequest(
         "2222222222", 7
     )
-    reply = lxp.parse(frame_bytes("read_param_reply_param0_300s"))
+    reply = parsed("read_param_reply_param0_300s")
     assert isinstance(reply, lxp.ReadParamReply)
     assert (reply.register, reply.number) == (0, 300)
-    assert lxp.parse(frame_bytes("write_param_reply")) == lxp.WriteParamReply(
+    assert parsed("write_param_reply") == lxp.WriteParamReply(
         "2222222222", 7, 3
     )
 
 
 def test_the_127_register_frame_is_a_read_reply_of_127_values():
-    frame = lxp.parse(frame_bytes("read_input_all_reply_protocol5_127regs"))
+    frame = parsed("read_input_all_reply_protocol5_127regs")
     assert frame.protocol == 5
     assert len(frame.values) == 127
     assert len(lxp.build(frame)) == 291
@@ -122,7 +194,7 @@ def test_the_127_register_frame_is_a_read_reply_of_127_values():
 )
 def test_invalid_frames_raise_frame_error_with_the_reason(mutate, reason):
     with pytest.raises(FrameError) as caught:
-        lxp.parse(mutate(frame_bytes("read_input_reply_reg0")))
+        lxp.parse(mutate(frame_bytes("read_input_reply_reg0")), FROM_DONGLE)
     assert caught.value.reason == reason
 
 
@@ -146,7 +218,7 @@ def _with_length_field(data: bytes, total: int) -> bytes:
 )
 def test_crc_less_frames_that_do_not_fit_their_kind_are_refused(data, reason):
     with pytest.raises(FrameError) as caught:
-        lxp.parse(_with_length_field(data, len(data)))
+        lxp.parse(_with_length_field(data, len(data)), FROM_DONGLE)
     assert caught.value.reason == reason
 
 
@@ -159,7 +231,7 @@ def test_heartbeats_are_one_fixed_size():
 def test_unknown_tcp_function_is_kept_whole():
     frame = lxp.UnknownFrame(0xC7, "2222222222", b"\x01\x02\x03")
     data = lxp.build(frame)
-    assert lxp.parse(data) == frame
+    assert lxp.parse(data, FROM_DONGLE) == lxp.parse(data, TO_DONGLE) == frame
 
 
 def test_frames_validate_their_fields():
@@ -179,20 +251,22 @@ u16 = st.integers(0, 0xFFFF)
 read_functions = st.sampled_from([lxp.DeviceFunction.READ_HOLD, lxp.DeviceFunction.READ_INPUT])
 protocols = st.sampled_from([1, 2, 5])
 register_values = st.lists(u16, min_size=1, max_size=127).map(tuple)
+addresses = st.integers(0, 255)  # 0 and 1 on real dongles, either way round
 
 frames = st.one_of(
     st.builds(lxp.Heartbeat, serials, st.sampled_from([2, 5]), st.binary(min_size=1, max_size=1)),
-    st.builds(lxp.ReadRequest, read_functions, serials, serials, u16, u16, protocols),
+    st.builds(lxp.ReadRequest, read_functions, serials, serials, u16, u16, protocols, addresses),
     st.builds(lxp.ReadReply, read_functions, serials, serials, u16, register_values,
-              st.sampled_from([2, 5])),
+              st.sampled_from([2, 5]), addresses),
     st.builds(lxp.ReadReply, read_functions, serials, serials, u16,
-              st.tuples(u16), st.just(1)),
-    st.builds(lxp.WriteSingleRequest, serials, serials, u16, u16, protocols),
-    st.builds(lxp.WriteSingleReply, serials, serials, u16, u16, protocols),
-    st.builds(lxp.WriteMultiRequest, serials, serials, u16, register_values, protocols),
-    st.builds(lxp.WriteMultiReply, serials, serials, u16, u16, protocols),
+              st.tuples(u16), st.just(1), addresses),
+    st.builds(lxp.WriteSingleRequest, serials, serials, u16, u16, protocols, addresses),
+    st.builds(lxp.WriteSingleReply, serials, serials, u16, u16, protocols, addresses),
+    st.builds(lxp.WriteMultiRequest, serials, serials, u16, register_values, protocols,
+              addresses),
+    st.builds(lxp.WriteMultiReply, serials, serials, u16, u16, protocols, addresses),
     st.builds(lxp.ExceptionReply, st.sampled_from(list(lxp.DeviceFunction)), serials, serials,
-              u16, st.integers(0, 255), protocols),
+              u16, st.integers(0, 255), protocols, addresses),
     st.builds(lxp.ReadParamRequest, serials, u16),
     st.builds(lxp.ReadParamReply, serials, u16, st.binary(max_size=20)),
     st.builds(lxp.WriteParamRequest, serials, u16, st.binary(max_size=20)),
@@ -200,19 +274,24 @@ frames = st.one_of(
 )
 
 
+def sent_by(frame) -> lxp.Direction:
+    """Who sends a frame of this kind: a client its requests, the dongle the rest."""
+    return TO_DONGLE if isinstance(frame, lxp.frames.REQUESTS) else FROM_DONGLE
+
+
 @given(frames)
 def test_random_valid_frames_round_trip(frame):
     data = lxp.build(frame)
-    assert lxp.parse(data) == frame
-    assert lxp.build(lxp.parse(data)) == data
+    assert lxp.parse(data, sent_by(frame)) == frame
+    assert lxp.build(lxp.parse(data, sent_by(frame))) == data
 
 
 @given(frames)
 def test_every_frame_field_survives_the_round_trip(frame):
     # Compare field by field, so that a failure names the field.
-    parsed = lxp.parse(lxp.build(frame))
+    again = lxp.parse(lxp.build(frame), sent_by(frame))
     for field in attrs.fields(type(frame)):
-        assert getattr(parsed, field.name) == getattr(frame, field.name), field.name
+        assert getattr(again, field.name) == getattr(frame, field.name), field.name
 
 
 def _validated_copy(frame):
@@ -226,11 +305,11 @@ def _validated_copy(frame):
 
 @given(frames)
 def test_parsed_frames_pass_the_validators_they_skipped(frame):
-    parsed = lxp.parse(lxp.build(frame))
-    copy = _validated_copy(parsed)
-    assert copy == parsed
+    again = lxp.parse(lxp.build(frame), sent_by(frame))
+    copy = _validated_copy(again)
+    assert copy == again
     # A device function must come out as an enum member, as the converter makes it.
-    assert type(getattr(parsed, "function", None)) is type(getattr(copy, "function", None))
+    assert type(getattr(again, "function", None)) is type(getattr(copy, "function", None))
 
 
 def _checksummed(address: int, function: int, section: bytes, protocol: int) -> bytes:
@@ -248,16 +327,16 @@ def _outer(protocol: int, tcp_function: int, payload: bytes) -> bytes:
 
 
 any_frame_bytes = st.one_of(
-    st.builds(_checksummed, st.integers(0, 1), st.integers(0, 255), st.binary(max_size=260),
+    st.builds(_checksummed, st.integers(0, 255), st.integers(0, 255), st.binary(max_size=260),
               st.sampled_from([1, 2, 5])),
     st.builds(_outer, st.sampled_from([1, 2, 5]), st.integers(0xC0, 0xCF), st.binary(max_size=30)),
 )
 
 
-@given(any_frame_bytes)
-def test_whatever_parses_passes_the_validators(data):
+@given(any_frame_bytes, st.sampled_from(list(lxp.Direction)))
+def test_whatever_parses_passes_the_validators(data, direction):
     try:
-        frame = lxp.parse(data)
+        frame = lxp.parse(data, direction)
     except FrameError:
         return
     assert _validated_copy(frame) == frame
@@ -282,7 +361,7 @@ def test_frames_built_by_callers_are_still_validated():
 
 
 def test_vectors_cover_every_frame_kind_we_parse():
-    kinds = {type(lxp.parse(bytes.fromhex(v["hex"]))).__name__ for v in VECTORS.values()}
+    kinds = {type(parsed(name)).__name__ for name in VECTORS}
     assert kinds >= {
         "Heartbeat", "ReadRequest", "ReadReply", "WriteSingleRequest", "WriteSingleReply",
         "WriteMultiRequest", "WriteMultiReply", "ExceptionReply", "ReadParamRequest",
@@ -326,4 +405,4 @@ def test_check_serial_returns_a_good_serial():
 def test_param_values_are_u16_low_byte_first():
     assert lxp.param_value(300) == b"\x2c\x01"
     request = lxp.WriteParamRequest("2222222222", 0, lxp.param_value(60))
-    assert lxp.parse(lxp.build(request)).number == 60
+    assert lxp.parse(lxp.build(request), TO_DONGLE).number == 60

@@ -5,14 +5,13 @@ import datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from vectors import frame_bytes
+from vectors import parsed
 
-from octolux import lxp
 from octolux.lxp import holding
 
 
 def test_register_21_bits_of_the_captured_frame():
-    frame = lxp.parse(frame_bytes("read_hold_reply_regs0_22"))
+    frame = parsed("read_hold_reply_regs0_22")
     bits = holding.decode_bits(holding.FUNCTION_BITS, frame.registers[21])
     on = {name for name, value in bits.items() if value}
     assert on == {
@@ -48,10 +47,10 @@ def test_signed_registers():
 
 
 def test_clock_from_the_captured_frames():
-    frame = lxp.parse(frame_bytes("read_hold_reply_reg12_time"))
+    frame = parsed("read_hold_reply_reg12_time")
     clock = holding.decode_clock(*frame.values)
     assert clock == datetime.datetime(2022, 6, 20, 5, 16, 57)
-    request = lxp.parse(frame_bytes("write_multi_request_time"))
+    request = parsed("write_multi_request_time")
     assert holding.encode_clock(datetime.datetime(2022, 6, 19, 20, 23, 33)) == request.values
 
 

@@ -7,9 +7,8 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from vectors import VECTORS, frame_bytes
+from vectors import VECTORS, parsed
 
-from octolux import lxp
 from octolux.lxp.inputs import (
     BLOCK_KEYS,
     DERIVED_KINDS,
@@ -53,7 +52,7 @@ DELIBERATELY_DIFFERENT = {"bat_current"}  # signed; see test_bat_current_is_sign
 
 
 def _reply(name):
-    return lxp.parse(frame_bytes(name))
+    return parsed(name)
 
 
 @pytest.mark.parametrize("block", [1, 2, 3])
