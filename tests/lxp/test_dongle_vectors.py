@@ -69,7 +69,8 @@ _NAMED = {
         "sna_unsolicited_input_push_254_380_p5", "sna_hold_80_119_p5_after_c4",
     ],
     lxp.WriteSingleRequest: [
-        "lxpbridge_write_single_request_reg66_100", "lxppacket_write_single_request_reg21_protocol2",
+        "lxpbridge_write_single_request_reg66_100",
+        "lxppacket_write_single_request_reg21_protocol2",
     ],
     lxp.WriteSingleReply: [
         "lxpbridge_write_single_reply_reg66_100", "luxpython_write_single_reply_reg21_d101_live",
