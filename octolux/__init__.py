@@ -12,6 +12,8 @@ The packages are layers; each may import only the layers listed before it
   settings, clock, server mode and the cloud relay.
 - ``history``, ``mqtt``: the outputs of the device layer.
 - ``homeassistant`` (on MQTT) and ``web`` (on history): outputs built on outputs.
+- ``automation`` (beside them): Octopus Agile prices, the battery planners, and
+  the plan carried out through the device's commands, published on MQTT.
 - ``service``: the wiring (``makeService``); nothing imports it.
 
 docs/architecture.md draws the data path through them.

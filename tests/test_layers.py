@@ -25,6 +25,7 @@ RANKS = {
     "mqtt": 4,
     "homeassistant": 5,
     "web": 5,
+    "automation": 5,
     "service": 6,
 }
 # The simulator is a fake dongle and inverter: it shares the wires and their Twisted edge only.

@@ -109,7 +109,7 @@ def test_services_without_mqtt(tmp_path):
 def test_services_with_mqtt_and_two_inverters(tmp_path):
     text = LXP + (
         "name = main\n[lxp garage]\nhost = 127.0.0.2\nserial = 0252016063\ndatalog = BA10330178\n"
-        "[mqtt]\nuri = mqtt://user:hunter2@127.0.0.1:1\nprefix = home\n[octopus]\nx = 1\n"
+        "[mqtt]\nuri = mqtt://user:hunter2@127.0.0.1:1\nprefix = home\n[solcast]\nx = 1\n"
     )
     with capturedLogs() as events:
         top = makeService(options_for(tmp_path, text))
@@ -121,7 +121,7 @@ def test_services_with_mqtt_and_two_inverters(tmp_path):
     assert mqtt._topic_filters == ("home/+/cmd/#",)
     assert [child.name for child in children[2:]] == ["main", "garage"]
     lines = [formatEvent(e) for e in events]
-    assert any("[octopus]: not used by octolux, ignored" in line for line in lines)
+    assert any("[solcast]: not used by octolux, ignored" in line for line in lines)
     assert not [line for line in lines if "hunter2" in line]
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
+import math
 import os
 import re
 import urllib.parse
 
 import attrs
 
+from octolux.config.octopus import OCTOPUS_URL, tariff_code
 from octolux.config.words import FALSE_WORDS, TRUE_WORDS
 from octolux.lxp import frames
 
@@ -45,17 +47,22 @@ HOMEASSISTANT_PREFIX = "homeassistant"
 _KNOWN_KEYS = {
     "lxp": {"host", "port", "serial", "datalog", "name", "device_name", "listen", "cloud",
             "heartbeat_echo", "no_data_timeout", "command_timeout",
-            "read_only", "sync_time", "set_hold_any_register"},
+            "read_only", "sync_time", "set_hold_any_register", "batteries"},
     "server": {"listen_host", "host", "port", "control"},
     "mqtt": {"uri", "prefix", "ca_file", "client_id"},
     "log": {"level"},
     "homeassistant": {"enabled", "prefix"},
     "history": {"enabled", "path", "uri", "retention", "max_size"},
     "listener": {"max_connections", "identify_timeout", "accept_unknown", "cloud"},
+    "octopus": {"product_code", "tariff_code", "export_tariff_code", "url", "cache"},
+    "rules": {"enabled", "required_soc", "emergency_soc", "cheap_charge", "min_discharge",
+              "read_only", "inverter", "battery_kwh"},
 }
 _NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
 _RESERVED_NAMES = frozenset({"inputs", "registers", "history", "state", "events", "command"})
 HISTORY_PATH = "octolux-history.sqlite"
+PRICE_CACHE = "octolux-prices.json"
+PLANNERS = ("original", "ours")
 HISTORY_RETENTION_DAYS = 365.0
 HISTORY_MAX_SIZE = 1 << 30  # bytes
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -150,6 +157,30 @@ class HomeAssistantConfig:
 
 
 @attrs.frozen
+class AutomationConfig:
+    """Battery automation on Octopus prices (``[octopus]``, ``[rules]``, ``[lxp] batteries``).
+
+    ``planner`` None: the sections are there but automation is not switched on
+    (``[rules] enabled``); the bridge then only logs what it would do.
+    """
+
+    planner: str | None
+    product: str
+    tariff: str
+    url: str = OCTOPUS_URL
+    export_tariff: str | None = None  # E-1R-<product>-<region>: exports earn its prices
+    cache: str = PRICE_CACHE
+    batteries: int = 1
+    battery_kwh: float | None = None  # None: 2.4 kWh per battery, as the original
+    required_soc: float = 90.0
+    emergency_soc: float = 50.0
+    cheap_charge: float = 2.0
+    min_discharge: float = 3.0
+    read_only: bool = False  # plan and publish, write nothing
+    inverter: str | None = None  # which inverter; None: the first
+
+
+@attrs.frozen
 class Config:
     """Everything ``twistd octolux`` needs to build its services."""
 
@@ -160,6 +191,7 @@ class Config:
     listener: ListenerConfig = ListenerConfig()
     log_level: str = LOG_LEVEL
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    automation: AutomationConfig | None = None  # None: no [octopus] section
     # One line per section or key that was read but is not used, for the log.
     ignored: tuple[str, ...] = ()
 
@@ -212,6 +244,7 @@ def _read(ini: _Ini) -> Config:
     log_level = _log_level(ini)
     listener = _listener(ini)
     homeassistant = _homeassistant(ini, mqtt)
+    automation = _automation(ini, inverters, sections)
     _check_api_clash(ini, inverters, sections, server)
     for section in ini.parser.sections():
         if section not in _KNOWN_KEYS and _lxp_name(section) is None:
@@ -224,6 +257,7 @@ def _read(ini: _Ini) -> Config:
         log_level=log_level,
         listener=listener,
         homeassistant=homeassistant,
+        automation=automation,
         ignored=tuple(ini.ignored),
     )
 
@@ -601,6 +635,84 @@ def _homeassistant(ini: _Ini, mqtt: MqttConfig | None) -> HomeAssistantConfig:
         enabled = False
     return HomeAssistantConfig(
         enabled=enabled, prefix=ini.topic_prefix("homeassistant", HOMEASSISTANT_PREFIX)
+    )
+
+
+def _automation(ini: _Ini, inverters, sections: dict[str, str]) -> AutomationConfig | None:
+    """``[octopus]`` and ``[rules]``, the original tool's keys, and ``[lxp] batteries``."""
+    has_rules = ini.parser.has_section("rules")
+    if has_rules:
+        ini.check_keys("rules", _KNOWN_KEYS["rules"])
+    if not ini.parser.has_section("octopus"):
+        if has_rules:
+            ini.ignored.append(f"{ini.filename}: [rules]: no [octopus] section, so no prices:"
+                               " no automation")
+        return None
+    ini.check_keys("octopus", _KNOWN_KEYS["octopus"])
+    tariff_text = ini.required("octopus", "tariff_code")
+    try:
+        product, tariff = tariff_code(ini.get("octopus", "product_code") or None, tariff_text)
+    except ValueError as error:
+        raise ini.error("octopus", "tariff_code", str(error), tariff_text) from None
+    export_tariff = ini.get("octopus", "export_tariff_code") or None
+    if export_tariff is not None:
+        try:
+            export_tariff = tariff_code(None, export_tariff)[1]
+        except ValueError as error:
+            raise ini.error("octopus", "export_tariff_code", str(error), export_tariff) from None
+    url = ini.get("octopus", "url") or OCTOPUS_URL
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ini.error("octopus", "url", "not an http:// or https:// address", url)
+    # Relative to the configuration file, as [history] path.
+    cache = os.path.join(os.path.dirname(ini.filename),
+                         os.path.expanduser(ini.get("octopus", "cache") or PRICE_CACHE))
+    if not os.path.isdir(os.path.dirname(os.path.abspath(cache))):
+        raise ini.error("octopus", "cache", "its directory does not exist", cache)
+    rules = "rules" if has_rules else "octopus"  # no [rules]: every default
+    enabled = (ini.get("rules", "enabled") if has_rules else None) or "no"
+    if enabled.lower() in PLANNERS:
+        planner = enabled.lower()
+    elif enabled.lower() in TRUE_WORDS:
+        planner = "ours"
+    elif enabled.lower() in FALSE_WORDS:
+        planner = None
+    else:
+        raise ini.error("rules", "enabled", "not yes/no, original or ours", enabled)
+    inverter = (ini.get("rules", "inverter") if has_rules else None) or None
+    names = [config.name for config in inverters]
+    if inverter is not None and inverter not in names:
+        raise ini.error("rules", "inverter", "no inverter of this name", inverter)
+    section = sections[inverter or names[0]]
+    batteries = 1
+    text = ini.get(section, "batteries")
+    if text:
+        batteries = ini.integer(section, "batteries", text)
+        if not 1 <= batteries <= 64:
+            raise ini.error(section, "batteries", "must be 1-64", text)
+
+    def number(key: str, default: float, low: float, high: float) -> float:
+        text = ini.get(rules, key) if has_rules else None
+        if not text:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:
+            raise ini.error("rules", key, f"not a number {low:g}-{high:g}", text)
+        return value
+
+    return AutomationConfig(
+        planner=planner, product=product, tariff=tariff, url=url, export_tariff=export_tariff,
+        cache=cache, batteries=batteries,
+        battery_kwh=number("battery_kwh", 0.0, 0.1, 1000.0) or None,
+        required_soc=number("required_soc", 90.0, 0.0, 100.0),
+        emergency_soc=number("emergency_soc", 50.0, 0.0, 100.0),
+        cheap_charge=number("cheap_charge", 2.0, -1000.0, 1000.0),
+        min_discharge=number("min_discharge", 3.0, -1000.0, 1000.0),
+        read_only=ini.boolean("rules", "read_only", False) if has_rules else False,
+        inverter=inverter,
     )
 
 
