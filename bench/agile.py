@@ -3,7 +3,8 @@
     .venv/bin/python bench/agile.py --prices PATH [--days 90] [--no-export] [--replan 3]
 
 Replays real published Agile prices, half-hour by half-hour, against the
-simulator's inverter, battery, PV and house (``simulator/plant.py``: 10.24 kWh,
+simulator's inverter, battery, PV and house (``simulator/plant.py``,
+``simulator/installation.py``: 10.24 kWh,
 3.6 kW, 95 % each way; its house load profile and weather, seeded, so every
 strategy meets the same house and sky), and prints the electricity cost of:
 
@@ -60,11 +61,12 @@ from octolux.automation.prices import HALF_HOUR, Price  # noqa: E402
 from octolux.automation.windows import inverter_settings  # noqa: E402
 from octolux.device.settings import SETTINGS, parse_time_slot  # noqa: E402
 from octolux.lxp import holding  # noqa: E402
+from simulator import installation  # noqa: E402
 
 UK = zoneinfo.ZoneInfo("Europe/London")
 UTC = datetime.UTC
-BATTERY = Battery(plant_model.CAPACITY_WH / 1000.0, plant_model.MAX_POWER / 1000.0,
-                  plant_model.EFFICIENCY, cutoff_soc=10.0)
+BATTERY = Battery(installation.CAPACITY_WH / 1000.0, installation.MAX_POWER / 1000.0,
+                  installation.EFFICIENCY, cutoff_soc=10.0)
 RULES = Rules(required_soc=90, emergency_soc=50, cheap_charge=2, min_discharge=3)  # the
 # original's config.ini.example
 BATTERIES = 4  # the original sized 2.4 kWh per battery: 4 is 9.6 kWh, nearest the plant's

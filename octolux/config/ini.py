@@ -669,7 +669,6 @@ def _automation(ini: _Ini, inverters, sections: dict[str, str]) -> AutomationCon
                          os.path.expanduser(ini.get("octopus", "cache") or PRICE_CACHE))
     if not os.path.isdir(os.path.dirname(os.path.abspath(cache))):
         raise ini.error("octopus", "cache", "its directory does not exist", cache)
-    rules = "rules" if has_rules else "octopus"  # no [rules]: every default
     enabled = (ini.get("rules", "enabled") if has_rules else None) or "no"
     if enabled.lower() in PLANNERS:
         planner = enabled.lower()
@@ -692,7 +691,7 @@ def _automation(ini: _Ini, inverters, sections: dict[str, str]) -> AutomationCon
             raise ini.error(section, "batteries", "must be 1-64", text)
 
     def number(key: str, default: float, low: float, high: float) -> float:
-        text = ini.get(rules, key) if has_rules else None
+        text = ini.get("rules", key) if has_rules else None  # no [rules]: every default
         if not text:
             return default
         try:
