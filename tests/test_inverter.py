@@ -725,6 +725,23 @@ def test_partial_input_frames_update_latest_inputs_without_telling_observers(har
     assert harness.inverter.latest_inputs["soc"] == 0x55
 
 
+def test_every_input_register_is_kept_raw_whatever_block_it_is_in(harness, link):
+    # An SNA's three 127-register pushes, a battery module's registers, two
+    # registers of no whole block: every one kept, as received.
+    link.receive(
+        input_reply(0, range(127)),
+        input_reply(127, range(1000, 1127)),
+        input_reply(254, range(2000, 2127)),
+        input_reply(5002, [4, 280]),
+        input_reply(4, [521, 0x6455]),
+    )
+    expected = {**dict(enumerate(range(127))), **dict(enumerate(range(1000, 1127), 127)),
+                **dict(enumerate(range(2000, 2127), 254)), 5002: 4, 5003: 280, 4: 521,
+                5: 0x6455}
+    assert harness.inverter.input_registers == expected
+    assert harness.inverter.registers == {}  # holding registers are another store
+
+
 def test_connection_changes_reach_observers(harness):
     assert not harness.inverter.connected
     link = harness.endpoint.accept()

@@ -33,6 +33,17 @@ def test_it_behaves_as_a_dict(writes, deletions):
     assert all(compact.get(register) == plain.get(register) for register, _ in writes)
 
 
+@given(st.lists(st.tuples(st.integers(0, 400), st.lists(values, min_size=1, max_size=127))))
+def test_store_of_a_frames_values_is_setting_them_one_by_one(frames):
+    # Frames of 1-127 values across the array's end (239) and beyond it.
+    compact, plain = RegisterValues(), {}
+    for register, frame_values in frames:
+        compact.store(register, tuple(frame_values))
+        plain.update(enumerate(frame_values, register))
+    assert compact == plain
+    assert len(compact) == len(plain)
+
+
 def test_update_from_a_frame_and_lookups():
     compact = RegisterValues({21: 0x80})
     compact.update({64: 100, 65: 50, 300: 7})

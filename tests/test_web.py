@@ -18,16 +18,19 @@ from octolux.web.api import ApiService, api_root
 class FakeInverter:
     """Only the state the API reads."""
 
-    def __init__(self, name="inverter", inputs=None, registers=None):
+    def __init__(self, name="inverter", inputs=None, registers=None, input_registers=None):
         self.name = name
         self.latest_inputs = inputs if inputs is not None else {}
         self.registers = registers if registers is not None else {}
+        self.input_registers = input_registers if input_registers is not None else {}
 
 
-def get(root, path: str):
+def get(root, path: str, **arguments):
     """Render GET ``path`` synchronously; return (status code, headers, decoded JSON)."""
     segments = [s.encode() for s in path.strip("/").split("/")]
     request = DummyRequest(segments)
+    for name, values in arguments.items():
+        request.args[name.encode()] = [v.encode() for v in values]
     resource = root
     while request.postpath and not getattr(resource, "isLeaf", False):
         resource = resource.getChildWithDefault(request.postpath.pop(0), request)
@@ -53,10 +56,36 @@ def test_registers_have_string_keys_in_register_order():
     assert list(body.items()) == [("3", 7), ("21", 128), ("65", 50)]
 
 
+def test_input_registers_are_served_raw_every_one_seen():
+    # Those of no inputs/<n> block too: 127-253, 254-380, the battery modules' 5000s.
+    inverter = FakeInverter(registers={21: 128},
+                            input_registers={5002: 4, 0: 16, 254: 7, 130: 2301})
+    code, content_type, body = get(api_root([inverter]), "/api/registers", kind=["input"])
+    assert (code, content_type) == (200, [b"application/json"])
+    assert list(body.items()) == [("0", 16), ("130", 2301), ("254", 7), ("5002", 4)]
+    assert get(api_root([inverter]), "/api/registers", kind=["hold"])[2] == {"21": 128}
+
+
+def test_several_inverters_each_have_their_input_registers():
+    main = FakeInverter("main", input_registers={0: 1})
+    garage = FakeInverter("garage", input_registers={0: 2})
+    root = api_root([main, garage])
+    assert get(root, "/api/main/registers", kind=["input"])[2] == {"0": 1}
+    assert get(root, "/api/garage/registers", kind=["input"])[2] == {"0": 2}
+
+
+@pytest.mark.parametrize("kind", [["inputs"], [""], ["input", "hold"]])
+def test_another_kind_of_registers_is_a_400_that_says_which_there_are(kind):
+    code, _, body = get(api_root([FakeInverter()]), "/api/registers", kind=kind)
+    assert code == 400
+    assert json.loads(body) == {"error": "kind: hold or input"}
+
+
 def test_nothing_known_yet_is_an_empty_object():
     root = api_root([FakeInverter()])
     assert get(root, "/api/inputs")[2] == {}
     assert get(root, "/api/registers")[2] == {}
+    assert get(root, "/api/registers", kind=["input"])[2] == {}
 
 
 def test_several_inverters_each_have_their_own_path():

@@ -401,6 +401,7 @@ class Inverter(InverterRequests, service.Service):
         self.latest_inputs: dict[str, Any] = {}
         # Compact: a dict of 240 values costs ~9 KiB, 90 MB for a fleet of 10,000.
         self.registers = RegisterValues()
+        self.input_registers = RegisterValues()
 
         self._observers = Observers(name)
         self._protocol: LxpProtocol | None = None
@@ -415,6 +416,8 @@ class Inverter(InverterRequests, service.Service):
     connected: bool  # is the TCP connection up right now?
     latest_inputs: dict[str, Any]  # every named input value seen, merged
     registers: RegisterValues  # latest known value of every holding register seen
+    # ... and of every input register seen, raw: also those no inputs/<n> block covers
+    input_registers: RegisterValues
 
     @property
     def datalog(self) -> str | None:
@@ -568,6 +571,7 @@ class Inverter(InverterRequests, service.Service):
             return
         kind = type(frame)
         if kind is lxp.ReadReply and frame.function == READ_INPUT:
+            self.input_registers.store(frame.register, frame.values)
             named = decode_inputs(frame.register, frame.values)
             self.latest_inputs.update(named)
             blocks = split_blocks(frame.register, len(frame.values), named)

@@ -44,6 +44,24 @@ class RegisterValues(MutableMapping):
         else:
             self._sparse[register] = value
 
+    def store(self, register: int, values) -> None:
+        """Set consecutive registers from ``register`` to ``values`` (16-bit each, unchecked).
+
+        For a frame's values, already 16-bit: a slice of the array at once,
+        where a register at a time would cost as much as decoding the frame.
+        """
+        end = register + len(values)
+        low, high = min(max(register, 0), DENSE), min(max(end, 0), DENSE)
+        if low < high:
+            dense = self._dense
+            self._count += dense[low:high].count(_ABSENT)
+            dense[low:high] = array("i", values[low - register : high - register])
+        if register < low or end > high:
+            self._sparse.update(
+                (number, value) for number, value in enumerate(values, register)
+                if not low <= number < high
+            )
+
     def __delitem__(self, register: int) -> None:
         if type(register) is int and 0 <= register < DENSE:
             if self._dense[register] == _ABSENT:

@@ -2,7 +2,9 @@
 
 ``GET /api/inputs`` and ``GET /api/registers`` answer for the first inverter
 (the only one, usually); with several, ``/api/<name>/inputs`` and
-``/api/<name>/registers`` answer for each. ``GET /api/history`` (and
+``/api/<name>/registers`` answer for each. ``registers`` are the holding
+registers, or with ``?kind=input`` every input register seen, raw (also those
+no ``inputs/<n>`` block names). ``GET /api/history`` (and
 ``/api/<name>/history``) answers from the history database, off the reactor
 thread (see ``HistoryResource``).
 """
@@ -74,6 +76,33 @@ class JsonResource(resource.Resource):
         if _below_leaf(request):
             return pages.notFound().render(request)
         return _json_body(request, self._produce())
+
+
+class RegistersResource(resource.Resource):
+    """``GET .../registers[?kind=hold|input]``: ``{"<register>": value, ...}``, in register order.
+
+    ``hold`` (the default): the latest value of every holding register seen;
+    ``input``: of every input register seen, raw. Another kind is a 400.
+    """
+
+    isLeaf = True
+
+    def __init__(self, inverter):
+        super().__init__()
+        self._stores = {"hold": lambda: inverter.registers,
+                        "input": lambda: inverter.input_registers}
+
+    def render_GET(self, request) -> bytes:
+        """The registers of the kind asked for, as ``application/json``."""
+        if _below_leaf(request):
+            return pages.notFound().render(request)
+        kinds = request.args.get(b"kind", [b"hold"])
+        store = self._stores.get(kinds[-1].decode("utf-8", "replace"))
+        if store is None or len(kinds) > 1:
+            request.setResponseCode(400)
+            return _json_body(request, {"error": "kind: hold or input"})
+        # JSON keys are strings; sorted, so the answer reads in register order.
+        return _json_body(request, {str(r): v for r, v in sorted(store().items())})
 
 
 def write_json(request, value: Any, code: int = 200) -> None:
@@ -375,11 +404,7 @@ def inverter_resource(inverter, history=None, now=time.time, node=None) -> resou
     """``inputs``, ``registers`` and ``history`` of one inverter (in ``node``, or a new one)."""
     node = _Node() if node is None else node
     node.putChild(b"inputs", JsonResource(lambda: inverter.latest_inputs))
-    node.putChild(
-        b"registers",
-        # JSON keys are strings; sorted, so the answer reads in register order.
-        JsonResource(lambda: {str(r): v for r, v in sorted(inverter.registers.items())}),
-    )
+    node.putChild(b"registers", RegistersResource(inverter))
     node.putChild(b"history", HistoryResource(history, inverter.name, now))
     return node
 
