@@ -218,8 +218,10 @@ def original_plan(
                                      f"above {min_discharge:g}p"))
         else:
             slots.append(PlannedSlot(price.start, price.pence, "idle"))
-    return Plan("original", now, soc, tuple(slots), charge_soc=round(rules.required_soc),
-                export_soc=10, summary="; ".join(reasons))
+    # The original switched AC charge on with the inverter's own limit: its
+    # half-hours are counted to reach required_soc, and cheap ones fill it up.
+    return Plan("original", now, soc, tuple(slots), charge_soc=100, export_soc=10,
+                summary="; ".join(reasons))
 
 
 def _keep_charge_slots(kept: Plan | None, now: float, tz: datetime.tzinfo | None) -> bool:

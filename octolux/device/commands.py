@@ -287,6 +287,11 @@ class Topics:
         """Every named setting as one JSON object (retained)."""
         return f"{self.base}/settings"
 
+    @property
+    def plan(self) -> str:
+        """The battery automation's plan as JSON (retained)."""
+        return f"{self.base}/plan"
+
     def command(self, name: str) -> str:
         """Where command ``name`` is received."""
         return f"{self.base}/cmd/{name}"

@@ -59,6 +59,8 @@ class CommandRunner:
         # The last results, newest last, and who hears of each one.
         self.recent: collections.deque[CommandResult] = collections.deque(maxlen=RECENT_RESULTS)
         self.listeners: list[ResultListener] = []
+        # Commands of the layers above (the automation's plan_pause): name -> what to do.
+        self.own_commands: dict[str, Callable[[], None]] = {}
 
     def run(self, name: str, payload: bytes, *, source: str | None = None
             ) -> Deferred[CommandResult]:
@@ -70,6 +72,10 @@ class CommandRunner:
         """
         source = source or f"{self.inverter.name}: cmd/{name}"
         shown = describe_payload(payload)
+        own = self.own_commands.get(name)
+        if own is not None:
+            own()
+            return succeed(self._result(source, name, shown, OK))
         head, _, argument = name.partition("/")
         command = COMMANDS.get(head)
         if command is None or (command.argument is None) != (argument == ""):

@@ -12,6 +12,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
+from octolux.automation.service import automation
 from octolux.config.ini import (
     LOG_LEVELS,
     Config,
@@ -166,6 +167,8 @@ def build_service(config: Config, reactor) -> OctoluxService:
                                     keep_unknown=config.listener.accept_unknown)
             mqtt.subscribe(sweeper.records, sweeper.record_seen)
 
+    runners: dict[Inverter, CommandRunner] = {}
+
     def attach(inverter: Inverter, named: bool) -> None:
         inverter.setServiceParent(top)
         if history is not None:
@@ -177,7 +180,8 @@ def build_service(config: Config, reactor) -> OctoluxService:
             keeper.setServiceParent(top)
             inverter.add_observer(keeper)
         # The one way in for this inverter's commands: MQTT's and the page's.
-        runner = CommandRunner(inverter, any_register=options.set_hold_any_register)
+        runner = runners[inverter] = CommandRunner(inverter,
+                                                   any_register=options.set_hold_any_register)
         if mqtt is not None:
             topics = Topics(config.mqtt.prefix, inverter.name if named else None)
             bridge = InverterBridge(inverter, mqtt, topics, runner)
@@ -196,6 +200,8 @@ def build_service(config: Config, reactor) -> OctoluxService:
         attach(inverter, config.named_topics)
     for listener in _listeners(reactor, config, inverters, attach, pacer):
         listener.setServiceParent(top)
+    if config.automation is not None:
+        automation(config, reactor, runners, mqtt, history).setServiceParent(top)
     return top
 
 
