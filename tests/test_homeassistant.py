@@ -9,7 +9,10 @@ Home Assistant, and its absence is a failure).
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
+from pathlib import Path
 
 import attrs
 import pytest_twisted
@@ -20,10 +23,10 @@ from twisted.internet import reactor, task
 from octolux import lxp
 from octolux.config.ini import Config, HomeAssistantConfig, InverterConfig, MqttConfig, ServerConfig
 from octolux.device.commands import Topics
-from octolux.device.settings import SETTINGS, format_time_slot
+from octolux.device.settings import SETTINGS, format_time, format_time_slot
 from octolux.homeassistant.entities import inverter_entities
 from octolux.homeassistant.payloads import Device, config_topic, discovery_config
-from octolux.lxp.holding import decode_time
+from octolux.lxp.holding import decode_time, encode_time
 from octolux.lxp.inputs import STATUS_TEXTS, to_signed16
 from octolux.service.tap import build_service
 from simulator.dongle import start_simulator
@@ -36,6 +39,7 @@ DEVICE_NAMES = ("Home battery", None)  # the second one gets the default name
 WAIT = 30.0  # seconds for Home Assistant to catch up with something
 STALE_TOPIC = f"{HA_PREFIX}/sensor/octolux_siminv0001/old_value/config"
 STALE_ENTITY = "sensor.octolux_siminv0001_old_value"
+PREDBAT_DOC = Path(__file__).resolve().parent.parent / "docs" / "predbat.md"
 
 
 @attrs.define
@@ -289,6 +293,14 @@ async def test_every_control_drives_the_inverter_and_its_state_follows(home):
             await _until_plant(dongle, lambda r=register, v=value:
                                to_signed16(plant.holding[r]) == v, f"{name} = {value}")
             expected[entity_id] = str(float(value))
+        elif setting.kind == "time":  # one end of a slot: that register alone
+            entity_id = f"select.{node}_{name}"
+            option = f"{driven % 24:02}:{driven * 7 % 60:02}:00"
+            await ha.call_service(reactor, "select", "select_option", entity_id=entity_id,
+                                  option=option)
+            await _until_plant(dongle, lambda r=register, t=option[:5]:
+                               format_time(decode_time(plant.holding[r])) == t,
+                               f"{name} = {option}")
         else:  # a time slot
             entity_id = f"text.{node}_{name}"
             slot = f"{driven % 24:02}:15-{(driven + 3) % 24:02}:45"
@@ -297,8 +309,19 @@ async def test_every_control_drives_the_inverter_and_its_state_follows(home):
             await _until_plant(dongle, lambda s=start, e=end, t=slot: format_time_slot(
                 decode_time(plant.holding[s]), decode_time(plant.holding[e])) == t,
                 f"{name} = {slot}")
-            expected[entity_id] = slot
         driven += 1
+        expected.setdefault(entity_id, "")  # a slot's: read back from the inverter below
+
+    # The selects wrote the slots' registers again: each text and select shows
+    # what the inverter holds now.
+    for name, setting in SETTINGS.items():
+        if setting.kind == "time_slot":
+            start, end = setting.registers
+            expected[f"text.{node}_{name}"] = format_time_slot(
+                decode_time(plant.holding[start]), decode_time(plant.holding[end]))
+        elif setting.kind == "time":
+            expected[f"select.{node}_{name}"] = (
+                format_time(decode_time(plant.holding[setting.registers[0]])) + ":00")
 
     def follows(states):
         wrong = {e: states[e]["state"] for e, want in expected.items()
@@ -320,7 +343,91 @@ async def test_every_control_drives_the_inverter_and_its_state_follows(home):
     states = await home.states()
     for button in ("sync_time", "refresh"):  # a button's state is when it was last pressed
         assert states[f"button.{node}_{button}"]["state"] not in ("unknown", "unavailable")
-    assert driven == len(expected) == 32
+    assert driven == len(expected) == 53
+
+
+def _predbat_entities(serial: str) -> list[str]:
+    """The entity ids of docs/predbat.md's apps.yaml, for the inverter ``serial``."""
+    block = PREDBAT_DOC.read_text().split("```yaml", 1)[1].split("```", 1)[0]
+    found = re.findall(r"\b(?:sensor|switch|number|select)\.octolux_\{octolux_serial\}_\w+",
+                       block)
+    return sorted({entity.replace("{octolux_serial}", serial.lower()) for entity in found})
+
+
+def _writes_since(dongle, mark) -> list:
+    """The write requests the simulated inverter has had since request ``mark``."""
+    requests = list(dongle.requests)
+    after = next(i for i in range(len(requests) - 1, -1, -1) if requests[i] is mark) + 1
+    return [r for r in requests[after:]
+            if isinstance(r, lxp.WriteSingleRequest | lxp.WriteMultiRequest)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_predbat_drives_the_inverter_through_home_assistant(home):
+    dongle, ha = home.dongles[0], home.ha
+    plant = dongle.plant
+    entities = _predbat_entities("SIMINV0001")
+    assert len(entities) == 24
+    states = await home.states()
+    # Everything Predbat reads has a value of the kind it expects.
+    for entity_id in entities:
+        state = states[entity_id]["state"]
+        assert state not in ("unknown", "unavailable"), entity_id
+        if entity_id.startswith(("sensor.", "number.")) and not entity_id.endswith("_clock"):
+            float(state)
+    assert float(states["sensor.octolux_siminv0001_bat_capacity_kwh"]["state"]) > 0
+
+    async def until_state(entity_id, want):
+        await home.until_states(
+            lambda states: _normal(states[entity_id]["state"]) == _normal(want),
+            f"{entity_id} = {want}", wrong=lambda states: states[entity_id]["state"])
+
+    # Windows: Predbat selects a start, then an end, each an HH:MM:SS option;
+    # each choice writes its own register and nothing else.
+    for entity, option, register in (
+        ("select.octolux_siminv0001_ac_charge_slot_1_start", "23:31:00", 68),
+        ("select.octolux_siminv0001_ac_charge_slot_1_end", "05:29:00", 69),
+        ("select.octolux_siminv0001_forced_discharge_slot_1_start", "16:05:00", 84),
+        ("select.octolux_siminv0001_forced_discharge_slot_1_end", "19:00:00", 85),
+    ):
+        assert entity in entities
+        mark = dongle.requests[-1]
+        await ha.call_service(reactor, "select", "select_option", entity_id=entity,
+                              option=option)
+        raw = encode_time(datetime.time.fromisoformat(option))
+        await _until_plant(dongle, lambda r=register, v=raw: plant.holding[r] == v,
+                           f"{entity} = {option}")
+        assert [(w.register, w.value) for w in _writes_since(dongle, mark)] == [(register, raw)]
+        await until_state(entity, option)
+
+    # Charge and discharge on and off, and freeze export.
+    for name, bit in (("ac_charge", (21, 7)), ("forced_discharge", (21, 10)),
+                      ("charge_last", (110, 4))):
+        entity = f"switch.octolux_siminv0001_{name}"
+        assert entity in entities
+        for on in (True, False):
+            await ha.call_service(reactor, "switch", "turn_on" if on else "turn_off",
+                                  entity_id=entity)
+            await _until_plant(dongle, lambda r=bit[0], b=bit[1], on=on:
+                               bool(plant.holding[r] >> b & 1) == on, f"{name} {on}")
+            await until_state(entity, "on" if on else "off")
+
+    # Rates in amps, and the SOCs.
+    for name, value, register in (("charge_current_limit", 37, 101),
+                                  ("discharge_current_limit", 52, 102),
+                                  ("charge_amount_pct", 95, 67),
+                                  ("forced_discharge_soc", 21, 83),
+                                  ("discharge_cutoff_soc", 12, 105)):
+        entity = f"number.octolux_siminv0001_{name}"
+        assert entity in entities
+        mark = dongle.requests[-1]
+        await ha.call_service(reactor, "number", "set_value", entity_id=entity, value=value)
+        await _until_plant(dongle, lambda r=register, v=value: plant.holding[r] == v,
+                           f"{name} = {value}")
+        assert [(w.register, w.value) for w in _writes_since(dongle, mark)] == [
+            (register, value)]
+        await until_state(entity, str(value))
+    assert home.ha.problems() == []
 
 
 def _normal(state: str) -> str:

@@ -7,6 +7,7 @@ device class, a template key nobody publishes) one entity at a time.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from pathlib import Path
@@ -45,12 +46,13 @@ UNITS = {
     "duration": {"d", "h", "min", "s", "ms"},
     "battery": {"%"},
     "power_factor": {"%", None},
+    "energy_storage": {"Wh", "kWh", "MWh", "GJ", "MJ"},
 }
 STATE_CLASSES = {
     "energy": {"total", "total_increasing"},
     "duration": {"measurement", "total", "total_increasing"},
 }
-COMPONENTS = {"sensor", "binary_sensor", "switch", "number", "text", "button"}
+COMPONENTS = {"sensor", "binary_sensor", "switch", "number", "text", "select", "button"}
 TOPICS = Topics()
 DEVICE = Device("0123456789", "LuxPower 0123456789")
 
@@ -123,6 +125,11 @@ def test_every_control_writes_a_command_that_takes_what_it_sends():
             assert re.match(config["pattern"], "00:00-00:00")
             command.parse(b"22:30-05:00")
             assert not re.match(config["pattern"], "9-5")
+        elif "options" in config:  # a select: one end of a time slot, every minute
+            assert config["command_template"] == "{{ value[:5] }}"
+            assert len(set(config["options"])) == 24 * 60
+            for option in config["options"]:
+                assert command.parse(option[:5].encode()) == datetime.time.fromisoformat(option)
         else:  # a number: exactly the command's range
             low, high = config["min"], config["max"]
             command.parse(str(low).encode())
@@ -138,6 +145,9 @@ def test_each_setting_has_the_entity_of_its_kind():
     assert components["drms"] == "binary_sensor"  # not a command: shown, read only
     assert components["charge_amount_pct"] == components["ct_power_offset"] == "number"
     assert components["forced_discharge_slot_2"] == "text"
+    assert components["forced_discharge_slot_2_start"] == "select"
+    assert components["ac_charge_slot_1_end"] == "select"
+    assert components["charge_last"] == "switch"
     assert components["clock"] == "sensor"
     assert components["sync_time"] == components["refresh"] == "button"
     by_key = {entity.key: entity.config for entity in inverter_entities(TOPICS)}
@@ -146,6 +156,12 @@ def test_each_setting_has_the_entity_of_its_kind():
         10, 90)
     assert "device_class" not in by_key["charge_pct"]
     assert by_key["ct_power_offset"]["device_class"] == "power"
+    for limit in ("charge_current_limit", "discharge_current_limit"):
+        assert (by_key[limit]["device_class"], by_key[limit]["unit_of_measurement"],
+                by_key[limit]["min"], by_key[limit]["max"]) == ("current", "A", 0, 140)
+    assert by_key["ac_charge_slot_1_start"]["value_template"] == (
+        "{{ value_json.ac_charge_slot_1_start ~ ':00'"
+        " if value_json.get('ac_charge_slot_1_start') else 'None' }}")
     assert "entity_category" not in by_key["ac_charge"]
     assert by_key["eps"]["entity_category"] == "config"
 
@@ -555,3 +571,11 @@ def test_discovery_is_wired_per_inverter_only_when_enabled():
         "homeassistant/status",
         "homeassistant/+/octolux_9876543210/+/config",
     )
+
+
+def test_every_entity_docs_predbat_md_gives_predbat_exists():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "predbat.md").read_text()
+    named = set(re.findall(r"\b(\w+)\.octolux_(?:\{octolux_serial\}|<serial>)_(\w+)", doc))
+    offered = {(entity.component, entity.key) for entity in inverter_entities(TOPICS)}
+    assert len(named) == 24
+    assert sorted(named - offered) == []

@@ -85,7 +85,8 @@ def test_decode_settings_from_registers():
 
 def test_a_value_that_is_not_a_time_or_a_date_decodes_as_none():
     settings = decode_settings({12: 0, 13: 0, 14: 0, 70: 25, 71: 0})
-    assert settings == {"clock": None, "ac_charge_slot_2": None}
+    assert settings == {"clock": None, "ac_charge_slot_2": None,
+                        "ac_charge_slot_2_start": None, "ac_charge_slot_2_end": "00:00"}
 
 
 def test_decode_settings_of_nothing_is_empty():

@@ -23,6 +23,7 @@ from octolux.device.settings import (
     Setting,
     check_register_write,
     parse_clock,
+    parse_time,
     parse_time_slot,
 )
 from octolux.lxp import holding, inputs
@@ -156,6 +157,12 @@ def _setting_command(setting: Setting) -> Command:
 
         return Command(setting.name, parse_time_slot_payload, write_slot, description,
                        f"`HH:MM-HH:MM` (`{SLOT_OFF}`: off)")
+    if kind == "time":
+
+        def write_time(inverter: Any, time: datetime.time) -> Any:
+            return inverter.write_single(register, holding.encode_time(time))
+
+        return Command(setting.name, parse_time_payload, write_time, description, "`HH:MM`")
     # the clock
     return Command(setting.name, parse_clock_payload, _set_clock, description,
                    "`YYYY-MM-DDTHH:MM:SS`, local time")
@@ -173,6 +180,12 @@ def parse_time_slot_payload(payload: bytes) -> tuple[datetime.time, datetime.tim
     """A time slot ``HH:MM-HH:MM``: (start, end)."""
     with _payload_errors():
         return parse_time_slot(_text(payload))
+
+
+def parse_time_payload(payload: bytes) -> datetime.time:
+    """One end of a time slot, ``HH:MM``."""
+    with _payload_errors():
+        return parse_time(_text(payload))
 
 
 def parse_clock_payload(payload: bytes) -> datetime.datetime:

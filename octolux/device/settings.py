@@ -22,11 +22,12 @@ import attrs
 from octolux.lxp import holding
 from octolux.lxp.inputs import from_signed16, to_signed16
 
-KINDS = ("bit", "percent", "number", "time_slot", "clock")
+KINDS = ("bit", "percent", "number", "time_slot", "time", "clock")
 
 # A time slot that starts and ends at midnight is off (the vendor's app shows it so).
 SLOT_OFF = "00:00-00:00"
 _TIME_SLOT = re.compile(r"([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})\Z")
+_TIME = re.compile(r"([0-9]{2}):([0-9]{2})\Z")
 _CLOCK = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}\Z")
 
 
@@ -39,10 +40,11 @@ def _kind(instance, attribute, value):
 class Setting:
     """One named setting: where it lives, what it may hold and what it means.
 
-    ``registers`` are holding registers: one for a bit, a percent or a number,
-    (start, end) for a time slot, (12, 13, 14) for the clock. ``minimum`` and
-    ``maximum`` bound percents and numbers (as the inverter means them: signed
-    where ``signed``). ``writable`` settings are also commands of the same name.
+    ``registers`` are holding registers: one for a bit, a percent, a number or
+    a time (one end of a time slot), (start, end) for a time slot, (12, 13, 14)
+    for the clock. ``minimum`` and ``maximum`` bound percents and numbers (as
+    the inverter means them: signed where ``signed``). ``writable`` settings
+    are also commands of the same name.
     """
 
     name: str
@@ -72,6 +74,8 @@ class Setting:
             if kind == "time_slot":
                 return format_time_slot(holding.decode_time(values[0]),
                                         holding.decode_time(values[1]))
+            if kind == "time":
+                return format_time(holding.decode_time(values[0]))
             return format_clock(holding.decode_clock(*values))
         except ValueError:
             return None
@@ -126,6 +130,16 @@ def _slot(schedule: str, number: int, what: str) -> Setting:
                    f"{what}, time slot {number}")
 
 
+def _slot_ends(schedule: str, number: int, what: str) -> tuple[Setting, Setting]:
+    # Each end of a slot on its own, for whoever sets one at a time (Home
+    # Assistant's start and end selects, which Predbat drives).
+    start, end = holding.TIME_SLOTS[schedule][number - 1]
+    return (Setting(f"{schedule}_slot_{number}_start", "time", (start,),
+                    f"{what}, time slot {number}, start (written alone)"),
+            Setting(f"{schedule}_slot_{number}_end", "time", (end,),
+                    f"{what}, time slot {number}, end (written alone)"))
+
+
 _SETTINGS: tuple[Setting, ...] = (
     # -- register 21, the function bits ---------------------------------------
     _bit(holding.FUNCTION_BITS, "eps", "EPS (backup output) when the grid fails"),
@@ -151,6 +165,8 @@ _SETTINGS: tuple[Setting, ...] = (
     _bit(holding.SYSTEM_BITS, "pv_grid_off", "PV keeps running when the grid is off"),
     _bit(holding.SYSTEM_BITS, "fast_zero_export", "fast zero export"),
     _bit(holding.SYSTEM_BITS, "micro_grid", "micro-grid mode"),
+    _bit(holding.SYSTEM_BITS, "charge_last",
+         "charge last: PV serves the house and the grid before the battery"),
     # -- rates and state-of-charge limits ---------------------------------------
     _percent("charge_pct", holding.CHARGE_POWER_PERCENT, "Charge power rate"),
     _percent("discharge_pct", holding.DISCHARGE_POWER_PERCENT, "Discharge power rate"),
@@ -175,10 +191,19 @@ _SETTINGS: tuple[Setting, ...] = (
              "AC charge ends at this state of charge"),
     _limited("ct_power_offset", "number", holding.CT_POWER_OFFSET,
              "CT power offset, added to the grid meter reading", "W"),
+    _limited("charge_current_limit", "number", holding.CHARGE_CURRENT_LIMIT,
+             "Battery charge current limit", "A"),
+    _limited("discharge_current_limit", "number", holding.DISCHARGE_CURRENT_LIMIT,
+             "Battery discharge current limit", "A"),
     # -- time slots -------------------------------------------------------------
     *(_slot("ac_charge", n, "AC charge") for n in (1, 2, 3)),
     *(_slot("charge_priority", n, "Charge priority") for n in (1, 2, 3)),
     *(_slot("forced_discharge", n, "Forced discharge") for n in (1, 2, 3)),
+    *(setting for n in (1, 2, 3) for setting in _slot_ends("ac_charge", n, "AC charge")),
+    *(setting for n in (1, 2, 3)
+      for setting in _slot_ends("charge_priority", n, "Charge priority")),
+    *(setting for n in (1, 2, 3)
+      for setting in _slot_ends("forced_discharge", n, "Forced discharge")),
     # -- the clock ----------------------------------------------------------------
     Setting("clock", "clock", (holding.CLOCK, holding.CLOCK + 1, holding.CLOCK + 2),
             "The inverter's clock, local time, written in one go"),
@@ -207,7 +232,7 @@ def decode_settings(registers: Mapping[int, int]) -> dict[str, bool | int | str 
 
 def format_time_slot(start: datetime.time, end: datetime.time) -> str:
     """``HH:MM-HH:MM``, the form ``settings`` shows and ``cmd/<schedule>_slot_<n>`` takes."""
-    return f"{start:%H:%M}-{end:%H:%M}"
+    return f"{format_time(start)}-{format_time(end)}"
 
 
 def parse_time_slot(text: str) -> tuple[datetime.time, datetime.time]:
@@ -216,10 +241,27 @@ def parse_time_slot(text: str) -> tuple[datetime.time, datetime.time]:
     if match is None:
         raise ValueError(f"not a time slot HH:MM-HH:MM: {text!r}")
     start_hour, start_minute, end_hour, end_minute = (int(part) for part in match.groups())
-    for hour, minute in ((start_hour, start_minute), (end_hour, end_minute)):
-        if hour > 23 or minute > 59:
-            raise ValueError(f"not a time of day: {hour:02}:{minute:02}")
-    return datetime.time(start_hour, start_minute), datetime.time(end_hour, end_minute)
+    return _time_of_day(start_hour, start_minute), _time_of_day(end_hour, end_minute)
+
+
+def format_time(time: datetime.time) -> str:
+    """``HH:MM``: one end of a time slot, as ``settings`` shows it and its command takes it."""
+    return f"{time:%H:%M}"
+
+
+def parse_time(text: str) -> datetime.time:
+    """A time of day ``HH:MM`` (two digits each, 00:00-23:59); ValueError otherwise."""
+    match = _TIME.match(text)
+    if match is None:
+        raise ValueError(f"not a time HH:MM: {text!r}")
+    hour, minute = (int(part) for part in match.groups())
+    return _time_of_day(hour, minute)
+
+
+def _time_of_day(hour: int, minute: int) -> datetime.time:
+    if hour > 23 or minute > 59:
+        raise ValueError(f"not a time of day: {hour:02}:{minute:02}")
+    return datetime.time(hour, minute)
 
 
 def format_clock(moment: datetime.datetime) -> str:

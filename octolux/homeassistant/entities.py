@@ -117,6 +117,26 @@ def sensor(field: inputs.InputField, topics: Topics) -> Entity:
     return Entity("sensor", field.key, _NAMES.get(field.key, _name(field.description)), config)
 
 
+def battery_energy_sensor(topics: Topics) -> Entity:
+    """The battery's capacity in kWh (Predbat's ``soc_max``): its Ah times its voltage.
+
+    The BMS reports amp-hours only. The voltage is the one the inverter
+    measures (``v_bat_inv``, in the same JSON), as Predbat's own LuxPower
+    guide does; it moves a few percent with the state of charge.
+    """
+    capacity = inputs.FIELDS_BY_KEY["bat_capacity"]  # v_bat_inv is in the same block
+    return Entity("sensor", "bat_capacity_kwh", "Battery capacity (energy)", {
+        "state_topic": topics.inputs(capacity.block),
+        "value_template": (
+            "{{ (value_json.bat_capacity * value_json.v_bat_inv / 1000) | round(2)"
+            " if 'bat_capacity' in value_json and 'v_bat_inv' in value_json else '' }}"),
+        "unit_of_measurement": "kWh",
+        "device_class": "energy_storage",
+        "state_class": "measurement",
+        "entity_category": "diagnostic",
+    })
+
+
 def connection_sensor(topics: Topics) -> Entity:
     """On while the bridge is connected to the inverter's datalogger."""
     return Entity("binary_sensor", "connection", "Datalogger connection", {
@@ -142,8 +162,14 @@ _SOC_REGISTERS = frozenset({
     holding.FORCED_DISCHARGE_SOC_LIMIT, holding.DISCHARGE_CUTOFF_SOC,
     holding.EPS_DISCHARGE_CUTOFF_SOC, holding.AC_CHARGE_START_SOC, holding.AC_CHARGE_END_SOC,
 })
-_NUMBER_CLASSES = {"W": "power"}
+_NUMBER_CLASSES = {"W": "power", "A": "current"}
 TIME_SLOT_PATTERN = r"^\d\d:\d\d-\d\d:\d\d$"
+# One end of a slot is a select (MQTT discovery has no time entity) of every
+# minute of the day, as HH:MM:SS: the form Predbat writes with
+# charge_time_entity_is_option. The register holds minutes, so any minute
+# Predbat picks (its clock skew settings move a window by single minutes)
+# must be an option.
+TIME_OPTIONS = tuple(f"{hour:02}:{minute:02}:00" for hour in range(24) for minute in range(60))
 _SETTING_NAMES = {
     "eps": "EPS (backup output)",
     "normal_or_standby": "Inverter on (off: standby)",
@@ -203,6 +229,16 @@ def control(setting: Setting, topics: Topics) -> Entity:
         if kind == "number":
             config["mode"] = "box"  # a slider over -1000..1000 W is hard to hit
         return Entity("number", setting.name, name, config)
+    if kind == "time":
+        return Entity("select", setting.name, name, {
+            **state, **writes, **category,
+            # "None": no value yet, or registers that hold no time (an empty
+            # string would be logged as an invalid option).
+            "value_template": ("{{ value_json." + setting.name + " ~ ':00' if value_json.get('"
+                               + setting.name + "') else 'None' }}"),
+            "command_template": "{{ value[:5] }}",  # HH:MM, what cmd/<name> takes
+            "options": list(TIME_OPTIONS),
+        })
     # a time slot
     return Entity("text", setting.name, name, {
         **state, **writes, **category, "value_template": _setting_value(setting.name),
@@ -228,6 +264,7 @@ def inverter_entities(topics: Topics) -> tuple[Entity, ...]:
     """Every entity the bridge offers for one inverter."""
     return (
         *(sensor(field, topics) for field in inputs.FIELDS),
+        battery_energy_sensor(topics),
         connection_sensor(topics),
         *(control(setting, topics) for setting in SETTINGS.values()),
         *buttons(topics),

@@ -20,6 +20,8 @@ CHARGE_PRIORITY_POWER_PERCENT = 74
 CHARGE_PRIORITY_SOC_LIMIT = 75
 FORCED_DISCHARGE_POWER_PERCENT = 82
 FORCED_DISCHARGE_SOC_LIMIT = 83
+CHARGE_CURRENT_LIMIT = 101  # A
+DISCHARGE_CURRENT_LIMIT = 102  # A
 DISCHARGE_CUTOFF_SOC = 105
 SYSTEM_BITS = 110
 SYSTEM_ENABLE = 120  # bit 0 half-hour AC charge, bits 1-3 AC charge type, 4-5 discharge control
@@ -47,6 +49,8 @@ NAMES: dict[int, str] = {
     FORCED_DISCHARGE_SOC_LIMIT: "forced_discharge_soc_limit",
     **{84 + 2 * n: f"forced_discharge_slot_{n + 1}_start" for n in range(3)},
     **{85 + 2 * n: f"forced_discharge_slot_{n + 1}_end" for n in range(3)},
+    CHARGE_CURRENT_LIMIT: "charge_current_limit",
+    DISCHARGE_CURRENT_LIMIT: "discharge_current_limit",
     DISCHARGE_CUTOFF_SOC: "discharge_cutoff_soc",
     106: "lead_acid_charge_temp_high",
     107: "lead_acid_charge_temp_low",
@@ -82,6 +86,12 @@ LIMITS: dict[int, tuple[int, int]] = {
     AC_CHARGE_START_SOC: (0, 90),
     **dict.fromkeys((106, 107, 108, 109), (-400, 800)),  # 0.1 degC: -40.0 .. 80.0
     CT_POWER_OFFSET: (-1000, 1000),  # W
+    # Battery charge and discharge current limits in whole amps, 0-140: holding
+    # registers 101 (ChargeRate) and 102 (DischgRate) of LuxPower's Modbus RTU
+    # protocol (the vendor's document as published in OwlBawl/Luxpower-Modbus-RTU,
+    # modbus_protocol_updated_on_2025.06.14.md).
+    CHARGE_CURRENT_LIMIT: (0, 140),
+    DISCHARGE_CURRENT_LIMIT: (0, 140),
 }
 
 # Time slots: (start register, end register) by schedule, slots 1-3.
@@ -115,6 +125,9 @@ BITS: dict[int, dict[str, int]] = {
         "pv_grid_off": 0,
         "fast_zero_export": 1,
         "micro_grid": 2,
+        # ChgLastEn in the same document: PV serves the house and the grid
+        # before the battery (Predbat's "freeze export").
+        "charge_last": 4,
     },
 }
 

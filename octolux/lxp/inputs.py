@@ -240,6 +240,12 @@ FIELDS: tuple[InputField, ...] = (
     _field("e_eps_day", 35, "kWh", "EPS energy, today", 10),
     _field("e_to_grid_day", 36, "kWh", "Energy exported, today", 10),
     _field("e_to_user_day", 37, "kWh", "Energy imported, today", 10),
+    # p_load's balance over today's counters: what Predbat reads as the day's load.
+    _field(
+        "e_load_day", (37, 31, 32, 36), "kWh",
+        "House consumption, today: e_to_user_day + e_inv_day - e_rec_day - e_to_grid_day",
+        10, Kind.BALANCE,
+    ),
     _field("v_bus_1", 38, "V", "Internal bus 1 voltage", 10),
     _field("v_bus_2", 39, "V", "Internal bus 2 voltage", 10),
     # -- inputs/2: registers 40-79 --------------------------------------------

@@ -154,7 +154,7 @@ def _settings() -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     types = {"bit": "boolean", "percent": "integer", "number": "integer",
-             "time_slot": "`HH:MM-HH:MM`", "clock": "ISO 8601"}
+             "time_slot": "`HH:MM-HH:MM`", "time": "`HH:MM`", "clock": "ISO 8601"}
     for setting in SETTINGS.values():
         registers = ", ".join(str(register) for register in setting.registers)
         if setting.bit is not None:
@@ -204,7 +204,7 @@ def _inputs() -> list[str]:
         "`p_to_grid` exported). It is the sum the LuxPower Home Assistant integration",
         "(LuxPower-Advanced) shows as \"Home Consumption (Live)\". Loads on the EPS (backup)",
         "output are in `p_eps`, not here; measurement noise can make it a few watts off,",
-        "even slightly negative.",
+        "even slightly negative. `e_load_day` is the same balance of today's energy counters.",
         "",
         "`status_text` is `status` in words; `fault_codes` and `warning_codes` list the",
         "names of the bits set in `fault_code` and `warning_code` (`[]` when none), such as",

@@ -23,6 +23,7 @@
     ["percent", "Rates and limits"],
     ["number", "Rates and limits"],
     ["time_slot", "Time slots"],
+    ["time", "Time slots"],
     ["clock", "Clock"],
   ];
   const CHART_REFRESH = 5 * 60 * 1000; // ms
@@ -246,9 +247,12 @@
       "Sync to the bridge's clock");
     }
     const slot = meta.kind === "time_slot";
+    const time = meta.kind === "time";
     const input = el("input", slot ?
       { class: "slot", value: value || "", placeholder: "HH:MM-HH:MM", "data-input": name,
-        pattern: "[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]" } :
+        pattern: "[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]" } : time ?
+      { class: "slot", value: value || "", placeholder: "HH:MM", "data-input": name,
+        pattern: "[0-2][0-9]:[0-5][0-9]" } :
       { type: "number", value: value ?? "", min: meta.minimum, max: meta.maximum, "data-input": name });
     const set = () => command(inverter, name, input.value.trim(), button);
     input.addEventListener("keydown", (event) => { if (event.key === "Enter") set(); });
