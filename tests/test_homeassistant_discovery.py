@@ -267,6 +267,7 @@ class FakeInverter:
         self.serial = serial
         self.name = name
         self.connected = False
+        self.registers: dict[int, int] = {}  # the register store the bridge reads
 
 
 @pytest.fixture

@@ -230,7 +230,8 @@ TIME_OF_DAY = WriteRule("a time of day: low byte hour 0-23, high byte minute 0-5
 # The registers a client may write one by one (``cmd/set_hold/<register>``
 # unless the configuration allows any register): the bit fields, every number
 # register with the limits the inverter takes (percentages, SOC limits, the
-# lead-acid temperature limits in 0.1 degC, the CT offset) and the time slots.
+# lead-acid temperature limits in 0.1 degC, the CT offset, the battery currents)
+# and the time slots.
 # Not the clock: it is written whole (``CLOCK_RULES``).
 SETTABLE: dict[int, WriteRule] = {
     FUNCTION_BITS: ANY_VALUE,
