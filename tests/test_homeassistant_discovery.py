@@ -267,7 +267,13 @@ class FakeInverter:
         self.serial = serial
         self.name = name
         self.connected = False
-        self.registers: dict[int, int] = {}  # the register store the bridge reads
+        self.registers: dict[int, int] = {}  # the register store the observers read
+
+
+def registers_arrive(discovery, registers: dict[int, int]) -> None:
+    """As the inverter reports them: into its store, then to the observer."""
+    discovery.inverter.registers.update(registers)
+    discovery.registers_received(registers)
 
 
 @pytest.fixture
@@ -315,17 +321,17 @@ def test_a_retained_config_no_longer_offered_is_cleared(discovery, publisher, su
 
 
 def test_the_firmware_and_model_join_the_device_once_known(discovery, publisher):
-    discovery.registers_received({21: 0xF354})
+    registers_arrive(discovery, {21: 0xF354})
     assert publisher.published == []
     holding = default_holding()
-    discovery.registers_received({register: holding[register] for register in range(0, 40)})
+    registers_arrive(discovery, {register: holding[register] for register in range(0, 40)})
     assert publisher.published
     assert {(json.loads(payload)["device"]["sw_version"], json.loads(payload)["device"]["model"])
             for _, payload, _, _ in publisher.published} == {("AAAA-0A0A", "LXP 3-6K Hybrid")}
     publisher.published.clear()
-    discovery.registers_received({9: holding[9]})  # the same again: nothing new
+    registers_arrive(discovery, {9: holding[9]})  # the same again: nothing new
     assert publisher.published == []
-    discovery.registers_received(_code("BAAA"))  # another firmware: another model
+    registers_arrive(discovery, _code("BAAA"))  # another firmware: another model
     assert {json.loads(payload)["device"]["model"]
             for _, payload, _, _ in publisher.published} == {"LXP-3600 ACS"}
 
@@ -337,7 +343,7 @@ def test_an_inverter_whose_serial_is_learned_gets_its_device_then(publisher, sub
     discovery.broker_connected()
     discovery.home_assistant_status(Message("homeassistant/status", b"online"))
     discovery.connection_changed(True)
-    discovery.registers_received({7: 16706})
+    registers_arrive(discovery, {7: 16706})
     assert (publisher.published, subscriptions) == ([], [])
     inverter.serial = "0252016063"
     discovery.inputs_received({1: {"soc": 50}})

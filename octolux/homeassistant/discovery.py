@@ -20,6 +20,9 @@ from octolux.homeassistant.sweeper import OrphanSweeper
 from octolux.lxp import holding
 from octolux.mqtt.client import ONLINE, Message
 
+# The registers the device's firmware and model are read from.
+_FIRMWARE_REGISTERS = frozenset(holding.FIRMWARE_CODE + holding.FIRMWARE_VERSIONS)
+
 
 class HomeAssistantDiscovery:
     """Keeps one inverter's retained discovery configs on the broker current.
@@ -47,7 +50,6 @@ class HomeAssistantDiscovery:
         self.device: Device | None = None
         self._subscribe = subscribe
         self._sweeper = sweeper
-        self._registers: dict[int, int] = {}
         self._messages: dict[str, str] = {}
         if sweeper is not None:
             sweeper.add(self)
@@ -59,7 +61,8 @@ class HomeAssistantDiscovery:
         if self.device is not None or serial is None:
             return False
         self.device = Device(serial, self.name or default_device_name(serial),
-                             holding.firmware(self._registers), holding.model(self._registers))
+                             holding.firmware(self.inverter.registers),
+                             holding.model(self.inverter.registers))
         self._messages = discovery_messages(self.prefix, self.device, self.topics)
         self._subscribe(self.own_configs, self.config_seen)
         if self._sweeper is not None:
@@ -103,19 +106,18 @@ class HomeAssistantDiscovery:
     # -- InverterObserver ---------------------------------------------------------
 
     def registers_received(self, registers: dict[int, int]) -> None:
-        """Republish when the firmware (and so the model) becomes known or changes."""
-        firmware_registers = {
-            register: value for register, value in registers.items()
-            if register in holding.FIRMWARE_CODE + holding.FIRMWARE_VERSIONS
-        }
-        self._registers.update(firmware_registers)
+        """Republish when the firmware (and so the model) becomes known or changes.
+
+        The values are read from the inverter's register store, which has them already.
+        """
         if self._identify():
             self.publish_all()
             return
-        if not firmware_registers or self.device is None:
+        if self.device is None or _FIRMWARE_REGISTERS.isdisjoint(registers):
             return
-        known = attrs.evolve(self.device, sw_version=holding.firmware(self._registers),
-                             model=holding.model(self._registers))
+        store = self.inverter.registers
+        known = attrs.evolve(self.device, sw_version=holding.firmware(store),
+                             model=holding.model(store))
         if known != self.device:
             self.device = known
             self._messages = discovery_messages(self.prefix, self.device, self.topics)
