@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from octolux.device.inverter import CommandFailed
+from octolux.device.requests import CommandFailed
 from octolux.lxp import holding
 
 CHECK_INTERVAL = 24 * 3600.0  # seconds between checks, besides one per connection
