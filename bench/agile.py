@@ -115,6 +115,7 @@ class Replay:
         self.imported = self.exported = 0.0  # kWh
         self.loads: list[tuple[float, float]] = []  # (start, W) as the history records
         self.pvs: list[tuple[float, float]] = []
+        self.pv_available: list[float] = []  # kWh the panels could give, before any clipping
         self.writes = 0
 
     def write(self, register: int, value: int) -> None:
@@ -146,7 +147,11 @@ class Replay:
         """Run the plant through half-hour ``index`` and pay for it."""
         start, price, export_price = self.prices[index]
         before = dict(self.plant.energy_all)
-        self.plant.advance(HALF_HOUR)
+        available = 0.0
+        for _ in range(round(HALF_HOUR / plant_model.STEP)):  # the same steps as one advance
+            self.plant.advance(plant_model.STEP)
+            available += sum(self.plant.flows.pv_available) * plant_model.STEP / 3.6e6
+        self.pv_available.append(available)
         after = self.plant.energy_all
         imported = (after["to_user"] - before["to_user"]) / 1000.0
         exported = (after["to_grid"] - before["to_grid"]) / 1000.0
@@ -228,7 +233,10 @@ def optimum(prices, loads, pvs, export: bool, step: float = 1.0) -> float:
     """The least cost (pence) over the whole period knowing everything in advance.
 
     SOC levels every ``step`` percent; in each half-hour the battery may move to any
-    level within its power, down to its cut-off, losing 5 % each way.
+    level within its power, down to its cut-off, losing 5 % each way. ``pvs`` is
+    what the panels could give; as in the plant, the inverter passes at most its
+    power from the DC side (PV and battery) to the house and the grid, the rest
+    of the PV is lost.
     """
     capacity = BATTERY.capacity_kwh
     efficiency = BATTERY.efficiency
@@ -242,7 +250,7 @@ def optimum(prices, loads, pvs, export: bool, step: float = 1.0) -> float:
     for index in range(len(prices) - 1, -1, -1):
         _, price, export_price = prices[index]
         sell = export_price if export else 0.0
-        net = loads[index] - pvs[index]
+        load, pv = loads[index], pvs[index]
         new = []
         for level in range(levels):
             best = math.inf
@@ -250,7 +258,7 @@ def optimum(prices, loads, pvs, export: bool, step: float = 1.0) -> float:
                                 min(levels - 1, level + up) + 1):
                 change = kwh[target] - kwh[level]
                 battery = change / efficiency if change > 0 else change * efficiency
-                grid = net + battery
+                grid = load - min(pv - battery, rate)
                 cost = (grid * price if grid > 0 else grid * sell) + value[target]
                 if cost < best:
                     best = cost
@@ -267,7 +275,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=0, help="first N days only (0: all)")
     parser.add_argument("--no-export", action="store_true", help="exports earn nothing")
     parser.add_argument("--replan", type=float, default=3.0, help="hours between our plans")
-    parser.add_argument("--step", type=float, default=2.0,
+    parser.add_argument("--step", type=float, default=1.0,
                         help="SOC step of the optimum's programme, percent")
     args = parser.parse_args()
     # Longer integration steps than the simulator's live 60 s: a year in minutes.
@@ -300,7 +308,7 @@ def main() -> None:
               f"  ({time.perf_counter() - began:.0f} s)", flush=True)
     baseline = results["no battery"]
     loads = [w / 2000.0 for _, w in baseline.loads]
-    pvs = [w / 2000.0 for _, w in baseline.pvs]
+    pvs = baseline.pv_available
     began = time.perf_counter()
     best = optimum(prices, loads, pvs, export, args.step)
     print(f"  {'optimum':<14} {best / 100:9.2f} GBP  (perfect foresight, SOC step"

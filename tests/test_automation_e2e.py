@@ -17,7 +17,7 @@ import json
 import time
 
 import pytest_twisted
-from e2e_support import MqttProbe
+from e2e_support import MqttProbe, get
 from twisted.internet import reactor
 from twisted.web import resource, server
 
@@ -232,5 +232,11 @@ async def test_read_only_plans_and_publishes_but_writes_nothing(mosquitto, tmp_p
             z(start) for start in rig.cheap]
         assert rig.writes() == []
         assert rig.automation._read_only_told  # what it would have written, logged
+        # The page's GET /api/plan: the same plan.
+        api = [s for s in rig.service if type(s).__name__ == "ApiService"][0]
+        response, body = await get(reactor, f"http://127.0.0.1:{api.port}/api/plan")
+        shown = json.loads(body)
+        assert response.code == 200 and shown["inverter"] == "inverter"
+        assert shown["slots"] == plan["slots"]
     finally:
         await stopped(rig)

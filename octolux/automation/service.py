@@ -419,6 +419,7 @@ class Automation(service.Service):
     def plan_json(self) -> dict:
         """What ``plan`` publishes: the plan and the automation's state."""
         body = self.plan.to_json() if self.plan is not None else {}
+        body["inverter"] = self.inverter.name
         body["enabled"] = self.config.planner is not None
         body["read_only"] = self.config.read_only
         body["paused"] = self.paused

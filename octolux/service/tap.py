@@ -33,7 +33,7 @@ from octolux.mqtt.bridge import CommandRouter, InverterBridge
 from octolux.mqtt.client import MqttService
 from octolux.net import logging
 from octolux.net.endpoints import host_and_port
-from octolux.web.api import ApiService, api_root
+from octolux.web.api import ApiService, JsonResource, api_root
 from octolux.web.page import LiveInverter, Page
 
 log = Logger()
@@ -201,7 +201,9 @@ def build_service(config: Config, reactor) -> OctoluxService:
     for listener in _listeners(reactor, config, inverters, attach, pacer):
         listener.setServiceParent(top)
     if config.automation is not None:
-        automation(config, reactor, runners, mqtt, history).setServiceParent(top)
+        planner = automation(config, reactor, runners, mqtt, history)
+        planner.setServiceParent(top)
+        root.children[b"api"].putChild(b"plan", JsonResource(planner.plan_json))
     return top
 
 

@@ -429,6 +429,59 @@
     }
   }
 
+  // -- the battery automation's plan (GET /api/plan, when [octopus] is configured) ---------------
+
+  const ACTIONS = {
+    charge: ["Charge from the grid", "--battery"],
+    hold: ["Hold the charge", "--pv"],
+    use: ["Battery serves the house", "--load"],
+    export: ["Export from the battery", "--export"],
+    idle: ["Idle", "--grid"],
+  };
+
+  async function loadPlan() {
+    let plan;
+    try {
+      const response = await fetch("api/plan", { cache: "no-store" });
+      if (!response.ok) return; // no automation configured
+      plan = await response.json();
+    } catch (error) {
+      return;
+    }
+    let card = document.getElementById("plan");
+    if (!card) {
+      card = el("section", { id: "plan", class: "card", "data-plan": "" });
+      document.getElementById("inverters").after(card);
+    }
+    const chart = svg("svg", { class: "chart", "data-chart": "plan", role: "img" });
+    const state = !plan.enabled ? "off: it only logs what it would do ([rules] enabled = yes)" :
+      plan.paused ? "paused until midnight" : plan.read_only ? "read only: plans, writes nothing" :
+      `the ${plan.planner} planner`;
+    card.replaceChildren(el("h3", {}, `Octopus Agile plan for ${plan.inverter}: ${state}`),
+      el("div", { class: "sub", "data-plan-summary": "" }, plan.summary || "no plan yet"),
+      chart, legend(Object.values(ACTIONS).map(([label, variable]) => ["", label, variable])));
+    const slots = plan.slots || [];
+    if (!slots.length) return message(chart, "No prices yet");
+    const prices = slots.map((s) => s.price);
+    const { box, y } = frame(chart, Math.min(0, ...prices), Math.max(...prices, 1), (v) => v + "p");
+    const width = (box.right - box.left) / slots.length;
+    slots.forEach((s, index) => {
+      const top = Math.min(y(s.price), y(0));
+      chart.append(svg("rect", {
+        x: (box.left + index * width + 0.5).toFixed(1), y: top.toFixed(1),
+        width: Math.max(1, width - 1).toFixed(1),
+        height: Math.max(1, Math.abs(y(s.price) - y(0))).toFixed(1),
+        fill: color((ACTIONS[s.action] || ACTIONS.idle)[1]), "data-action": s.action,
+      }));
+      const start = new Date(s.start);
+      if (start.getMinutes() === 0 && start.getHours() % 6 === 0) {
+        const label = svg("text", { x: box.left + index * width, y: box.height - 6 });
+        label.textContent = String(start.getHours()).padStart(2, "0") + ":00";
+        chart.append(label);
+      }
+    });
+  }
+
   // -- the whole page ---------------------------------------------------------------------------
 
   function showFooter() {
@@ -481,6 +534,8 @@
     resizing = setTimeout(() => state.inverters.forEach(loadCharts), 300);
   });
   connect();
+  loadPlan();
+  setInterval(loadPlan, CHART_REFRESH);
   setInterval(tick, 1000);
   setInterval(() => { state.inverters.forEach(loadCharts); showFooter(); }, CHART_REFRESH);
 })();
