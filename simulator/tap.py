@@ -20,6 +20,7 @@ from simulator.dongle import (
     Faults,
     set_verbose,
 )
+from simulator.modbus_server import ModbusListen, ModbusServer
 from simulator.registers import DEFAULT_INVERTER_SERIAL, HoldingRegisters, RegisterError
 from simulator.state import StateFileError, read_state
 
@@ -131,6 +132,9 @@ class Options(usage.Options):
         ["connect", None, None, "Dial out to HOST:PORT like a real dongle dialling the vendor's "
          "server (or a bridge in server mode), reconnecting with backoff, instead of "
          "listening; with --count, N dongles dial the same address."],
+        ["modbus", None, None, "Also serve the inverters' RS485 port: tcp:PORT (Modbus TCP), "
+         "rtu-over-tcp:PORT, or pty:PATH (RTU on a new pseudo-terminal linked at PATH); with "
+         "--count, inverter N is unit N."],
         ["unanswered-heartbeats", None, 3, "With --connect: stop broadcasting input data after "
          "this many heartbeats in a row go unanswered (real dongles do), until one is.",
          _number(int, 1)],
@@ -160,6 +164,11 @@ class Options(usage.Options):
                 self["connect"] = parse_address(self["connect"])
             except ValueError as error:
                 raise usage.UsageError(f"--connect: {error}") from None
+        if self["modbus"] is not None:
+            try:
+                self["modbus"] = ModbusListen.parse(self["modbus"])
+            except ValueError as error:
+                raise usage.UsageError(f"--modbus: {error}") from None
         count = self["count"]
         if self["port"] and self["port"] + count - 1 > 65535:
             raise usage.UsageError(f"--port {self['port']} + --count {count} passes port 65535")
@@ -234,6 +243,10 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
         except StateFileError as error:
             raise usage.UsageError(str(error)) from None
         dongle.setServiceParent(simulators)
+    if options["modbus"] is not None:
+        responders = {unit: dongle.factory for unit, dongle in enumerate(simulators, 1)}
+        ModbusServer(reactor, options["modbus"], responders,
+                     interface=options["interface"]).setServiceParent(simulators)
     return simulators
 
 

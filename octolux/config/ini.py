@@ -47,7 +47,8 @@ HOMEASSISTANT_PREFIX = "homeassistant"
 _KNOWN_KEYS = {
     "lxp": {"host", "port", "serial", "datalog", "name", "device_name", "listen", "cloud",
             "heartbeat_echo", "no_data_timeout", "command_timeout",
-            "read_only", "sync_time", "set_hold_any_register", "batteries"},
+            "read_only", "sync_time", "set_hold_any_register", "batteries", "modbus", "unit",
+            "poll_interval"},
     "server": {"listen_host", "host", "port", "control"},
     "mqtt": {"uri", "prefix", "ca_file", "client_id"},
     "log": {"level"},
@@ -67,6 +68,16 @@ HISTORY_RETENTION_DAYS = 365.0
 HISTORY_MAX_SIZE = 1 << 30  # bytes
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+# The inverter's RS485 port (Modbus): its documented line settings, and how
+# often to ask for its inputs (it broadcasts nothing; ESPHome's peers poll every 10 s).
+MODBUS_SCHEMES = ("tcp", "rtu-over-tcp", "serial")
+MODBUS_TCP_PORT = 502
+MODBUS_BAUDRATE = 19200
+MODBUS_UNIT = 1
+POLL_INTERVAL = 10.0
+MIN_POLL_INTERVAL = 1.0
 
 
 class ConfigError(Exception):
@@ -96,6 +107,34 @@ class InverterConfig:
     sync_time: bool = False  # keep the inverter's clock on the bridge's local time
     set_hold_any_register: bool = False  # cmd/set_hold may write any register
     device_name: str | None = None  # its device's name in Home Assistant; None: a default
+    # The inverter's own RS485 port instead of a dongle (then host is None).
+    modbus: ModbusConfig | None = None
+
+
+@attrs.frozen
+class ModbusConfig:
+    """The inverter's RS485 port: a Modbus TCP gateway, an RTU gateway, or a local serial port.
+
+    ``scheme`` is ``tcp`` (MBAP framing), ``rtu-over-tcp`` (a gateway in
+    transparent mode: RTU frames in a TCP stream) or ``serial`` (``path``,
+    ``baudrate``, 8N1).
+    """
+
+    scheme: str
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+    baudrate: int = MODBUS_BAUDRATE
+    unit: int = MODBUS_UNIT
+    poll_interval: float = POLL_INTERVAL
+
+    @property
+    def address(self) -> str:
+        """Where the inverter is, for log lines: ``tcp://host:502``, ``serial:///dev/ttyUSB0``."""
+        if self.scheme == "serial":
+            return f"serial://{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
 
 @attrs.frozen
@@ -433,12 +472,26 @@ def _inverter(ini: _Ini, section: str, name: str) -> InverterConfig:
     elif cloud is not None:
         raise ini.error(section, "cloud", "only with listen (server mode)",
                         ini.get(section, "cloud"))
+    modbus = _modbus(ini, section)
+    if modbus is not None:
+        for key in ("host", "listen"):
+            if ini.get(section, key):
+                raise ini.error(section, "modbus", f"not with {key}: the inverter is reached"
+                                " through its RS485 port or a dongle, not both",
+                                ini.get(section, "modbus"))
+        for key in ("port", "heartbeat_echo", "datalog", "no_data_timeout"):
+            if ini.get(section, key):
+                ini.note(section, key, "not used with modbus, ignored")
+    else:
+        for key in ("unit", "poll_interval"):
+            if ini.get(section, key):
+                ini.note(section, key, "only used with modbus, ignored")
     if ini.boolean(section, "read_only", False) and ini.boolean(section, "sync_time", False):
         raise ini.error(section, "sync_time", "cannot set the clock with read_only = yes",
                         ini.get(section, "sync_time"))
     return InverterConfig(
         name=name,
-        host=ini.required(section, "host") if listen is None else None,
+        host=ini.required(section, "host") if listen is None and modbus is None else None,
         port=ini.port(section, "port", LXP_PORT),
         serial=ini.serial(section, "serial", optional=True),
         datalog=ini.serial(section, "datalog", optional=True),
@@ -451,7 +504,45 @@ def _inverter(ini: _Ini, section: str, name: str) -> InverterConfig:
         sync_time=ini.boolean(section, "sync_time", False),
         set_hold_any_register=ini.boolean(section, "set_hold_any_register", False),
         device_name=ini.get(section, "device_name") or None,
+        modbus=modbus,
     )
+
+
+def _modbus(ini: _Ini, section: str) -> ModbusConfig | None:
+    """``modbus = tcp://HOST[:PORT] | rtu-over-tcp://HOST:PORT | serial:///dev/X[?baudrate=N]``."""
+    value = ini.get(section, "modbus")
+    if not value:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ini.error(section, "modbus", "not a valid URI", value) from None
+    if parts.scheme not in MODBUS_SCHEMES:
+        raise ini.error(section, "modbus", "scheme must be tcp://, rtu-over-tcp:// or serial://",
+                        value)
+    unit_text = ini.get(section, "unit")
+    unit = ini.integer(section, "unit", unit_text) if unit_text else MODBUS_UNIT
+    if not 1 <= unit <= 247:
+        raise ini.error(section, "unit", "a Modbus address is 1-247", unit_text)
+    interval = ini.seconds(section, "poll_interval", POLL_INTERVAL)
+    if interval < MIN_POLL_INTERVAL:
+        raise ini.error(section, "poll_interval", f"at least {MIN_POLL_INTERVAL:g} s",
+                        ini.get(section, "poll_interval"))
+    common = {"scheme": parts.scheme, "unit": unit, "poll_interval": interval}
+    if parts.scheme == "serial":
+        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+        if parts.netloc or not parts.path or set(query) - {"baudrate"}:
+            raise ini.error(section, "modbus", "not serial:///DEVICE[?baudrate=N]", value)
+        baudrate = query.get("baudrate", [str(MODBUS_BAUDRATE)])[-1]
+        if not baudrate.isdigit() or not 1200 <= int(baudrate) <= 921600:
+            raise ini.error(section, "modbus", "baudrate must be 1200-921600", value)
+        return ModbusConfig(path=parts.path, baudrate=int(baudrate), **common)
+    if not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ini.error(section, "modbus", f"not {parts.scheme}://HOST:PORT", value)
+    if port == 0 or (port is None and parts.scheme == "rtu-over-tcp"):
+        raise ini.error(section, "modbus", "needs a port number (1-65535)", value)
+    return ModbusConfig(host=parts.hostname, port=port or MODBUS_TCP_PORT, **common)
 
 
 def _listener(ini: _Ini) -> ListenerConfig:

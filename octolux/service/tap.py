@@ -23,6 +23,7 @@ from octolux.config.ini import (
 from octolux.device.commands import Topics
 from octolux.device.inverter import Inverter
 from octolux.device.listener import DongleListener, Route
+from octolux.device.modbus import ModbusPoller, datalog_stand_in, modbus_transport
 from octolux.device.pacing import Pacer
 from octolux.device.runner import CommandRunner
 from octolux.device.timesync import ClockKeeper
@@ -198,6 +199,10 @@ def build_service(config: Config, reactor) -> OctoluxService:
 
     for inverter in inverters:
         attach(inverter, config.named_topics)
+    for inverter, inverter_config in configs.items():
+        if inverter_config.modbus is not None:
+            ModbusPoller(inverter, clock=reactor,
+                         poll_interval=inverter_config.modbus.poll_interval).setServiceParent(top)
     for listener in _listeners(reactor, config, inverters, attach, pacer):
         listener.setServiceParent(top)
     if config.automation is not None:
@@ -316,6 +321,19 @@ def _inverter(reactor, config: InverterConfig, pacer: Pacer) -> Inverter:
         # The listener hands the connections in, and answers heartbeats (or the
         # cloud does, through the relay): no endpoint, no echo.
         endpoint, address, heartbeat_echo = None, host_and_port(host, port), False
+    elif config.modbus is not None:
+        log.info("Inverter {name}: RS485 port at {address}, unit {unit}, inputs every"
+                 " {interval:g} s, serial {serial}", name=config.name,
+                 address=config.modbus.address, unit=config.modbus.unit,
+                 interval=config.modbus.poll_interval, serial=config.serial or "(to learn)")
+        endpoint, protocols = modbus_transport(reactor, config.modbus, name=config.name,
+                                               connect_timeout=CONNECT_TIMEOUT)
+        # No dongle, so no datalog serial: a stand-in; a ModbusPoller asks for the inputs.
+        return Inverter(
+            endpoint, datalog_stand_in(config.modbus.unit), config.serial, clock=reactor,
+            command_timeout=config.command_timeout, read_only=config.read_only,
+            read_holding_on_connect=True, pacer=pacer, name=config.name,
+            address=config.modbus.address, protocol_factory=protocols)
     else:
         log.info(
             "Inverter {name}: datalogger {host}:{port}, datalog {datalog}, serial {serial}",

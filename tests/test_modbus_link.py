@@ -1,0 +1,332 @@
+"""The RS485 transport under the Inverter: ModbusProtocol, ModbusPoller, SerialEndpoint.
+
+Deterministic: a StringTransport for the wire and a fake clock, except the
+serial port, which is a real pseudo-terminal on the real reactor.
+"""
+
+from __future__ import annotations
+
+import os
+import tty
+
+import pytest
+import pytest_twisted
+from e2e_support import poll_until
+from twisted.internet import reactor
+from twisted.internet.error import ConnectError, ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs, formatEvent
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from octolux import lxp, modbus
+from octolux.device.inverter import CommandFailed, Inverter
+from octolux.device.modbus import (
+    INPUT_BLOCKS,
+    ModbusFactory,
+    ModbusPoller,
+    ModbusProtocol,
+    SerialEndpoint,
+    datalog_stand_in,
+)
+
+DATALOG = datalog_stand_in(1)
+SERIAL = "SIMINV0001"
+INPUT = lxp.DeviceFunction.READ_INPUT
+
+_case = SynchronousTestCase()
+result_of = _case.successResultOf
+no_result = _case.assertNoResult
+
+
+class Handler:
+    """A FrameHandler that keeps what it is told."""
+
+    serial = SERIAL  # known: no serial question on connecting
+    datalog = DATALOG
+
+    def __init__(self):
+        self.frames: list[lxp.Frame] = []
+        self.events: list[str] = []
+
+    def connection_made(self, protocol) -> None:
+        self.events.append("made")
+
+    def frame_received(self, frame) -> None:
+        self.frames.append(frame)
+
+    def connection_lost(self, protocol, reason: str) -> None:
+        self.events.append(f"lost: {reason}")
+
+
+def connected(*, rtu: bool, silence: float = 0.0, handler=None, unit: int = 1):
+    clock = Clock()
+    handler = handler or Handler()
+    protocol = ModbusProtocol(handler, clock, unit=unit, rtu=rtu, silence=silence)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport, handler, clock
+
+
+def sent(transport: StringTransport, *, rtu: bool) -> list[modbus.Message]:
+    data = transport.value()
+    transport.clear()
+    decoder = modbus.RtuDecoder(requests=True) if rtu else modbus.TcpDecoder(requests=True)
+    return decoder.feed(data)
+
+
+def test_an_lxp_read_goes_out_as_modbus_and_its_reply_comes_back_as_lxp():
+    protocol, transport, handler, _ = connected(rtu=False)
+    protocol.send(lxp.ReadRequest(INPUT, DATALOG, SERIAL, 40, 2))
+    assert sent(transport, rtu=False) == [
+        modbus.Message(1, modbus.ReadRequest(4, 40, 2), transaction=1)]
+    protocol.dataReceived(modbus.encode_tcp(
+        modbus.Message(1, modbus.ReadResponse(4, (0x1234, 7)), transaction=1)))
+    assert handler.frames == [lxp.ReadReply(INPUT, DATALOG, SERIAL, 40, (0x1234, 7))]
+
+
+def test_writes_and_exceptions_come_back_as_the_dongle_would_relay_them():
+    protocol, transport, handler, _ = connected(rtu=True)
+    protocol.send(lxp.WriteSingleRequest(DATALOG, SERIAL, 64, 30))
+    assert sent(transport, rtu=True) == [modbus.Message(1, modbus.WriteSingle(64, 30))]
+    protocol.dataReceived(modbus.encode_rtu(modbus.Message(1, modbus.WriteSingle(64, 30))))
+    protocol.send(lxp.WriteMultiRequest(DATALOG, SERIAL, 12, (1, 2, 3)))
+    assert sent(transport, rtu=True) == [
+        modbus.Message(1, modbus.WriteMultipleRequest(12, (1, 2, 3)))]
+    protocol.dataReceived(modbus.encode_rtu(
+        modbus.Message(1, modbus.WriteMultipleResponse(12, 3))))
+    protocol.send(lxp.WriteSingleRequest(DATALOG, SERIAL, 64, 300))
+    protocol.dataReceived(modbus.encode_rtu(modbus.Message(1, modbus.ExceptionResponse(6, 3))))
+    assert handler.frames == [
+        lxp.WriteSingleReply(DATALOG, SERIAL, 64, 30),
+        lxp.WriteMultiReply(DATALOG, SERIAL, 12, 3),
+        lxp.ExceptionReply(lxp.DeviceFunction.WRITE_SINGLE, DATALOG, SERIAL, 64, 3),
+    ]
+
+
+def test_a_reply_for_another_unit_costs_only_itself_and_is_logged_once():
+    protocol, transport, handler, _ = connected(rtu=True)
+    protocol.send(lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
+    other = modbus.encode_rtu(modbus.Message(2, modbus.ReadResponse(4, (9,))))
+    ours = modbus.encode_rtu(modbus.Message(1, modbus.ReadResponse(4, (5,))))
+    with capturedLogs() as events:
+        protocol.dataReceived(other + other + ours)
+    assert handler.frames == [lxp.ReadReply(INPUT, DATALOG, SERIAL, 0, (5,))]
+    assert [formatEvent(e) for e in events if "unit 2" in formatEvent(e)] == [
+        "modbus: ignoring replies from unit 2 (this inverter is unit 1)"]
+
+
+def test_a_garbled_rtu_reply_costs_only_itself():
+    protocol, transport, handler, _ = connected(rtu=True)
+    protocol.send(lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
+    good = modbus.encode_rtu(modbus.Message(1, modbus.ReadResponse(4, (5,))))
+    garbled = bytearray(good)
+    garbled[4] ^= 0xFF
+    protocol.dataReceived(bytes(garbled) + b"\x00\xff" + good)
+    assert handler.frames == [lxp.ReadReply(INPUT, DATALOG, SERIAL, 0, (5,))]
+
+
+def test_a_reply_that_does_not_fit_the_request_answers_nothing():
+    protocol, transport, handler, _ = connected(rtu=False)
+    protocol.send(lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 2))
+    # Another transaction (a late reply), then another count: neither is the answer.
+    protocol.dataReceived(modbus.encode_tcp(
+        modbus.Message(1, modbus.ReadResponse(4, (1, 2)), transaction=9)))
+    protocol.dataReceived(modbus.encode_tcp(
+        modbus.Message(1, modbus.ReadResponse(4, (1,)), transaction=1)))
+    assert handler.frames == []
+    protocol.dataReceived(modbus.encode_tcp(
+        modbus.Message(1, modbus.ReadResponse(4, (1, 2)), transaction=1)))
+    assert len(handler.frames) == 1
+
+
+def test_rtu_keeps_the_bus_quiet_for_the_silence_before_a_request():
+    silence = modbus.silence_seconds(19200)
+    protocol, transport, handler, clock = connected(rtu=True, silence=silence)
+    clock.advance(1)
+    protocol.dataReceived(b"\x01")  # the tail of someone's frame, just now
+    protocol.send(lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
+    assert transport.value() == b""
+    clock.advance(silence)
+    assert sent(transport, rtu=True) == [modbus.Message(1, modbus.ReadRequest(4, 0, 1))]
+    clock.advance(1)
+    protocol.send(lxp.ReadRequest(INPUT, DATALOG, SERIAL, 40, 1))
+    assert sent(transport, rtu=True) == [modbus.Message(1, modbus.ReadRequest(4, 40, 1))]
+
+
+def test_what_modbus_cannot_carry_is_not_sent():
+    protocol, transport, handler, _ = connected(rtu=False)
+    protocol.send(lxp.Heartbeat(DATALOG))
+    protocol.send(lxp.ReadParamRequest(DATALOG, 0))
+    assert transport.value() == b""
+
+
+def test_an_unknown_serial_is_asked_for_at_once():
+    handler = Handler()
+    handler.serial = None
+    protocol, transport, handler, _ = connected(rtu=False, handler=handler)
+    assert sent(transport, rtu=False) == [
+        modbus.Message(1, modbus.ReadRequest(4, 80, 40), transaction=1)]
+
+
+# -- the poller, with the Inverter above the protocol -------------------------------------
+
+
+@pytest.fixture
+def polled():
+    clock = Clock()
+    inverter = Inverter(None, DATALOG, SERIAL, clock=clock, command_timeout=10)
+    poller = ModbusPoller(inverter, clock=clock, poll_interval=10)
+    inverter.startService()
+    poller.startService()
+    protocol = ModbusProtocol(inverter, clock, unit=1, rtu=False)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    yield clock, inverter, protocol, transport
+    poller.stopService()
+    inverter.stopService()
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
+
+
+def answer_reads(protocol, transport, *, refuse=()):
+    """Answer every read on the wire (each answer lets the next out); the registers read."""
+    read = []
+    while True:
+        requests = sent(transport, rtu=False)
+        if not requests:
+            return read
+        (message,) = requests
+        pdu = message.pdu
+        read.append(pdu.address)
+        if pdu.address in refuse:
+            response = modbus.ExceptionResponse(4, 2)
+        else:
+            response = modbus.ReadResponse(pdu.function, (0,) * pdu.count)
+        protocol.dataReceived(modbus.encode_tcp(
+            modbus.Message(1, response, message.transaction)))
+
+
+def test_the_poller_reads_every_input_block_each_interval(polled):
+    clock, inverter, protocol, transport = polled
+    clock.advance(0)
+    assert answer_reads(protocol, transport) == list(INPUT_BLOCKS)
+    clock.advance(9.9)
+    assert transport.value() == b""
+    clock.advance(0.1)
+    assert answer_reads(protocol, transport) == list(INPUT_BLOCKS)
+
+
+def test_rounds_never_overlap_on_a_slow_bus(polled):
+    clock, inverter, protocol, transport = polled
+    clock.advance(0)
+    on_the_wire = []
+    for _ in range(5):
+        # One read on the wire at a time: the next only once this one has
+        # failed (no reply within the command timeout).
+        (message,) = sent(transport, rtu=False)
+        on_the_wire.append(message.pdu.address)
+        clock.advance(10)
+    # A round that took 40 s is followed at once by the next, never by two.
+    assert on_the_wire == [0, 40, 80, 120, 0]
+
+
+def test_a_block_the_inverter_refuses_is_not_asked_again(polled):
+    clock, inverter, protocol, transport = polled
+    clock.advance(0)
+    assert answer_reads(protocol, transport, refuse={120}) == [0, 40, 80, 120]
+    clock.advance(10)
+    assert answer_reads(protocol, transport) == [0, 40, 80]
+
+
+def test_the_poller_stops_with_the_connection(polled):
+    clock, inverter, protocol, transport = polled
+    clock.advance(0)
+    answer_reads(protocol, transport)
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_write_through_the_inverter_is_a_modbus_write(polled):
+    clock, inverter, protocol, transport = polled
+    done = inverter.write_single(64, 30)
+    (message,) = sent(transport, rtu=False)
+    assert message.pdu == modbus.WriteSingle(64, 30)
+    no_result(done)
+    protocol.dataReceived(modbus.encode_tcp(modbus.Message(1, message.pdu, message.transaction)))
+    assert result_of(done) == 30
+    assert inverter.registers[64] == 30
+
+
+def test_a_refused_write_fails_with_the_exception(polled):
+    clock, inverter, protocol, transport = polled
+    done = inverter.write_single(64, 300)
+    (message,) = sent(transport, rtu=False)
+    protocol.dataReceived(modbus.encode_tcp(
+        modbus.Message(1, modbus.ExceptionResponse(6, 3), message.transaction)))
+    assert _case.failureResultOf(done, CommandFailed).value.reason == (
+        "exception reply: ILLEGAL_VALUE")
+
+
+# -- a serial port that disappears ----------------------------------------------------------
+
+
+class Recorder:
+    """An InverterObserver that keeps the connection changes."""
+
+    def __init__(self):
+        self.changes: list[bool] = []
+
+    def connection_changed(self, connected: bool) -> None:
+        self.changes.append(connected)
+
+    def inputs_received(self, blocks) -> None:
+        pass
+
+    def registers_received(self, registers) -> None:
+        pass
+
+
+def open_pty(link: str) -> tuple[int, int]:
+    primary, secondary = os.openpty()
+    tty.setraw(primary)
+    os.symlink(os.ttyname(secondary), link)
+    return primary, secondary
+
+
+def test_opening_a_missing_serial_port_fails_the_attempt(tmp_path):
+    endpoint = SerialEndpoint(reactor, str(tmp_path / "ttyUSB9"), 19200)
+    factory = ModbusFactory(Handler(), Clock(), unit=1, rtu=True)
+    failure = _case.failureResultOf(endpoint.connect(factory), ConnectError)
+    assert "ttyUSB9" in failure.getErrorMessage()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_serial_port_that_disappears_is_reopened(tmp_path):
+    link = str(tmp_path / "ttyUSB0")
+    ends = open_pty(link)
+    recorder = Recorder()
+    inverter = Inverter(
+        SerialEndpoint(reactor, link, 19200), DATALOG, SERIAL, clock=reactor,
+        retry_policy=lambda attempt: 0.05, name="serial",
+        protocol_factory=lambda handler: ModbusFactory(handler, reactor, unit=1, rtu=True))
+    inverter.add_observer(recorder)
+    inverter.startService()
+    try:
+        await poll_until(reactor, lambda: recorder.changes == [True], 5, "the port opened")
+        # Unplugged: the port goes, and stays gone for a few attempts.
+        for fd in ends:
+            os.close(fd)
+        os.unlink(link)
+        await poll_until(reactor, lambda: recorder.changes == [True, False], 5, "the loss")
+        with capturedLogs() as events:
+            await poll_until(reactor, lambda: sum("cannot connect" in formatEvent(e)
+                                                  for e in events) >= 2, 5, "two attempts")
+        ends = open_pty(link)
+        await poll_until(reactor, lambda: recorder.changes == [True, False, True], 5,
+                         "the port reopened")
+    finally:
+        await inverter.stopService()
+        for fd in ends:
+            os.close(fd)
