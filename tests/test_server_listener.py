@@ -259,6 +259,19 @@ def test_serials_are_learned_from_the_dongle_and_commands_wait_for_them(caplog_e
     assert len(lines) == 2
 
 
+def test_a_command_queued_before_the_datalog_is_learned_goes_out_once_it_is():
+    rig = Rig((None, SERIAL_A))  # the inverter serial configured, the dongle's not
+    (inverter,) = rig.inverters
+    protocol, transport = rig.connect()
+    waiting = inverter.read_hold(21)
+    protocol.dataReceived(heartbeat(DATALOG_A))
+    answer, request = sent(transport)
+    assert answer == lxp.Heartbeat(DATALOG_A)
+    assert (request.datalog, request.inverter, request.register) == (DATALOG_A, SERIAL_A, 21)
+    protocol.dataReceived(lxp.build(lxp.ReadReply(READ_HOLD, DATALOG_A, SERIAL_A, 21, (9,))))
+    assert waiting.result == {21: 9}
+
+
 def test_a_command_fails_in_time_when_the_serial_is_never_learned():
     rig = Rig((DATALOG_A, None))
     (inverter,) = rig.inverters
