@@ -314,3 +314,21 @@ def test_a_bad_value_names_file_section_and_key(tmp_path, change, message):
     with pytest.raises(ConfigError) as error:
         parse_config(ORIGINAL.replace(*change), "my.ini")
     assert str(error.value).startswith("my.ini: " + message)
+
+
+# -- Home Assistant --------------------------------------------------------------------------
+
+
+def test_home_assistant_gets_the_plan_sensors_only_for_the_automated_inverter():
+    from octolux.device.commands import Topics
+    from octolux.homeassistant.entities import inverter_entities
+
+    topics = Topics("octolux")
+    plain = {entity.key for entity in inverter_entities(topics)}
+    automated = {entity.key: entity for entity in inverter_entities(topics, plan=True)}
+    added = set(automated) - plain
+    assert added == {"plan_price", "plan_action", "plan_next_charge", "plan_summary",
+                     "plan_pause"}
+    for key in added - {"plan_pause"}:
+        assert automated[key].config["state_topic"] == "octolux/plan"
+    assert automated["plan_pause"].config["command_topic"] == "octolux/cmd/plan_pause"

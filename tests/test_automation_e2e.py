@@ -228,6 +228,9 @@ async def test_read_only_plans_and_publishes_but_writes_nothing(mosquitto, tmp_p
                         "a plan published and compared with the inverter")
         plan = rig.plans()[-1]
         assert plan["read_only"] is True and plan["enabled"] is True
+        # Home Assistant's sensors read this half-hour's slot and the next charge.
+        assert plan["now"] == plan["slots"][0]
+        assert plan["next_charge"] == z(rig.cheap[0])
         assert [s["start"] for s in plan["slots"] if s["action"] == "charge"] == [
             z(start) for start in rig.cheap]
         assert rig.writes() == []

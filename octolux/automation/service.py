@@ -420,6 +420,15 @@ class Automation(service.Service):
         """What ``plan`` publishes: the plan and the automation's state."""
         body = self.plan.to_json() if self.plan is not None else {}
         body["inverter"] = self.inverter.name
+        # For Home Assistant's sensors: this half-hour's slot and the next charge.
+        now = self._clock.seconds()
+        slots = body.get("slots", [])
+        current = [s for s, p in zip(slots, self.plan.slots if self.plan else (), strict=True)
+                   if p.start <= now < p.start + HALF_HOUR]
+        body["now"] = current[0] if current else None
+        body["next_charge"] = next((s["start"] for s, p in zip(
+            slots, self.plan.slots if self.plan else (), strict=True)
+            if p.action == "charge" and p.start + HALF_HOUR > now), None)
         body["enabled"] = self.config.planner is not None
         body["read_only"] = self.config.read_only
         body["paused"] = self.paused

@@ -41,8 +41,10 @@ class HomeAssistantDiscovery:
     log = Logger()
 
     def __init__(self, inverter, publisher, topics: Topics, prefix: str,
-                 name: str | None = None, *, subscribe, sweeper: OrphanSweeper | None = None):
+                 name: str | None = None, *, subscribe, sweeper: OrphanSweeper | None = None,
+                 plan: bool = False):
         self.inverter = inverter
+        self.plan = plan  # the battery automation runs for it: its plan entities too
         self.publisher = publisher
         self.topics = topics
         self.prefix = prefix
@@ -63,7 +65,8 @@ class HomeAssistantDiscovery:
         self.device = Device(serial, self.name or default_device_name(serial),
                              holding.firmware(self.inverter.registers),
                              holding.model(self.inverter.registers))
-        self._messages = discovery_messages(self.prefix, self.device, self.topics)
+        self._messages = discovery_messages(self.prefix, self.device, self.topics,
+                                            plan=self.plan)
         self._subscribe(self.own_configs, self.config_seen)
         if self._sweeper is not None:
             self._sweeper.identified(self)
@@ -120,7 +123,8 @@ class HomeAssistantDiscovery:
                              model=holding.model(store))
         if known != self.device:
             self.device = known
-            self._messages = discovery_messages(self.prefix, self.device, self.topics)
+            self._messages = discovery_messages(self.prefix, self.device, self.topics,
+                                            plan=self.plan)
             self.publish_all()
 
     def inputs_received(self, blocks) -> None:

@@ -23,13 +23,15 @@ number, select or text reads the key shown from its topic; a control writes the
 command topic shown, the same command a person would publish (a time slot's
 start or end select shows `HH:MM:SS` and sends `HH:MM`). Every entity is
 available while `octolux/status` and `octolux/connection` are both `online`
-(the connection's own binary sensor needs only the first).
+(the connection's own binary sensor needs only the first). The `plan_` entities
+are there only for the inverter the battery automation drives (`[octopus]`,
+see [automation.md](automation.md)).
 """
 
 
 def _counts() -> str:
     counts: dict[str, int] = {}
-    for entity in inverter_entities(Topics()):
+    for entity in inverter_entities(Topics()):  # without the automation's
         counts[entity.component] = counts.get(entity.component, 0) + 1
     return ", ".join(f"{count} {component}" for component, count in counts.items())
 
@@ -38,7 +40,7 @@ def entity_table(topics: Topics | None = None) -> list[str]:
     """A Markdown table of every entity of one inverter and the topics behind it."""
     topics = topics or Topics()
     rows = ["| entity | name | reads | writes | kind |", "|---|---|---|---|---|"]
-    for entity in inverter_entities(topics):
+    for entity in inverter_entities(topics, plan=True):
         config = entity.config
         reads = ""
         if "state_topic" in config:

@@ -260,12 +260,39 @@ def buttons(topics: Topics) -> tuple[Entity, ...]:
     )
 
 
-def inverter_entities(topics: Topics) -> tuple[Entity, ...]:
-    """Every entity the bridge offers for one inverter."""
+def plan_entities(topics: Topics) -> tuple[Entity, ...]:
+    """The battery automation's plan (``plan``, with ``[octopus]``): this half-hour's
+    price and action, the next charge, the planner's summary; and ``cmd/plan_pause``."""
+    state = {"state_topic": topics.plan}
+    return (
+        Entity("sensor", "plan_price", "Electricity price now", {
+            **state, "value_template": "{{ value_json.now.price if value_json.now else '' }}",
+            "unit_of_measurement": "p/kWh", "state_class": "measurement",
+        }),
+        Entity("sensor", "plan_action", "Battery plan now", {
+            **state, "value_template": "{{ value_json.now.action if value_json.now else '' }}",
+        }),
+        Entity("sensor", "plan_next_charge", "Next planned charge", {
+            **state, "device_class": "timestamp",
+            "value_template": "{{ value_json.next_charge or None }}",
+        }),
+        Entity("sensor", "plan_summary", "Battery plan", {
+            **state, "value_template": "{{ value_json.summary[:250] }}",
+            "entity_category": "diagnostic",
+        }),
+        Entity("button", "plan_pause", "Pause the battery plan until midnight", {
+            "command_topic": topics.command("plan_pause"), "payload_press": "pause",
+        }),
+    )
+
+
+def inverter_entities(topics: Topics, *, plan: bool = False) -> tuple[Entity, ...]:
+    """Every entity the bridge offers for one inverter (``plan``: it runs the automation)."""
     return (
         *(sensor(field, topics) for field in inputs.FIELDS),
         battery_energy_sensor(topics),
         connection_sensor(topics),
         *(control(setting, topics) for setting in SETTINGS.values()),
         *buttons(topics),
+        *(plan_entities(topics) if plan else ()),
     )

@@ -79,10 +79,12 @@ def discovery_config(entity: Entity, device: Device, topics: Topics) -> dict[str
     }
 
 
-def discovery_messages(prefix: str, device: Device, topics: Topics) -> dict[str, str]:
-    """Config topic -> JSON payload, for every entity of one inverter."""
+def discovery_messages(prefix: str, device: Device, topics: Topics, *,
+                       plan: bool = False) -> dict[str, str]:
+    """Config topic -> JSON payload, for every entity of one inverter (``plan``: with the
+    battery automation's)."""
     return {
         config_topic(prefix, entity.component, device.node_id, entity.key):
             json.dumps(discovery_config(entity, device, topics), separators=(",", ":"))
-        for entity in inverter_entities(topics)
+        for entity in inverter_entities(topics, plan=plan)
     }

@@ -190,7 +190,8 @@ def build_service(config: Config, reactor) -> OctoluxService:
             commands.add(bridge)
             mqtt.add_connect_handler(_paced(pacer, inverter, bridge.broker_connected))
             if sweeper is not None:
-                _home_assistant(mqtt, inverter, topics, sweeper, options.device_name)
+                _home_assistant(mqtt, inverter, topics, sweeper, options.device_name,
+                                _automated(config, inverter))
         # The first inverter's API is /api/... too; every one's is /api/<name>/...
         api_path = "/api" if inverter is inverters[0] else f"/api/{inverter.name}"
         live = LiveInverter(inverter, runner=runner, api_path=api_path, clock=reactor)
@@ -212,12 +213,20 @@ def build_service(config: Config, reactor) -> OctoluxService:
     return top
 
 
+def _automated(config: Config, inverter: Inverter) -> bool:
+    """Does the battery automation drive ``inverter``?"""
+    automation = config.automation
+    return automation is not None and inverter.name == (
+        automation.inverter or config.inverters[0].name)
+
+
 def _home_assistant(mqtt, inverter, topics, sweeper: OrphanSweeper,
-                    device_name: str | None) -> None:
+                    device_name: str | None, plan: bool = False) -> None:
     """Home Assistant discovery for one inverter: its configs kept on the broker."""
     prefix = sweeper.prefix
     discovery = HomeAssistantDiscovery(
-        inverter, mqtt, topics, prefix, device_name, subscribe=mqtt.subscribe, sweeper=sweeper
+        inverter, mqtt, topics, prefix, device_name, subscribe=mqtt.subscribe, sweeper=sweeper,
+        plan=plan,
     )
     inverter.add_observer(discovery)
     mqtt.add_connect_handler(discovery.broker_connected)
