@@ -651,6 +651,7 @@ def report(phases: list[Phase], args) -> None:
         ("commands OK", lambda p: f"{p.commands_ok} / {p.commands}"),
         *((f"command round trip, nodelay {setting}", lambda p, s=setting: rtt_text(p.rtts.get(s)))
           for setting in NODELAY_SETTINGS),
+        ("  (median / p90 / p99 (max))", lambda p: ""),
         ("bridge stop (SIGTERM to exit)", lambda p: f"{1000 * p.bridge_stop:.0f} ms"),
     ]
     width = max(len(label) for label, _ in rows) + 2
@@ -700,11 +701,20 @@ def ratio(large: float, small: float) -> str:
     return f"{large / small:.2f}" if small else "- (baseline too small to measure)"
 
 
+def percentiles(times: list[float]) -> tuple[float, float, float, float]:
+    """(median, p90, p99, maximum) of ``times`` (seconds), in milliseconds."""
+    if len(times) < 2:
+        return (1000 * times[0],) * 4
+    cuts = statistics.quantiles(times, n=100, method="inclusive")
+    return (1000 * statistics.median(times), 1000 * cuts[89], 1000 * cuts[98],
+            1000 * max(times))
+
+
 def rtt_text(rtts: list[float] | None) -> str:
-    """Median and maximum round trip in milliseconds."""
+    """Median, p90 and p99 of the round trips in milliseconds, and the maximum."""
     if not rtts:
         return "-"
-    return f"{1000 * statistics.median(rtts):.1f} ms ({1000 * max(rtts):.1f} ms)"
+    return "{:.1f} / {:.1f} / {:.1f} ms ({:.1f} ms)".format(*percentiles(rtts))
 
 
 # -- the run ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import math
 import random
+import socket
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -245,6 +246,58 @@ def test_connection_made_reports_the_peer_and_sets_keepalive():
     assert handler.made == [protocol]
     assert protocol.peer == "192.0.2.5:8000"
     assert transport.keepalive is True
+
+
+class TcpTransport(KeepAliveTransport):
+    """Also Nagle's switch, and a real (unconnected) TCP socket as its handle."""
+
+    nodelay = False
+
+    def __init__(self, handle, **kwargs):
+        super().__init__(**kwargs)
+        self.handle = handle
+
+    def setTcpNoDelay(self, enabled):
+        self.nodelay = enabled
+
+    def getHandle(self):
+        return self.handle
+
+
+class QuickAckCounter(socket.socket):
+    """A TCP socket that counts the immediate ACKs asked of it (TCP_QUICKACK)."""
+
+    def __init__(self, family=socket.AF_INET):
+        super().__init__(family, socket.SOCK_STREAM)
+        self.quickacks = 0
+
+    def setsockopt(self, level, option, value):
+        super().setsockopt(level, option, value)  # the kernel takes it (or raises)
+        if (level, option, value) == (socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1):
+            self.quickacks += 1
+
+
+def test_nagle_is_off_and_every_read_is_acknowledged_at_once():
+    # A dongle with Nagle on holds its next frame (a command's echo) until our
+    # ACK of the last one: delayed, that is up to 40 ms (bench/roundtrip.py).
+    with QuickAckCounter() as handle:
+        transport = TcpTransport(handle, peerAddress=PEER)
+        protocol, handler, _, _ = connect(transport=transport)
+        assert transport.nodelay is True
+        data = lxp.build(READ_REPLY)
+        protocol.dataReceived(data[:5])
+        protocol.dataReceived(data[5:] + lxp.build(WRITE_ACK))
+        assert handle.quickacks == 2
+        assert handler.frames == [READ_REPLY, WRITE_ACK]
+
+
+def test_a_handle_that_takes_no_quickack_is_left_alone():
+    with QuickAckCounter(socket.AF_UNIX) as handle:  # SOCK_STREAM, but not TCP
+        protocol, handler, _, _ = connect(transport=TcpTransport(handle, peerAddress=PEER))
+        protocol.dataReceived(lxp.build(READ_REPLY))
+        protocol.dataReceived(lxp.build(WRITE_ACK))
+        assert handle.quickacks == 0
+        assert handler.frames == [READ_REPLY, WRITE_ACK]
 
 
 def test_transports_without_keepalive_are_fine():

@@ -10,6 +10,7 @@ connection; only silence does (``no_data_timeout``).
 from __future__ import annotations
 
 import functools
+import socket
 from typing import Protocol as Interface
 
 from twisted.internet import protocol
@@ -25,6 +26,8 @@ from octolux.net.logging import debug_enabled
 # A remaining idle time below this counts as expired: rescheduling for a
 # sub-microsecond remainder could spin on float rounding.
 _IDLE_EPSILON = 1e-6
+# Linux only: acknowledge what has arrived now rather than up to 40 ms later.
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 
@@ -71,6 +74,7 @@ class LxpProtocol(protocol.Protocol):
         self._idle_call: IDelayedCall | None = None
         self._abort_reason: str | None = None
         self._bad_frames = BadFrameLog(self.log, clock, name, self.peer)
+        self._quickack_socket: socket.socket | None = None  # see _acknowledge_now
 
     @property
     def decoder(self) -> lxp.FrameDecoder:
@@ -87,6 +91,15 @@ class LxpProtocol(protocol.Protocol):
         set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
         if set_keepalive is not None:
             set_keepalive(True)
+        # Every write is one whole frame: Nagle's algorithm has nothing to
+        # merge, and would hold a request written while an earlier frame is
+        # unacknowledged until the dongle's delayed ACK.
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
+        handle = getattr(self.transport, "getHandle", lambda: None)()
+        if _TCP_QUICKACK is not None and isinstance(handle, socket.socket):
+            self._quickack_socket = handle
         if self._no_data_timeout is not None:
             self._last_data = self._clock.seconds()
             self._idle_call = self._clock.callLater(self._no_data_timeout, self._check_idle)
@@ -98,6 +111,8 @@ class LxpProtocol(protocol.Protocol):
             # Cheaper than resetting a DelayedCall on every read: the timer
             # looks at this when it fires and sleeps again if data came.
             self._last_data = self._clock.seconds()
+        if self._quickack_socket is not None:
+            self._acknowledge_now()
         if debug_enabled():
             self.log.debug("{name}: received {data.hex()}", name=self.name, data=data)
         handler = self.handler
@@ -121,6 +136,21 @@ class LxpProtocol(protocol.Protocol):
             self._idle_call = None
         phrase = self._abort_reason or failure_phrase(reason)
         self.handler.connection_lost(self, phrase)
+
+    def _acknowledge_now(self) -> None:
+        """Send the ACK for what just arrived now, not with the kernel's delayed ACK.
+
+        Linux delays the ACK of a frame we do not answer (a broadcast, a
+        heartbeat) by up to 40 ms; a dongle with Nagle's algorithm on (the
+        simulator; lwIP's default) holds its next frame, a command's echo,
+        until that ACK comes (tcpdump, bench/roundtrip.py: an echo held 47 ms
+        behind an input broadcast). TCP_QUICKACK is not permanent: once a read.
+        """
+        try:
+            self._quickack_socket.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+        except OSError:
+            # Not TCP after all (a UNIX socket), or closing: stop trying.
+            self._quickack_socket = None
 
     # -- ours -------------------------------------------------------------------
 
