@@ -57,6 +57,13 @@ def _topics() -> list[str]:
         (topics.result("<command>"), "published",
          "`OK` or `FAIL`, exactly once per command received (a retained command,"
          " which the broker would replay on every reconnect, is ignored with a warning)"),
+        (topics.plan, "published, retained, QoS 1",
+         "with `[octopus]`: the battery automation's plan as JSON (prices, the action of each"
+         " half-hour and why, the settings it writes), every half-hour; see automation.md"),
+        (topics.command("plan_pause"), "subscribed",
+         "with `[octopus]`: any payload stops the automation until midnight (AC charge and"
+         " forced discharge off); its result is on"
+         f" `{topics.result('plan_pause')}`"),
         (record_topic(topics.prefix, "<discovery prefix>", "octolux_<serial>"),
          "published, retained, QoS 1; subscribed",
          "with `[homeassistant] enabled`: that the bridge published Home Assistant configs for"
