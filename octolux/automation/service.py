@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+import attrs
 from twisted.application import service
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger
@@ -207,6 +208,7 @@ class Automation(service.Service):
         self._planned_half: float | None = None
         self._planning = False
         self._writing = False
+        self._write_again_at = 0.0  # after a refused write: not before this
         self._told_how = False
         self._read_only_told: list | None = None
         self._loop: task.LoopingCall | None = None
@@ -382,6 +384,8 @@ class Automation(service.Service):
     def _write(self, wanted) -> None:
         if not self.inverter.connected or self._writing:
             return
+        if self._clock.seconds() < self._write_again_at:
+            return
         current = decode_settings(self.inverter.registers)
         if not all(name in current for name in wanted):
             return  # not read yet since connecting: registers_received comes back here
@@ -394,7 +398,8 @@ class Automation(service.Service):
 
         def write_next(outcome=None):
             if outcome is not None and outcome.result != OK:
-                # The runner has logged why; the next minute's check tries again.
+                # The runner has logged why; try again later, not every minute.
+                self._write_again_at = self._clock.seconds() + RETRY
                 return None
             if not todo:
                 return None
@@ -475,6 +480,10 @@ def automation(config, reactor, runners, mqtt, history) -> Automation:
     settings = config.automation
     name = settings.inverter or config.inverters[0].name
     runner = next(runner for runner in runners.values() if runner.inverter.name == name)
+    if runner.inverter.read_only and not settings.read_only:
+        log.info("Automation: inverter {name} is read_only, so the plan is only published",
+                 name=name)
+        settings = attrs.evolve(settings, read_only=True)
     prices = OctopusPrices(reactor, settings.url, settings.product, settings.tariff,
                            settings.cache)
     export = None
