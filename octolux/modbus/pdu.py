@@ -132,7 +132,7 @@ class ExceptionResponse:
 
     @code.validator
     def _check_code(self, attribute, value):
-        if type(value) is not int or not 0 <= value <= 0xFF:
+        if not isinstance(value, int) or not 0 <= value <= 0xFF:
             raise ValueError(f"code must be 0-255: {value!r}")
 
 
