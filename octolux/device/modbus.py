@@ -6,12 +6,12 @@ port (RTU). The ``Inverter`` above is the one the dongle path uses, unchanged:
 it sends LXP request frames and hears LXP reply frames, and
 ``ModbusProtocol`` translates, register numbers being the same on both wires
 (only the byte order differs, which ``octolux.modbus`` and ``octolux.lxp``
-each handle). The ``Inverter`` dials through its ``ClientService`` as ever
-(``SerialEndpoint`` makes a serial port an endpoint, so one that disappears is
-reopened with backoff like a lost TCP connection) and learns the inverter
-serial from input registers 115-119 as it does without broadcasts;
-``ModbusPoller`` asks for the input registers, since nothing is broadcast on
-RS485.
+each handle). A ``ModbusLine`` dials the line (``SerialEndpoint`` makes a
+serial port an endpoint, so one that disappears is reopened with backoff like
+a lost TCP connection) and hands each inverter on it, one unit each, its
+connection; the inverter learns its serial from input registers 115-119 as
+it does without broadcasts. ``ModbusPoller`` asks for the input registers,
+since nothing is broadcast on RS485.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from octolux import lxp, modbus
-from octolux.device.inverter import CommandFailed, Inverter
+from octolux.device.inverter import CommandFailed, Dialer, Inverter
+from octolux.device.requests import SEND_MARGIN
 from octolux.device.serials import NOT_YET_KNOWN, SERIAL_QUESTION_BLOCK
 from octolux.lxp.inputs import BLOCK_SIZE
 from octolux.net.badframes import BadFrameLog
@@ -75,31 +76,39 @@ def _lxp_reply(request: lxp.Frame, response) -> lxp.Frame:
 
 
 class ModbusProtocol(protocol.Protocol):
-    """One Modbus link: LXP requests out as Modbus, Modbus replies in as LXP reply frames.
+    """One Modbus line (TCP or RTU): LXP requests out as Modbus, replies in as LXP frames.
 
-    Offers what the ``Inverter`` uses of an ``LxpProtocol`` (``send``,
-    ``peer``, ``abort``) and reports to a ``FrameHandler``. One request at a
-    time: a new ``send`` replaces the one waiting (the ``Inverter`` has given
-    up on it). A reply answers it only if it comes from ``unit`` and fits it
-    (``octolux.modbus.answers``; and its transaction number on Modbus TCP);
-    anything else, a garbled frame or a reply for another unit, costs only itself.
+    Several inverters may share the line, one unit each (``UnitLink`` is what
+    each one's ``Inverter`` holds as its connection). One request is on the
+    line at a time: the others wait their turn, in order, one per unit (a
+    unit's newer request replaces its older one, which its ``Inverter`` has
+    given up on). A turn ends with the reply, or after ``turn_timeout``
+    seconds without one. A reply answers the request on the line only if it
+    comes from its unit and fits it (``octolux.modbus.answers``; and its
+    transaction number on Modbus TCP); anything else, a garbled frame, a late
+    reply or one from another unit, costs only itself. Reports to the
+    ``ModbusLine`` (``connection_made``, ``reply_received``, ``connection_lost``).
     """
 
     log = Logger()
 
-    def __init__(self, handler, clock: IReactorTime, *, unit: int, rtu: bool,
-                 silence: float = 0.0, name: str = "modbus", peer: str | None = None):
-        self.handler = handler
+    def __init__(self, line, clock: IReactorTime, *, rtu: bool, silence: float = 0.0,
+                 turn_timeout: float = SEND_MARGIN, name: str = "modbus",
+                 peer: str | None = None):
+        self.line = line
         self.name = name
-        self.unit = unit
         self.rtu = rtu
         self.peer = peer or "?"
         self._fixed_peer = peer is not None
         self._clock = clock
         self._silence = silence  # seconds of quiet the bus needs before a request
+        self._turn_timeout = turn_timeout
         self._decoder = modbus.RtuDecoder() if rtu else modbus.TcpDecoder()
         self._transaction = 0
-        self._waiting: tuple[lxp.Frame, modbus.Message] | None = None
+        # The request on the line: its unit, LXP frame and Modbus message.
+        self._on_the_line: tuple[int, lxp.Frame, modbus.Message] | None = None
+        self._turn_ends: IDelayedCall | None = None
+        self._waiting: dict[int, lxp.Frame] = {}  # unit -> its next request, in order
         self._last_byte = float("-inf")
         self._delayed_send: IDelayedCall | None = None
         self._abort_reason: str | None = None
@@ -107,7 +116,7 @@ class ModbusProtocol(protocol.Protocol):
         self._bad_frames = BadFrameLog(self.log, clock, name, self.peer)
 
     def connectionMade(self) -> None:
-        """Tell the handler; requests may be sent from now on."""
+        """Tell the line; requests may be sent from now on."""
         if not self._fixed_peer:
             self.peer = self._bad_frames.peer = describe_peer(self.transport.getPeer())
         # A gateway that died finds no other way to say so: we poll, but
@@ -115,17 +124,10 @@ class ModbusProtocol(protocol.Protocol):
         set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
         if set_keepalive is not None:
             set_keepalive(True)
-        self.handler.connection_made(self)
-        if self.handler.serial is None:
-            # The inverter asks for its serial only after a grace period in
-            # which a dongle's broadcast could have told it; no broadcast will
-            # come here, so the question goes out at once (its requests are
-            # held until the answer, so nothing else is on the bus).
-            self.send(lxp.ReadRequest(lxp.DeviceFunction.READ_INPUT, self.handler.datalog,
-                                      NOT_YET_KNOWN, SERIAL_QUESTION_BLOCK, BLOCK_SIZE))
+        self.line.connection_made(self)
 
     def dataReceived(self, data: bytes) -> None:
-        """Feed the decoder; a reply to the waiting request goes to the handler as LXP."""
+        """Feed the decoder; a reply to the request on the line goes to the line as LXP."""
         self._last_byte = self._clock.seconds()
         if debug_enabled():
             self.log.debug("{name}: received {data.hex()}", name=self.name, data=data)
@@ -136,31 +138,52 @@ class ModbusProtocol(protocol.Protocol):
             self._message_received(item)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        """Stop the timers; tell the handler why the link ended."""
+        """Stop the timers; tell the line why the connection ended."""
         self._bad_frames.close()
-        if self._delayed_send is not None and self._delayed_send.active():
-            self._delayed_send.cancel()
-        self._delayed_send = None
-        self._waiting = None
-        self.handler.connection_lost(self, self._abort_reason or failure_phrase(reason))
+        for call in (self._delayed_send, self._turn_ends):
+            if call is not None and call.active():
+                call.cancel()
+        self._delayed_send = self._turn_ends = None
+        self._on_the_line = None
+        self._waiting.clear()
+        self.line.connection_lost(self, self._abort_reason or failure_phrase(reason))
 
-    def send(self, frame: lxp.Frame) -> None:
-        """Ask the inverter what LXP request ``frame`` asks, as a Modbus request to ``unit``."""
+    def send(self, unit: int, frame: lxp.Frame) -> None:
+        """Ask ``unit`` what LXP request ``frame`` asks, when the line is free."""
         try:
-            pdu = _modbus_request(frame)
+            _modbus_request(frame)
         except ValueError as problem:
             # A heartbeat echo or a dongle parameter: nothing on RS485 answers those.
             self.log.info("{name}: not sent: {problem}", name=self.name, problem=problem)
             return
+        on_the_line = self._on_the_line
+        if on_the_line is not None and on_the_line[0] == unit:
+            # Its inverter has given up on the one on the line: this one replaces it.
+            self._end_turn()
+        self._waiting.pop(unit, None)
+        self._waiting[unit] = frame
+        if self._on_the_line is None:
+            self._next()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now; ``reason`` is what the line will be told."""
+        self._abort_reason = reason
+        abort = getattr(self.transport, "abortConnection", None)
+        (abort or self.transport.loseConnection)()
+
+    def _next(self) -> None:
+        """Put the longest-waiting request on the line."""
+        if not self._waiting:
+            return
+        unit = next(iter(self._waiting))
+        frame = self._waiting.pop(unit)
         transaction = None
         if not self.rtu:
             self._transaction = (self._transaction + 1) & 0xFFFF
             transaction = self._transaction
-        message = modbus.Message(self.unit, pdu, transaction)
-        self._waiting = (frame, message)
-        if self._delayed_send is not None and self._delayed_send.active():
-            self._delayed_send.cancel()
-        self._delayed_send = None
+        message = modbus.Message(unit, _modbus_request(frame), transaction)
+        self._on_the_line = (unit, frame, message)
+        self._turn_ends = self._clock.callLater(self._turn_timeout, self._turn_over)
         # RTU: the bus must be quiet for 3.5 characters before a new frame, or
         # the inverter reads it as the tail of the last one.
         wait = self._last_byte + self._silence - self._clock.seconds()
@@ -169,11 +192,18 @@ class ModbusProtocol(protocol.Protocol):
         else:
             self._write(message)
 
-    def abort(self, reason: str) -> None:
-        """Drop the link now; ``reason`` is what the handler will be told."""
-        self._abort_reason = reason
-        abort = getattr(self.transport, "abortConnection", None)
-        (abort or self.transport.loseConnection)()
+    def _end_turn(self) -> None:
+        for call in (self._delayed_send, self._turn_ends):
+            if call is not None and call.active():
+                call.cancel()
+        self._delayed_send = self._turn_ends = None
+        self._on_the_line = None
+
+    def _turn_over(self) -> None:
+        """No reply in time: the next request's turn (its inverter's deadline says the rest)."""
+        self._turn_ends = None
+        self._end_turn()
+        self._next()
 
     def _write(self, message: modbus.Message) -> None:
         self._delayed_send = None
@@ -191,39 +221,63 @@ class ModbusProtocol(protocol.Protocol):
         self.transport.write(data)
 
     def _message_received(self, message: modbus.Message) -> None:
-        if message.unit != self.unit:
+        if message.unit not in self.line.units:
             if message.unit not in self._foreign_units and len(self._foreign_units) < 16:
                 self._foreign_units.add(message.unit)
-                self.log.info("{name}: ignoring replies from unit {other} (this inverter is"
-                              " unit {unit})", name=self.name, other=message.unit, unit=self.unit)
+                self.log.info("{name}: ignoring replies from unit {other} (none of ours)",
+                              name=self.name, other=message.unit)
             return
-        waiting = self._waiting
-        if waiting is None:
+        on_the_line = self._on_the_line
+        if on_the_line is None:
             self.log.debug("{name}: a reply nobody waits for: {message}", name=self.name,
                            message=message)
             return
-        frame, request = waiting
-        if message.transaction != request.transaction or not modbus.answers(request.pdu,
-                                                                            message.pdu):
+        unit, frame, request = on_the_line
+        if (message.unit != unit or message.transaction != request.transaction
+                or not modbus.answers(request.pdu, message.pdu)):
             self.log.debug("{name}: a reply that does not answer {request}: {message}",
                            name=self.name, request=request, message=message)
             return
-        self._waiting = None
+        self._end_turn()
+        # The next unit's turn first: the request this reply lets its
+        # inverter send joins the end of the queue, so every unit gets a turn.
+        self._next()
         try:
-            self.handler.frame_received(_lxp_reply(frame, message.pdu))
+            self.line.reply_received(unit, _lxp_reply(frame, message.pdu))
         except Exception:
-            # A bug in handling one reply must not cost the link.
+            # A bug in handling one reply must not cost the connection.
             self.log.failure("{name}: error handling {message}", name=self.name,
                              message=message)
 
 
+@attrs.frozen
+class UnitLink:
+    """One unit on a ``ModbusProtocol``'s line: what its ``Inverter`` holds as its connection."""
+
+    protocol: ModbusProtocol
+    unit: int
+
+    @property
+    def peer(self) -> str:
+        """Where the unit is, for the log: ``serial:///dev/ttyUSB0 unit 1``."""
+        return f"{self.protocol.peer} unit {self.unit}"
+
+    def send(self, frame: lxp.Frame) -> None:
+        """Send ``frame``'s request to this unit, in its turn."""
+        self.protocol.send(self.unit, frame)
+
+    def abort(self, reason: str) -> None:
+        """Drop the whole line (every unit on it)."""
+        self.protocol.abort(reason)
+
+
 class ModbusFactory(protocol.Factory):
-    """Builds a ``ModbusProtocol`` per connection, all reporting to one handler."""
+    """Builds a ``ModbusProtocol`` per connection, all reporting to one ``ModbusLine``."""
 
     noisy = False
 
-    def __init__(self, handler, clock: IReactorTime, **options):
-        self._handler = handler
+    def __init__(self, line, clock: IReactorTime, **options):
+        self._line = line
         self._clock = clock
         self._options = options
 
@@ -231,7 +285,7 @@ class ModbusFactory(protocol.Factory):
         """A protocol for one connection (or one opening of the serial port)."""
         # A serial port has no peer to ask for: its address is its name.
         peer = str(addr) if isinstance(addr, SerialAddress) else None
-        built = ModbusProtocol(self._handler, self._clock, peer=peer, **self._options)
+        built = ModbusProtocol(self._line, self._clock, peer=peer, **self._options)
         built.factory = self
         return built
 
@@ -372,23 +426,97 @@ class ModbusPoller(service.Service):
         reading.addBoth(lambda _: self._round(blocks, started))
 
 
-def modbus_transport(reactor, config, *, name: str, connect_timeout: float = 10):
-    """The endpoint and the ``Inverter``'s ``protocol_factory`` that ``config`` describes.
+class ModbusLine(service.Service):
+    """One RS485 line (a serial port, or a gateway) and the inverters on it, one unit each.
 
-    ``config`` is a ``ModbusConfig``: a Modbus TCP or RTU-over-TCP gateway, or a serial port.
+    Dials it for ever (``Dialer``: backoff, and one log line per loss or
+    failed attempt), a serial port included, which ``SerialEndpoint`` makes an
+    endpoint: one that disappears is reopened like a lost TCP connection. Each
+    ``Inverter`` (built without an endpoint) is handed a ``UnitLink`` when the
+    line comes up, and hears of its loss.
     """
-    if config.scheme == "serial":
-        endpoint = SerialEndpoint(reactor, config.path, config.baudrate)
-        rtu, silence = True, modbus.silence_seconds(config.baudrate)
-    else:
-        endpoint = HostnameEndpoint(reactor, config.host, config.port, timeout=connect_timeout)
-        rtu = config.scheme == "rtu-over-tcp"
-        # The gateway puts our frames on the bus at its own pace; the gap
-        # between them is kept for 19200 baud anyway, which costs 2 ms.
-        silence = modbus.silence_seconds(19200) if rtu else 0.0
 
-    def protocol_factory(handler) -> ModbusFactory:
-        return ModbusFactory(handler, reactor, unit=config.unit, rtu=rtu, silence=silence,
-                             name=name)
+    def __init__(self, endpoint, *, clock: IReactorTime, rtu: bool, address: str,
+                 silence: float = 0.0, retry_policy=None):
+        self.name = address
+        self.address = address
+        self._inverters: dict[int, Inverter] = {}
+        self._links: dict[int, UnitLink] = {}
+        factory = ModbusFactory(self, clock, rtu=rtu, silence=silence, name=address)
+        self._dialer = Dialer(endpoint, factory, clock=clock, retry_policy=retry_policy,
+                              name=address, address=address)
 
-    return endpoint, protocol_factory
+    @property
+    def units(self) -> frozenset[int]:
+        """The units of the inverters on this line."""
+        return frozenset(self._inverters)
+
+    def attach(self, inverter: Inverter, unit: int) -> None:
+        """``inverter`` is ``unit`` on this line."""
+        if unit in self._inverters:
+            raise ValueError(f"{self.address}: unit {unit} twice")
+        self._inverters[unit] = inverter
+
+    def startService(self) -> None:
+        """Start dialling (and redialling, for ever)."""
+        super().startService()
+        self._dialer.start()
+
+    def stopService(self):
+        """Stop redialling; fires once the line is closed."""
+        super().stopService()
+        return self._dialer.stop()
+
+    # -- for ModbusProtocol -------------------------------------------------------------
+
+    def connection_made(self, line: ModbusProtocol) -> None:
+        """The line is up: every inverter on it is connected."""
+        self._dialer.connected(line.peer)
+        self._links = {unit: UnitLink(line, unit) for unit in self._inverters}
+        for unit, inverter in self._inverters.items():
+            link = self._links[unit]
+            inverter.connection_made(link)
+            if inverter.serial is None:
+                # The inverter asks for its serial only after a grace period
+                # in which a dongle's broadcast could have told it; none will
+                # come here, so the question goes out at once (its requests
+                # are held until the answer).
+                link.send(lxp.ReadRequest(lxp.DeviceFunction.READ_INPUT, inverter.datalog,
+                                          NOT_YET_KNOWN, SERIAL_QUESTION_BLOCK, BLOCK_SIZE))
+
+    def reply_received(self, unit: int, frame: lxp.Frame) -> None:
+        """A reply from ``unit``: news for its inverter."""
+        self._inverters[unit].frame_received(frame)
+
+    def connection_lost(self, line: ModbusProtocol, reason: str) -> None:
+        """The line is gone: so is every inverter's connection."""
+        self._dialer.lost(reason)
+        links, self._links = self._links, {}
+        for unit, link in links.items():
+            self._inverters[unit].connection_lost(link, reason)
+
+
+def modbus_lines(reactor, inverters, *, connect_timeout: float = 10) -> list[ModbusLine]:
+    """The ``ModbusLine`` of each RS485 line ``inverters`` name, each inverter on its own.
+
+    ``inverters``: (``Inverter``, ``ModbusConfig``) pairs; those with the
+    same address (a serial port, or a gateway's host and port) share a line.
+    """
+    lines: dict[str, ModbusLine] = {}
+    for inverter, config in inverters:
+        line = lines.get(config.address)
+        if line is None:
+            if config.scheme == "serial":
+                endpoint = SerialEndpoint(reactor, config.path, config.baudrate)
+                rtu, silence = True, modbus.silence_seconds(config.baudrate)
+            else:
+                endpoint = HostnameEndpoint(reactor, config.host, config.port,
+                                            timeout=connect_timeout)
+                rtu = config.scheme == "rtu-over-tcp"
+                # The gateway puts our frames on the bus at its own pace; the
+                # gap between them is kept for 19200 baud anyway: 2 ms.
+                silence = modbus.silence_seconds(19200) if rtu else 0.0
+            line = lines[config.address] = ModbusLine(
+                endpoint, clock=reactor, rtu=rtu, silence=silence, address=config.address)
+        line.attach(inverter, config.unit)
+    return list(lines.values())

@@ -23,7 +23,7 @@ from octolux.config.ini import (
 from octolux.device.commands import Topics
 from octolux.device.inverter import Inverter
 from octolux.device.listener import DongleListener, Route
-from octolux.device.modbus import ModbusPoller, datalog_stand_in, modbus_transport
+from octolux.device.modbus import ModbusPoller, datalog_stand_in, modbus_lines
 from octolux.device.pacing import Pacer
 from octolux.device.runner import CommandRunner
 from octolux.device.timesync import ClockKeeper
@@ -200,10 +200,13 @@ def build_service(config: Config, reactor) -> OctoluxService:
 
     for inverter in inverters:
         attach(inverter, config.named_topics)
-    for inverter, inverter_config in configs.items():
-        if inverter_config.modbus is not None:
-            ModbusPoller(inverter, clock=reactor,
-                         poll_interval=inverter_config.modbus.poll_interval).setServiceParent(top)
+    on_rs485 = [(inverter, inverter_config.modbus)
+                for inverter, inverter_config in configs.items() if inverter_config.modbus]
+    for inverter, modbus_config in on_rs485:
+        ModbusPoller(inverter, clock=reactor,
+                     poll_interval=modbus_config.poll_interval).setServiceParent(top)
+    for line in modbus_lines(reactor, on_rs485, connect_timeout=CONNECT_TIMEOUT):
+        line.setServiceParent(top)
     for listener in _listeners(reactor, config, inverters, attach, pacer):
         listener.setServiceParent(top)
     if config.automation is not None:
@@ -335,14 +338,13 @@ def _inverter(reactor, config: InverterConfig, pacer: Pacer) -> Inverter:
                  " {interval:g} s, serial {serial}", name=config.name,
                  address=config.modbus.address, unit=config.modbus.unit,
                  interval=config.modbus.poll_interval, serial=config.serial or "(to learn)")
-        endpoint, protocols = modbus_transport(reactor, config.modbus, name=config.name,
-                                               connect_timeout=CONNECT_TIMEOUT)
-        # No dongle, so no datalog serial: a stand-in; a ModbusPoller asks for the inputs.
+        # Its ModbusLine hands the connection in (see makeService). No dongle,
+        # so no datalog serial: a stand-in. A ModbusPoller asks for the inputs.
         return Inverter(
-            endpoint, datalog_stand_in(config.modbus.unit), config.serial, clock=reactor,
+            None, datalog_stand_in(config.modbus.unit), config.serial, clock=reactor,
             command_timeout=config.command_timeout, read_only=config.read_only,
             read_holding_on_connect=True, pacer=pacer, name=config.name,
-            address=config.modbus.address, protocol_factory=protocols)
+            address=config.modbus.address)
     else:
         log.info(
             "Inverter {name}: datalogger {host}:{port}, datalog {datalog}, serial {serial}",
