@@ -36,7 +36,7 @@ from support import free_port, run_twistd, stop_process  # noqa: E402
 
 from octolux.config.ini import ModbusConfig  # noqa: E402
 from octolux.device.inverter import Inverter  # noqa: E402
-from octolux.device.modbus import datalog_stand_in, modbus_transport  # noqa: E402
+from octolux.device.modbus import datalog_stand_in, modbus_lines  # noqa: E402
 
 DATALOG = "BENCH00001"
 SERIAL = "BENCHINV01"
@@ -80,19 +80,19 @@ async def measure(count: int) -> dict[str, dict[str, list[float]]]:
         cwd=work, log_path=work / "simulator.log")
     await task.deferLater(reactor, 1.5, lambda: None)  # it listens within a second
     modbus_config = ModbusConfig("tcp", host="127.0.0.1", port=modbus_port)
-    endpoint, protocols = modbus_transport(reactor, modbus_config, name="modbus")
     inverters = {
         "dongle (LXP)": Inverter(HostnameEndpoint(reactor, "127.0.0.1", lxp_port), DATALOG,
                                  SERIAL, clock=reactor, name="dongle"),
-        "Modbus TCP": Inverter(endpoint, datalog_stand_in(1), SERIAL, clock=reactor,
-                               name="modbus", protocol_factory=protocols),
+        "Modbus TCP": Inverter(None, datalog_stand_in(1), SERIAL, clock=reactor, name="modbus"),
     }
+    (line,) = modbus_lines(reactor, [(inverters["Modbus TCP"], modbus_config)])
     results: dict[str, dict[str, list[float]]] = {
         name: {"read_input(0, 40)": [], "poll round (0-159)": [], "write_single(64)": []}
         for name in inverters}
     try:
         for inverter in inverters.values():
             inverter.startService()
+        line.startService()
         for inverter in inverters.values():
             await until_connected(inverter)
         for index in range(count):
@@ -106,6 +106,7 @@ async def measure(count: int) -> dict[str, dict[str, list[float]]]:
                 samples["write_single(64)"].append(
                     await timed(lambda i=inverter, v=value: i.write_single(64, v)))
     finally:
+        await line.stopService()
         for inverter in inverters.values():
             await inverter.stopService()
         stop_process(simulator)

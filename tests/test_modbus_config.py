@@ -71,3 +71,22 @@ def test_a_bad_modbus_line_names_file_section_and_key(lines, message):
     with pytest.raises(ConfigError, match="config.ini: ") as raised:
         inverter(lines)
     assert message in str(raised.value)
+
+
+def test_several_inverters_share_a_line_by_unit():
+    config = parse_config(
+        "[lxp one]\nmodbus = serial:///dev/ttyUSB0\n"
+        "[lxp two]\nmodbus = serial:///dev/ttyUSB0\nunit = 2\n")
+    assert [i.modbus.unit for i in config.inverters] == [1, 2]
+
+
+@pytest.mark.parametrize("second, message", [
+    ("modbus = serial:///dev/ttyUSB0\n",
+     "[lxp two] unit: serial:///dev/ttyUSB0 has unit 1 in [lxp one] too"),
+    ("modbus = serial:///dev/ttyUSB0?baudrate=9600\nunit = 2\n",
+     "[lxp two] modbus: one line, one speed: [lxp one] says otherwise"),
+])
+def test_inverters_on_one_line_must_fit_together(second, message):
+    with pytest.raises(ConfigError) as raised:
+        parse_config("[lxp one]\nmodbus = serial:///dev/ttyUSB0\n[lxp two]\n" + second)
+    assert message in str(raised.value)

@@ -91,13 +91,15 @@ def register_image() -> dict[str, list[int]]:
 class Bridge:
     """One `twistd octolux` on an RS485 ``modbus`` URI, and a probe on its broker."""
 
-    def __init__(self, tmp_path: Path, mosquitto, modbus: str, prefix: str):
+    def __init__(self, tmp_path: Path, mosquitto, modbus: str, prefix: str,
+                 sections: str | None = None):
         self.tmp = tmp_path
         self.prefix = prefix
         self.log = tmp_path / "octolux.log"
         self.config = tmp_path / "octolux.ini"
+        sections = sections or f"[lxp]\nmodbus = {modbus}\n"
         self.config.write_text(
-            f"[lxp]\nmodbus = {modbus}\npoll_interval = 2\ncommand_timeout = 4\n"
+            f"{sections}poll_interval = 2\ncommand_timeout = 4\n"
             f"[server]\nport = {free_port()}\n"
             f"[mqtt]\nuri = mqtt://octolux:{PASSWORD}@{mosquitto.host}:{mosquitto.port}\n"
             f"prefix = {prefix}\n"
@@ -196,11 +198,11 @@ async def test_the_bridge_over_a_serial_line_against_pymodbus(tmp_path, mosquitt
                             f"serial://{link}?baudrate=19200")
 
 
-def start_simulator(tmp_path: Path, modbus: str) -> tuple[subprocess.Popen, Path]:
+def start_simulator(tmp_path: Path, modbus: str, count: int = 1):
     log = tmp_path / "simulator.log"
     process = run_twistd(
         ["-n", "--pidfile=", "-l", "-", "lxp-simulator", "--port", "0", "--seed", "7",
-         "--modbus", modbus], cwd=tmp_path, log_path=log)
+         "--count", str(count), "--modbus", modbus], cwd=tmp_path, log_path=log)
     return process, log
 
 
@@ -246,3 +248,29 @@ async def test_the_bridge_over_a_pty_against_the_simulator_over_rtu(tmp_path, mo
     link = tmp_path / "ttySIM"
     await _against_the_simulator(tmp_path, mosquitto, f"pty:{link}", f"serial://{link}",
                                  lambda: os.path.islink(link))
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_inverters_on_one_line_by_unit(tmp_path, mosquitto):
+    link = tmp_path / "ttyBUS"
+    simulator, log = start_simulator(tmp_path, f"pty:{link}", count=2)
+    # The simulator's second inverter is unit 2, serial SIMINV0002.
+    sections = (f"[lxp one]\nmodbus = serial://{link}\npoll_interval = 2\n"
+                f"[lxp two]\nmodbus = serial://{link}\nunit = 2\n")
+    bridge = Bridge(tmp_path, mosquitto, "", "modbus-bus", sections=sections)
+    try:
+        await poll_until(reactor, lambda: os.path.islink(link), timeout=20,
+                         what="the simulator's pty", context=lambda: log.read_text())
+        await bridge.start()
+        for name, serial in (("one", "SIMINV0001"), ("two", "SIMINV0002")):
+            message = await bridge.probe.next_on(reactor, f"modbus-bus/{name}/inputs/3",
+                                                 timeout=20)
+            assert json.loads(message.payload)["inverter_serial"] == serial
+        bridge.prefix = "modbus-bus/two"  # with two inverters, topics are named
+        assert await bridge.command("charge_pct", b"30") == "OK"
+        await bridge.hold(64, 30)
+        assert "unit 2: WriteSingle(address=64, value=30)" in log.read_text()
+        assert "unit 1: WriteSingle" not in log.read_text()
+    finally:
+        await bridge.stop()
+        stop_process(simulator)

@@ -13,23 +13,28 @@ import pytest
 import pytest_twisted
 from e2e_support import poll_until
 from twisted.internet import reactor
+from twisted.internet.defer import succeed
 from twisted.internet.error import ConnectError, ConnectionDone
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from octolux import lxp, modbus
 from octolux.device.inverter import CommandFailed, Inverter
 from octolux.device.modbus import (
     INPUT_BLOCKS,
     ModbusFactory,
+    ModbusLine,
     ModbusPoller,
     ModbusProtocol,
     SerialEndpoint,
     datalog_stand_in,
 )
+from octolux.device.requests import SEND_MARGIN
 
 DATALOG = datalog_stand_in(1)
 SERIAL = "SIMINV0001"
@@ -40,33 +45,35 @@ result_of = _case.successResultOf
 no_result = _case.assertNoResult
 
 
-class Handler:
-    """A FrameHandler that keeps what it is told."""
+class FakeLine:
+    """What a ModbusProtocol reports to, keeping what it is told."""
 
-    serial = SERIAL  # known: no serial question on connecting
-    datalog = DATALOG
-
-    def __init__(self):
-        self.frames: list[lxp.Frame] = []
+    def __init__(self, units=(1,)):
+        self.units = frozenset(units)
+        self.replies: list[tuple[int, lxp.Frame]] = []
         self.events: list[str] = []
+
+    @property
+    def frames(self) -> list[lxp.Frame]:
+        return [frame for _, frame in self.replies]
 
     def connection_made(self, protocol) -> None:
         self.events.append("made")
 
-    def frame_received(self, frame) -> None:
-        self.frames.append(frame)
+    def reply_received(self, unit: int, frame) -> None:
+        self.replies.append((unit, frame))
 
     def connection_lost(self, protocol, reason: str) -> None:
         self.events.append(f"lost: {reason}")
 
 
-def connected(*, rtu: bool, silence: float = 0.0, handler=None, unit: int = 1):
+def connected(*, rtu: bool, silence: float = 0.0, units=(1,)):
     clock = Clock()
-    handler = handler or Handler()
-    protocol = ModbusProtocol(handler, clock, unit=unit, rtu=rtu, silence=silence)
+    line = FakeLine(units)
+    protocol = ModbusProtocol(line, clock, rtu=rtu, silence=silence)
     transport = StringTransport()
     protocol.makeConnection(transport)
-    return protocol, transport, handler, clock
+    return protocol, transport, line, clock
 
 
 def sent(transport: StringTransport, *, rtu: bool) -> list[modbus.Message]:
@@ -77,28 +84,28 @@ def sent(transport: StringTransport, *, rtu: bool) -> list[modbus.Message]:
 
 
 def test_an_lxp_read_goes_out_as_modbus_and_its_reply_comes_back_as_lxp():
-    protocol, transport, handler, _ = connected(rtu=False)
-    protocol.send(lxp.ReadRequest(INPUT, DATALOG, SERIAL, 40, 2))
+    protocol, transport, line, _ = connected(rtu=False)
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 40, 2))
     assert sent(transport, rtu=False) == [
         modbus.Message(1, modbus.ReadRequest(4, 40, 2), transaction=1)]
     protocol.dataReceived(modbus.encode_tcp(
         modbus.Message(1, modbus.ReadResponse(4, (0x1234, 7)), transaction=1)))
-    assert handler.frames == [lxp.ReadReply(INPUT, DATALOG, SERIAL, 40, (0x1234, 7))]
+    assert line.frames == [lxp.ReadReply(INPUT, DATALOG, SERIAL, 40, (0x1234, 7))]
 
 
 def test_writes_and_exceptions_come_back_as_the_dongle_would_relay_them():
-    protocol, transport, handler, _ = connected(rtu=True)
-    protocol.send(lxp.WriteSingleRequest(DATALOG, SERIAL, 64, 30))
+    protocol, transport, line, _ = connected(rtu=True)
+    protocol.send(1, lxp.WriteSingleRequest(DATALOG, SERIAL, 64, 30))
     assert sent(transport, rtu=True) == [modbus.Message(1, modbus.WriteSingle(64, 30))]
     protocol.dataReceived(modbus.encode_rtu(modbus.Message(1, modbus.WriteSingle(64, 30))))
-    protocol.send(lxp.WriteMultiRequest(DATALOG, SERIAL, 12, (1, 2, 3)))
+    protocol.send(1, lxp.WriteMultiRequest(DATALOG, SERIAL, 12, (1, 2, 3)))
     assert sent(transport, rtu=True) == [
         modbus.Message(1, modbus.WriteMultipleRequest(12, (1, 2, 3)))]
     protocol.dataReceived(modbus.encode_rtu(
         modbus.Message(1, modbus.WriteMultipleResponse(12, 3))))
-    protocol.send(lxp.WriteSingleRequest(DATALOG, SERIAL, 64, 300))
+    protocol.send(1, lxp.WriteSingleRequest(DATALOG, SERIAL, 64, 300))
     protocol.dataReceived(modbus.encode_rtu(modbus.Message(1, modbus.ExceptionResponse(6, 3))))
-    assert handler.frames == [
+    assert line.frames == [
         lxp.WriteSingleReply(DATALOG, SERIAL, 64, 30),
         lxp.WriteMultiReply(DATALOG, SERIAL, 12, 3),
         lxp.ExceptionReply(lxp.DeviceFunction.WRITE_SINGLE, DATALOG, SERIAL, 64, 3),
@@ -106,85 +113,140 @@ def test_writes_and_exceptions_come_back_as_the_dongle_would_relay_them():
 
 
 def test_a_reply_for_another_unit_costs_only_itself_and_is_logged_once():
-    protocol, transport, handler, _ = connected(rtu=True)
-    protocol.send(lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
+    protocol, transport, line, _ = connected(rtu=True)
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
     other = modbus.encode_rtu(modbus.Message(2, modbus.ReadResponse(4, (9,))))
     ours = modbus.encode_rtu(modbus.Message(1, modbus.ReadResponse(4, (5,))))
     with capturedLogs() as events:
         protocol.dataReceived(other + other + ours)
-    assert handler.frames == [lxp.ReadReply(INPUT, DATALOG, SERIAL, 0, (5,))]
+    assert line.frames == [lxp.ReadReply(INPUT, DATALOG, SERIAL, 0, (5,))]
     assert [formatEvent(e) for e in events if "unit 2" in formatEvent(e)] == [
-        "modbus: ignoring replies from unit 2 (this inverter is unit 1)"]
+        "modbus: ignoring replies from unit 2 (none of ours)"]
 
 
 def test_a_garbled_rtu_reply_costs_only_itself():
-    protocol, transport, handler, _ = connected(rtu=True)
-    protocol.send(lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
+    protocol, transport, line, _ = connected(rtu=True)
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
     good = modbus.encode_rtu(modbus.Message(1, modbus.ReadResponse(4, (5,))))
     garbled = bytearray(good)
     garbled[4] ^= 0xFF
     protocol.dataReceived(bytes(garbled) + b"\x00\xff" + good)
-    assert handler.frames == [lxp.ReadReply(INPUT, DATALOG, SERIAL, 0, (5,))]
+    assert line.frames == [lxp.ReadReply(INPUT, DATALOG, SERIAL, 0, (5,))]
 
 
 def test_a_reply_that_does_not_fit_the_request_answers_nothing():
-    protocol, transport, handler, _ = connected(rtu=False)
-    protocol.send(lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 2))
+    protocol, transport, line, _ = connected(rtu=False)
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 2))
     # Another transaction (a late reply), then another count: neither is the answer.
     protocol.dataReceived(modbus.encode_tcp(
         modbus.Message(1, modbus.ReadResponse(4, (1, 2)), transaction=9)))
     protocol.dataReceived(modbus.encode_tcp(
         modbus.Message(1, modbus.ReadResponse(4, (1,)), transaction=1)))
-    assert handler.frames == []
+    assert line.frames == []
     protocol.dataReceived(modbus.encode_tcp(
         modbus.Message(1, modbus.ReadResponse(4, (1, 2)), transaction=1)))
-    assert len(handler.frames) == 1
+    assert len(line.frames) == 1
 
 
 def test_rtu_keeps_the_bus_quiet_for_the_silence_before_a_request():
     silence = modbus.silence_seconds(19200)
-    protocol, transport, handler, clock = connected(rtu=True, silence=silence)
+    protocol, transport, line, clock = connected(rtu=True, silence=silence)
     clock.advance(1)
     protocol.dataReceived(b"\x01")  # the tail of someone's frame, just now
-    protocol.send(lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
     assert transport.value() == b""
     clock.advance(silence)
     assert sent(transport, rtu=True) == [modbus.Message(1, modbus.ReadRequest(4, 0, 1))]
     clock.advance(1)
-    protocol.send(lxp.ReadRequest(INPUT, DATALOG, SERIAL, 40, 1))
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 40, 1))
     assert sent(transport, rtu=True) == [modbus.Message(1, modbus.ReadRequest(4, 40, 1))]
 
 
 def test_what_modbus_cannot_carry_is_not_sent():
-    protocol, transport, handler, _ = connected(rtu=False)
-    protocol.send(lxp.Heartbeat(DATALOG))
-    protocol.send(lxp.ReadParamRequest(DATALOG, 0))
+    protocol, transport, line, _ = connected(rtu=False)
+    protocol.send(1, lxp.Heartbeat(DATALOG))
+    protocol.send(1, lxp.ReadParamRequest(DATALOG, 0))
     assert transport.value() == b""
 
 
-def test_an_unknown_serial_is_asked_for_at_once():
-    handler = Handler()
-    handler.serial = None
-    protocol, transport, handler, _ = connected(rtu=False, handler=handler)
-    assert sent(transport, rtu=False) == [
-        modbus.Message(1, modbus.ReadRequest(4, 80, 40), transaction=1)]
+def test_units_on_one_line_take_turns():
+    protocol, transport, line, _ = connected(rtu=True, units=(1, 2))
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
+    protocol.send(2, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 40, 1))
+    assert sent(transport, rtu=True) == [modbus.Message(1, modbus.ReadRequest(4, 0, 1))]
+    protocol.dataReceived(modbus.encode_rtu(modbus.Message(1, modbus.ReadResponse(4, (5,)))))
+    assert sent(transport, rtu=True) == [modbus.Message(2, modbus.ReadRequest(4, 40, 1))]
+    protocol.dataReceived(modbus.encode_rtu(modbus.Message(2, modbus.ReadResponse(4, (6,)))))
+    assert line.replies == [(1, lxp.ReadReply(INPUT, DATALOG, SERIAL, 0, (5,))),
+                            (2, lxp.ReadReply(INPUT, DATALOG, SERIAL, 40, (6,)))]
+
+
+def test_a_unit_that_does_not_answer_holds_the_line_for_one_turn_only():
+    protocol, transport, line, clock = connected(rtu=True, units=(1, 2))
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
+    protocol.send(2, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 40, 1))
+    sent(transport, rtu=True)
+    clock.advance(SEND_MARGIN)
+    assert sent(transport, rtu=True) == [modbus.Message(2, modbus.ReadRequest(4, 40, 1))]
+    # Unit 1's late reply answers nothing: the line waits for unit 2's.
+    protocol.dataReceived(modbus.encode_rtu(modbus.Message(1, modbus.ReadResponse(4, (5,)))))
+    assert line.replies == []
+    assert clock.getDelayedCalls() != []
+
+
+def test_a_units_newer_request_replaces_its_older_one():
+    protocol, transport, line, _ = connected(rtu=False)
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 40, 1))
+    assert [m.pdu.address for m in sent(transport, rtu=False)] == [0, 40]
+    protocol.dataReceived(modbus.encode_tcp(
+        modbus.Message(1, modbus.ReadResponse(4, (5,)), transaction=1)))  # the old one's
+    assert line.replies == []
 
 
 # -- the poller, with the Inverter above the protocol -------------------------------------
 
 
+@implementer(IStreamClientEndpoint)
+class StringEndpoint:
+    """Connects at once, over a StringTransport."""
+
+    def __init__(self):
+        self.transports: list[StringTransport] = []
+
+    def connect(self, factory):
+        built = factory.buildProtocol(None)
+        transport = StringTransport()
+        self.transports.append(transport)
+        built.makeConnection(transport)
+        return succeed(built)
+
+
+def on_a_line(*serials, clock=None):
+    """Started inverters, units 1, 2, ... on one started ModbusLine over a StringTransport."""
+    clock = clock or Clock()
+    endpoint = StringEndpoint()
+    line = ModbusLine(endpoint, clock=clock, rtu=False, address="tcp://gateway:502")
+    inverters = []
+    for unit, serial in enumerate(serials, 1):
+        inverter = Inverter(None, datalog_stand_in(unit), serial, clock=clock,
+                            command_timeout=10)
+        line.attach(inverter, unit)
+        inverter.startService()
+        inverters.append(inverter)
+    return clock, line, endpoint, inverters
+
+
 @pytest.fixture
 def polled():
-    clock = Clock()
-    inverter = Inverter(None, DATALOG, SERIAL, clock=clock, command_timeout=10)
+    clock, line, endpoint, (inverter,) = on_a_line(SERIAL)
     poller = ModbusPoller(inverter, clock=clock, poll_interval=10)
-    inverter.startService()
     poller.startService()
-    protocol = ModbusProtocol(inverter, clock, unit=1, rtu=False)
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    yield clock, inverter, protocol, transport
+    line.startService()
+    protocol = line._links[1].protocol
+    yield clock, inverter, protocol, endpoint.transports[-1]
     poller.stopService()
+    line.stopService()
     inverter.stopService()
     protocol.connectionLost(Failure(ConnectionDone()))
     assert clock.getDelayedCalls() == []
@@ -245,7 +307,27 @@ def test_the_poller_stops_with_the_connection(polled):
     clock.advance(0)
     answer_reads(protocol, transport)
     protocol.connectionLost(Failure(ConnectionDone()))
-    assert clock.getDelayedCalls() == []
+    assert not inverter.connected
+    clock.advance(10)
+    assert transport.value() == b""
+
+
+def test_the_line_asks_an_unknown_serial_at_once_and_the_inverter_learns_it():
+    clock, line, endpoint, (known, unknown) = on_a_line(SERIAL, None)
+    line.startService()
+    transport = endpoint.transports[-1]
+    (question,) = sent(transport, rtu=False)
+    assert question == modbus.Message(2, modbus.ReadRequest(4, 80, 40), transaction=1)
+    assert known.connected and unknown.connected
+    values = [0] * 40
+    for offset, pair in enumerate(("AB", "CD", "EF", "GH", "IJ")):  # registers 115-119
+        values[35 + offset] = ord(pair[0]) | ord(pair[1]) << 8
+    line._links[2].protocol.dataReceived(modbus.encode_tcp(
+        modbus.Message(2, modbus.ReadResponse(4, values), transaction=1)))
+    assert unknown.serial == "ABCDEFGHIJ"
+    line.stopService()
+    for inverter in (known, unknown):
+        inverter.stopService()
 
 
 def test_a_write_through_the_inverter_is_a_modbus_write(polled):
@@ -297,7 +379,7 @@ def open_pty(link: str) -> tuple[int, int]:
 
 def test_opening_a_missing_serial_port_fails_the_attempt(tmp_path):
     endpoint = SerialEndpoint(reactor, str(tmp_path / "ttyUSB9"), 19200)
-    factory = ModbusFactory(Handler(), Clock(), unit=1, rtu=True)
+    factory = ModbusFactory(FakeLine(), Clock(), rtu=True)
     failure = _case.failureResultOf(endpoint.connect(factory), ConnectError)
     assert "ttyUSB9" in failure.getErrorMessage()
 
@@ -307,12 +389,13 @@ async def test_a_serial_port_that_disappears_is_reopened(tmp_path):
     link = str(tmp_path / "ttyUSB0")
     ends = open_pty(link)
     recorder = Recorder()
-    inverter = Inverter(
-        SerialEndpoint(reactor, link, 19200), DATALOG, SERIAL, clock=reactor,
-        retry_policy=lambda attempt: 0.05, name="serial",
-        protocol_factory=lambda handler: ModbusFactory(handler, reactor, unit=1, rtu=True))
+    inverter = Inverter(None, DATALOG, SERIAL, clock=reactor, name="serial")
+    line = ModbusLine(SerialEndpoint(reactor, link, 19200), clock=reactor, rtu=True,
+                      address=f"serial://{link}", retry_policy=lambda attempt: 0.05)
+    line.attach(inverter, 1)
     inverter.add_observer(recorder)
     inverter.startService()
+    line.startService()
     try:
         await poll_until(reactor, lambda: recorder.changes == [True], 5, "the port opened")
         # Unplugged: the port goes, and stays gone for a few attempts.
@@ -327,6 +410,7 @@ async def test_a_serial_port_that_disappears_is_reopened(tmp_path):
         await poll_until(reactor, lambda: recorder.changes == [True, False, True], 5,
                          "the port reopened")
     finally:
+        await line.stopService()
         await inverter.stopService()
         for fd in ends:
             os.close(fd)

@@ -454,7 +454,28 @@ def _inverters(ini: _Ini) -> tuple[tuple[InverterConfig, ...], dict[str, str]]:
         ini.check_keys(section, _KNOWN_KEYS["lxp"])
         names[name] = section
         inverters.append(_inverter(ini, section, name))
+    _check_rs485_lines(ini, inverters, names)
     return tuple(inverters), names
+
+
+def _check_rs485_lines(ini: _Ini, inverters, names: dict[str, str]) -> None:
+    """Inverters on one RS485 line (one ``modbus`` address) need units and settings that fit."""
+    seen: dict[str, InverterConfig] = {}
+    for inverter in inverters:
+        here = inverter.modbus
+        if here is None:
+            continue
+        first = seen.setdefault(here.address, inverter)
+        if first is inverter:
+            continue
+        section = names[inverter.name]
+        if first.modbus.unit == here.unit:
+            raise ini.error(section, "unit", f"{here.address} has unit {here.unit} in"
+                            f" [{names[first.name]}] too: each inverter on a line has its own",
+                            str(here.unit))
+        if first.modbus.baudrate != here.baudrate:
+            raise ini.error(section, "modbus", f"one line, one speed: [{names[first.name]}]"
+                            " says otherwise", ini.get(section, "modbus"))
 
 
 def _inverter(ini: _Ini, section: str, name: str) -> InverterConfig:

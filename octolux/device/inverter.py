@@ -385,9 +385,6 @@ class Inverter(InverterRequests, service.Service):
         pacer=None,  # octolux.device.pacing.Pacer shared by a fleet: spreads those reads over time
         name: str = "inverter",
         address: str | None = None,  # "host:port", for log lines before any connection
-        # handler -> the factory of the endpoint's protocols (octolux.device.modbus's,
-        # for the RS485 port); default: LXP with the no-data timeout
-        protocol_factory=None,
     ):
         self.serials = Serials(datalog, serial, clock=clock, learned=self._learned, name=name)
         self.name = name
@@ -413,10 +410,7 @@ class Inverter(InverterRequests, service.Service):
         self._protocol: LxpProtocol | None = None
         self._dialer: Dialer | None = None
         if endpoint is not None:
-            if protocol_factory is None:
-                factory = LxpFactory(self, clock, no_data_timeout=no_data_timeout, name=name)
-            else:
-                factory = protocol_factory(self)
+            factory = LxpFactory(self, clock, no_data_timeout=no_data_timeout, name=name)
             self._dialer = Dialer(endpoint, factory, clock=clock, retry_policy=retry_policy,
                                   name=name, address=address)
 
