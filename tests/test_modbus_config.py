@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from octolux.config.ini import ConfigError, ModbusConfig, parse_config
@@ -90,3 +92,11 @@ def test_inverters_on_one_line_must_fit_together(second, message):
     with pytest.raises(ConfigError) as raised:
         parse_config("[lxp one]\nmodbus = serial:///dev/ttyUSB0\n[lxp two]\n" + second)
     assert message in str(raised.value)
+
+
+def test_the_readme_rs485_example_is_a_working_config():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Without the dongle", 1)[1]
+    example = section.split("```ini\n", 1)[1].split("```", 1)[0]
+    config = parse_config(example, "README.md")
+    assert config.inverters[0].modbus == ModbusConfig("tcp", host="192.168.0.20", port=502)
