@@ -317,6 +317,40 @@ async def test_a_database_that_never_comes_back_cannot_hold_up_the_stop(tmp_path
     store.close()
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_stop_while_a_write_fails_still_ends_the_thread_cleanly(tmp_path, monkeypatch):
+    # stop() arrives while the writing thread is inside a write that then fails:
+    # the thread must end through its retry path, not an exception of its own.
+    monkeypatch.setattr("octolux.history.writer.STOP_TIMEOUT", 0.2)
+    crashed = []
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+    store = BreakableStore(str(tmp_path / "h.sqlite"))
+    writer = HistoryWriter(store, reactor, retry_delays=[0.05])
+    requested = threading.Event()
+    stopped = []
+    write = store.write
+
+    def request_stop():  # on the reactor, as the bridge's stop is
+        stopped.append(writer.stop())
+        requested.set()
+
+    def stop_then_fail(batch):  # on the writing thread
+        if not requested.is_set():
+            reactor.callFromThread(request_stop)
+            requested.wait(5)
+            store.broken.set()
+        write(batch)
+
+    store.write = stop_then_fail
+    writer.start()
+    writer.add(samples("soc", range(3)))
+    await _wait(lambda: stopped, "the stop request")
+    await stopped[0].addTimeout(5, reactor)
+    assert crashed == []
+    assert writer.stats.lost == 3
+    store.close()
+
+
 # -- the service and GET /api/history ----------------------------------------------------------
 
 

@@ -72,6 +72,7 @@ class HistoryWriter:
         self._buffer: collections.deque[Sample] = collections.deque()
         self._in_flight = 0
         self._stopping = False
+        self._stop_deadline = 0.0  # when stopping: the flush ends by then (time of self._now)
         self._thread: threading.Thread | None = None
         self._stopped: defer.Deferred | None = None
         self._written = 0
@@ -135,6 +136,8 @@ class HistoryWriter:
             return defer.succeed(None)
         with self._lock:
             self._stopping = True
+            # From the request on: a write in flight when it comes counts.
+            self._stop_deadline = self._now() + STOP_TIMEOUT
             self._wakeup.notify()
         thread, self._thread = self._thread, None
         return self._stopped if thread.is_alive() else defer.succeed(None)
@@ -144,15 +147,13 @@ class HistoryWriter:
     def _run(self) -> None:
         next_prune = 0.0  # at once: a bridge that was off may find old samples
         attempt = 0
-        stop_deadline = None
         try:
             while True:
                 with self._lock:
                     while not (self._buffer or self._stopping) and self._now() < next_prune:
                         self._wakeup.wait(max(0.0, next_prune - self._now()))
-                    if self._stopping and stop_deadline is None:
-                        stop_deadline = self._now() + STOP_TIMEOUT
-                    if self._stopping and (not self._buffer or self._now() > stop_deadline):
+                    if self._stopping and (not self._buffer
+                                           or self._now() > self._stop_deadline):
                         break
                     batch = [self._buffer.popleft()
                              for _ in range(min(self._batch_size, len(self._buffer)))]
@@ -168,7 +169,7 @@ class HistoryWriter:
                     delay = self._retry_delays[min(attempt, len(self._retry_delays) - 1)]
                     attempt += 1
                     with self._lock:
-                        if self._stopping and self._now() + delay > stop_deadline:
+                        if self._stopping and self._now() + delay > self._stop_deadline:
                             break
                         self._wakeup.wait(delay)
                     continue
