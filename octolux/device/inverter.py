@@ -432,6 +432,11 @@ class Inverter(InverterRequests, service.Service):
         """The inverter serial, None until learned."""
         return self.serials.serial
 
+    @property
+    def protocol(self) -> LxpProtocol | None:
+        """The connection to the datalogger, None while there is none (its ``decoder`` counts)."""
+        return self._protocol
+
     def add_observer(self, observer: InverterObserver) -> None:
         """Tell ``observer`` of everything the inverter reports from now on."""
         self._observers.add(observer)

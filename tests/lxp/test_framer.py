@@ -167,6 +167,28 @@ def test_a_checksummed_frame_inside_a_cut_heartbeat_wins(cut):
     assert frames_of(feed_bytewise(decoder_for(), cut_heartbeat + good)) == [parse(good)]
 
 
+def test_a_translated_frame_cut_short_does_not_hold_back_the_next_frame():
+    # A DG dongle's capture: 117 bytes of a 197-byte frame, then a 41-byte
+    # reply. Waiting for the 80 missing bytes would hold the reply back until
+    # the dongle sends again (a minute, or a request's timeout).
+    cut = frame_bytes("read_input_all_reply_protocol5_127regs")[:117]
+    good = frame_bytes("write_single_ack_reg66_100")
+    decoder = decoder_for()
+    results = decoder.feed(cut + good)
+    assert frames_of(results) == [parse(good)]
+    assert [(bad.reason, len(bad.data)) for bad in bad_of(results)] == [
+        ("cut short by the next frame", 117)]
+    assert decoder.buffered == 0
+    assert frames_of(feed_bytewise(decoder_for(), cut + good)) == [parse(good)]
+
+
+def test_a_translated_frame_still_coming_waits_for_the_rest():
+    data = frame_bytes("read_input_all_reply_protocol5_127regs")
+    decoder = decoder_for()
+    assert decoder.feed(data[:200]) == []
+    assert decoder.feed(data[200:]) == [parse(data)]
+
+
 def test_a_heartbeat_one_byte_short_does_not_take_the_next_heartbeat_with_it():
     heartbeat = frame_bytes("heartbeat")
     results = decoder_for().feed(heartbeat[:-1] + heartbeat)
