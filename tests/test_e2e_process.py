@@ -44,7 +44,13 @@ class Processes:
             f"[server]\nport = {self.api_port}\n"
             f"[mqtt]\nuri = mqtt://octolux:{PASSWORD}@{mosquitto.host}:{mosquitto.port}\n"
             f"prefix = {self.prefix}\n"
-            "[octopus]\nproduct_code = AGILE-18-02-21\n"
+            # The original tool's [octopus] section, as its users have it: without
+            # [rules] enabled the bridge only logs what it would do. Its price API is
+            # a closed loopback port, so nothing leaves this machine.
+            "[octopus]\nproduct_code = AGILE-18-02-21\ntariff_code = E-1R-AGILE-18-02-21-G\n"
+            f"url = http://127.0.0.1:{free_port()}\ncache = {tmp_path / 'prices.json'}\n"
+            # A section this project does not use is ignored with a log line.
+            "[influxdb]\nhost = nas\n"
         )
         self.simulator: subprocess.Popen | None = None
         self.bridge: subprocess.Popen | None = None
@@ -163,7 +169,8 @@ async def test_twistd_bridge_and_simulator_with_a_real_broker(tmp_path, mosquitt
     log = procs.bridge_log.read_text()
     assert PASSWORD not in log
     assert f"{mosquitto.host}:{mosquitto.port}" in log
-    assert "[octopus]: not used by octolux, ignored" in log
+    assert "[influxdb]: not used by octolux, ignored" in log
+    assert "on E-1R-AGILE-18-02-21-G: off (logs what it would do)" in log
     assert "cmd/discharge_pct '50' -> OK" in log
     assert "cmd/discharge_pct '101' -> FAIL (percentage must be 0-100: 101)" in log
     assert "#debug]" not in log  # the default level is info
