@@ -57,7 +57,7 @@ class DialingDongleFactory(DongleFactory):
         self._paused = False
 
     @property
-    def answered(self) -> bool:
+    def heartbeats_answered_lately(self) -> bool:
         """Has a heartbeat been answered recently enough to keep broadcasting?"""
         patience = self.unanswered_heartbeats * self.config.heartbeat
         # A little slack: the answer to the last heartbeat of the window may be in flight.
@@ -80,7 +80,7 @@ class DialingDongleFactory(DongleFactory):
 
     def broadcast_now(self) -> None:
         """Broadcast the input registers, unless nobody has answered the heartbeats."""
-        if not self.answered:
+        if not self.heartbeats_answered_lately:
             if not self._paused:
                 self._paused = True
                 self.log.info(
