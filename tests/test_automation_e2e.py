@@ -1,9 +1,9 @@
 """End to end: a fake Octopus API over real HTTP, the whole bridge, mosquitto and the simulator.
 
-The fake API serves the real JSON shape: two pages linked by ``next``, newest
-first, a negative price, a missing half-hour, and an old autumn clock-change
-day (50 half-hours). The bridge runs the original tool's rule with
-``cheap_charge = 5`` (and nothing needed to reach ``required_soc``), so the
+The fake API serves the real JSON shape: pages linked by ``next``, newest
+first, a negative price, a missing half-hour, and old clock-change days (an
+autumn one of 50 half-hours, a spring one of 46). The bridge runs the original
+tool's rule with ``cheap_charge = 5`` (and nothing needed to reach ``required_soc``), so the
 half-hours it charges in are exactly the ones under 5p: the test checks that
 the simulated inverter's AC charge slots are those, that a restart rewrites
 nothing, that ``read_only`` writes nothing, and that ``cmd/plan_pause`` stops it.
@@ -82,16 +82,19 @@ class FakeOctopus(resource.Resource):
 
 def served_prices(now: float) -> tuple[dict[float, float], list[float]]:
     """30p from 2 hours ago to 20 hours ahead, three half-hours under 5p (one negative),
-    one half-hour missing; plus an old autumn clock-change day. And the cheap starts."""
+    one half-hour missing; plus two old clock-change days. And the cheap starts."""
     first = now // HALF_HOUR * HALF_HOUR
     prices = {first + n * HALF_HOUR: 30.0 + n % 3 for n in range(-4, 40)}
     cheap = [first + 6 * HALF_HOUR, first + 7 * HALF_HOUR, first + 16 * HALF_HOUR]
     for start, pence in zip(cheap, (-2.5, 1.0, 3.0), strict=True):
         prices[start] = pence
     del prices[first + 20 * HALF_HOUR]
+    # Local days of clock changes: 50 half-hours in autumn, 46 in spring.
     autumn = datetime.datetime(2023, 10, 28, 23, 0, tzinfo=datetime.UTC).timestamp()
-    for n in range(50):
-        prices[autumn + n * HALF_HOUR] = 12.0
+    spring = datetime.datetime(2023, 3, 26, 0, 0, tzinfo=datetime.UTC).timestamp()
+    for day, count in ((autumn, 50), (spring, 46)):
+        for n in range(count):
+            prices[day + n * HALF_HOUR] = 12.0
     return prices, cheap
 
 
@@ -170,9 +173,9 @@ async def test_the_slots_written_are_the_rules_and_a_restart_rewrites_nothing(mo
     rig = await started(mosquitto, tmp_path)
     try:
         await rig.until(lambda: rig.automation.settled, "the plan carried out")
-        # Every page fetched, following next (93 prices, 24 a page).
-        assert [uri.rpartition(b"page=")[2] for uri in rig.api.requests[1:]] == [b"2", b"3",
-                                                                                 b"4"]
+        # Every page fetched, following next (139 prices, 24 a page).
+        assert [uri.rpartition(b"page=")[2] for uri in rig.api.requests[1:]] == [
+            b"2", b"3", b"4", b"5", b"6"]
         plan = plan_from_json(rig.plans()[-1])
         charged = [slot.start for slot in plan.slots if slot.action == "charge"]
         assert charged == rig.cheap
@@ -200,7 +203,7 @@ async def test_the_slots_written_are_the_rules_and_a_restart_rewrites_nothing(mo
                         "the restarted bridge's plan checked against the inverter")
         assert len(rig.writes()) == written
         assert rig.automation.writes == 0
-        assert len(rig.api.requests) == 4  # the cache was enough
+        assert len(rig.api.requests) == 6  # the cache was enough
 
         # cmd/plan_pause: AC charge off, OK, and the plan says paused.
         rig.probe.publish(f"{rig.prefix}/cmd/plan_pause", b"1")
