@@ -1,6 +1,6 @@
 """What the battery saves on Octopus Agile: no battery, the original's rule, ours, the optimum.
 
-    .venv/bin/python bench/agile.py --prices PATH [--days 90] [--no-export] [--replan 3]
+    .venv/bin/python bench/agile.py [--prices PATH] [--days 90] [--no-export] [--replan 3]
 
 Replays real published Agile prices, half-hour by half-hour, against the
 simulator's inverter, battery, PV and house (``simulator/plant.py``,
@@ -29,8 +29,9 @@ Prices: the CSV of ``agile.octopushome.net``'s historical-data download
 rates). The copy measured is
 ``data/agile-half-hour-actual-rates-01-11-2022_20-12-2023.csv`` of the public
 GitHub repository fawkesley/octopus-agile-comparison (commit 1f23677, no
-licence stated there: it is not copied into this repository; pass its path
-with ``--prices``). Region unknown to us.
+licence stated there: it is not copied into this repository). Pass its path
+with ``--prices``; by default it is looked for as ``shared/data/agile/<that
+name>`` beside the checkout. Region unknown to us.
 
 Prints figures, never fails on them.
 """
@@ -72,6 +73,9 @@ RULES = Rules(required_soc=90, emergency_soc=50, cheap_charge=2, min_discharge=3
 BATTERIES = 4  # the original sized 2.4 kWh per battery: 4 is 9.6 kWh, nearest the plant's
 HISTORY_DAYS = 7
 START_SOC = 50.0
+PRICES_NAME = "agile-half-hour-actual-rates-01-11-2022_20-12-2023.csv"
+DEFAULT_PRICES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "agile" \
+    / PRICES_NAME
 
 
 def read_prices(path: Path) -> list[tuple[float, float, float]]:
@@ -270,7 +274,7 @@ def optimum(prices, loads, pvs, export: bool, step: float = 1.0) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prices", type=Path, required=True,
+    parser.add_argument("--prices", type=Path, default=DEFAULT_PRICES,
                         help="the agile.octopushome.net CSV (see the docstring)")
     parser.add_argument("--days", type=int, default=0, help="first N days only (0: all)")
     parser.add_argument("--no-export", action="store_true", help="exports earn nothing")
@@ -281,6 +285,10 @@ def main() -> None:
     # Longer integration steps than the simulator's live 60 s: a year in minutes.
     # Every half-hour is whole steps, so each strategy meets the same weather.
     plant_model.STEP = 300.0
+    if not args.prices.is_file():
+        parser.error(f"no price file at {args.prices}: {PRICES_NAME} of the GitHub repository"
+                     " fawkesley/octopus-agile-comparison (data/), or any CSV downloaded from"
+                     " agile.octopushome.net/historical-data")
     prices = read_prices(args.prices)
     first = datetime.datetime.fromtimestamp(prices[0][0], UTC)
     midnight = datetime.datetime.combine(first.date() + datetime.timedelta(days=1),
