@@ -85,12 +85,17 @@ def test_paused_until_midnight_then_the_plan_is_written_again(tmp_path):
     service.startService()
     assert ("ac_charge", b"on") in runner.commands
     assert ("ac_charge_slot_1", b"14:00-15:00") in runner.commands
-    runner.inverter.registers[21] &= ~(1 << 7)  # someone switched AC charge off
+    runner.inverter.registers[21] |= 1 << 7  # the inverter has AC charge on
+    runner.commands.clear()
     service.pause()
+    assert runner.commands == [("ac_charge", b"off")]  # switched off, once
     assert json.loads(published[-1][1])["paused"] is True
     runner.commands.clear()
+    # Left on (the runner here writes nothing): the person's until midnight, not switched
+    # off again.
     clock.advance(6 * 3600)  # 18:05: still paused
     assert runner.commands == []
+    runner.inverter.registers[21] &= ~(1 << 7)
     clock.advance(6 * 3600)  # past midnight: the plan goes on
     assert ("ac_charge", b"on") in runner.commands
     assert ("ac_charge_slot_1", b"03:00-04:00") in runner.commands

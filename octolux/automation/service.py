@@ -209,6 +209,7 @@ class Automation(service.Service):
         self._planning = False
         self._writing = False
         self._write_again_at = 0.0  # after a refused write: not before this
+        self._switch_off = False  # paused: both modes still to be switched off (once)
         self._told_how = False
         self._read_only_told: list | None = None
         self._loop: task.LoopingCall | None = None
@@ -266,7 +267,8 @@ class Automation(service.Service):
                                              datetime.time(), local.tzinfo)
         self.paused_until = midnight.timestamp()
         log.info("Automation paused until {until}", until=midnight.isoformat())
-        self._write({"ac_charge": False, "forced_discharge": False})
+        self._switch_off = True
+        self._carry_out()
         self._publish_plan()
 
     @property
@@ -368,8 +370,6 @@ class Automation(service.Service):
                          " To let it, set [rules] enabled = yes (or original)",
                          planner="ours", settings=_shown(wanted), why=plan.summary)
             return
-        if self.paused:
-            return
         if self.config.read_only:
             current = decode_settings(self.inverter.registers)
             if not all(name in current for name in wanted):
@@ -379,20 +379,27 @@ class Automation(service.Service):
                 self._read_only_told = todo
                 log.info("Automation, read_only: would write {todo}", todo=_shown(dict(todo)))
             return
+        if self.paused:
+            # Switched off once (as soon as the inverter can be written); after that
+            # the inverter is the person's until midnight.
+            if self._switch_off and self._write({"ac_charge": False, "forced_discharge": False}):
+                self._switch_off = False
+            return
         self._write(wanted)
 
-    def _write(self, wanted) -> None:
+    def _write(self, wanted) -> bool:
+        """Write what differs from ``wanted``; False if that cannot start now (try later)."""
         if not self.inverter.connected or self._writing:
-            return
+            return False
         if self._clock.seconds() < self._write_again_at:
-            return
+            return False
         current = decode_settings(self.inverter.registers)
         if not all(name in current for name in wanted):
-            return  # not read yet since connecting: registers_received comes back here
+            return False  # not read yet since connecting: registers_received comes back here
         todo = changes(wanted, current)
         self.settled = not todo
         if not todo:
-            return
+            return True
         self._writing = True
         log.info("Automation: writing {todo}", todo=_shown(dict(todo)))
 
@@ -418,6 +425,7 @@ class Automation(service.Service):
         writing = write_next()
         writing.addErrback(failed)
         writing.addBoth(done)
+        return True
 
     # -- publishing and keeping the plan ---------------------------------------------
 
