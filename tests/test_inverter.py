@@ -428,6 +428,20 @@ def test_the_captured_exception_reply_fails_its_write(harness, link):
     assert failure_reason(done) == "exception reply: ILLEGAL_VALUE"
 
 
+def test_an_exception_reply_with_address_0_fails_its_write_at_once(harness, link):
+    # BJ and DG dongles and EG4 inverters address their replies 0, as requests are.
+    done = harness.inverter.write_single(21, 1)
+    link.receive(attrs.evolve(exception_reply(WRITE, 21), address=0, protocol=5))
+    assert failure_reason(done) == "exception reply: ILLEGAL_VALUE"
+
+
+def test_replies_with_address_0_answer_and_are_news(harness, link):
+    done = harness.inverter.read_hold(21)
+    link.receive(attrs.evolve(hold_reply(21, 9), address=0, protocol=5))
+    assert result_of(done) == {21: 9}
+    assert harness.inverter.registers == {21: 9}
+
+
 def test_exception_replies_for_other_requests_are_ignored(harness, link):
     done = harness.inverter.read_hold(21)
     link.receive(
