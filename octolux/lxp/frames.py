@@ -140,6 +140,11 @@ def _read_function(instance, attribute, value):
         raise ValueError(f"{attribute.name} must be READ_HOLD or READ_INPUT: {value!r}")
 
 
+def _address(default: int):
+    """The address byte's field: as received (0 or 1 either way round), or ``default`` if built."""
+    return attrs.field(default=default, validator=_u8)
+
+
 _bytes = attrs.validators.instance_of(bytes)
 
 
@@ -185,9 +190,7 @@ class ReadRequest:
     register: int = attrs.field(validator=_u16)
     count: int = attrs.field(validator=_u16)
     protocol: int = attrs.field(default=1, validator=_u16)
-
-    # As received (0 or 1 on real dongles, see the module docstring), or as built.
-    address: int = attrs.field(default=ADDRESS_CLIENT, validator=_u8)
+    address: int = _address(ADDRESS_CLIENT)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
 
@@ -203,9 +206,7 @@ class ReadReply:
     # Protocol 1 replies carry one bare value, others a byte count (u8).
     values: tuple[int, ...] = attrs.field(validator=_register_values)
     protocol: int = attrs.field(default=2, validator=_u16)
-
-    # As received (0 or 1 on real dongles, see the module docstring), or as built.
-    address: int = attrs.field(default=ADDRESS_INVERTER, validator=_u8)
+    address: int = _address(ADDRESS_INVERTER)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
 
@@ -224,9 +225,7 @@ class WriteSingleRequest:
     register: int = attrs.field(validator=_u16)
     value: int = attrs.field(validator=_u16)
     protocol: int = attrs.field(default=1, validator=_u16)
-
-    # As received (0 or 1 on real dongles, see the module docstring), or as built.
-    address: int = attrs.field(default=ADDRESS_CLIENT, validator=_u8)
+    address: int = _address(ADDRESS_CLIENT)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
     function = DeviceFunction.WRITE_SINGLE
@@ -241,9 +240,7 @@ class WriteSingleReply:
     register: int = attrs.field(validator=_u16)
     value: int = attrs.field(validator=_u16)
     protocol: int = attrs.field(default=2, validator=_u16)
-
-    # As received (0 or 1 on real dongles, see the module docstring), or as built.
-    address: int = attrs.field(default=ADDRESS_INVERTER, validator=_u8)
+    address: int = _address(ADDRESS_INVERTER)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
     function = DeviceFunction.WRITE_SINGLE
@@ -259,9 +256,7 @@ class WriteMultiRequest:
     values: tuple[int, ...] = attrs.field(validator=_register_values)
     # Peers disagree (lxp-bridge sends 2, pylxpweb 1); the captured frame has 2.
     protocol: int = attrs.field(default=2, validator=_u16)
-
-    # As received (0 or 1 on real dongles, see the module docstring), or as built.
-    address: int = attrs.field(default=ADDRESS_CLIENT, validator=_u8)
+    address: int = _address(ADDRESS_CLIENT)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
     function = DeviceFunction.WRITE_MULTI
@@ -276,9 +271,7 @@ class WriteMultiReply:
     register: int = attrs.field(validator=_u16)
     count: int = attrs.field(validator=_u16)
     protocol: int = attrs.field(default=2, validator=_u16)
-
-    # As received (0 or 1 on real dongles, see the module docstring), or as built.
-    address: int = attrs.field(default=ADDRESS_INVERTER, validator=_u8)
+    address: int = _address(ADDRESS_INVERTER)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
     function = DeviceFunction.WRITE_MULTI
@@ -294,9 +287,7 @@ class ExceptionReply:
     register: int = attrs.field(validator=_u16)
     code: int = attrs.field(validator=_u8)
     protocol: int = attrs.field(default=2, validator=_u16)
-
-    # As received (0 or 1 on real dongles, see the module docstring), or as built.
-    address: int = attrs.field(default=ADDRESS_INVERTER, validator=_u8)
+    address: int = _address(ADDRESS_INVERTER)
 
     tcp_function = TcpFunction.TRANSLATED_DATA
 

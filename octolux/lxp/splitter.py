@@ -6,7 +6,8 @@ relay that also sends frames of its own on the same connection must write
 whole frames only, or its frame could land inside one of theirs. So this
 splits at frame boundaries (the prefix and length field of the outer header)
 and hands out each frame's bytes, and any bytes between frames as their own
-chunk, without looking further.
+chunk, without looking further: it needs no ``Direction``, as it never asks
+whether a frame is a request or a reply.
 """
 
 from __future__ import annotations
