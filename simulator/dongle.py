@@ -377,7 +377,7 @@ class DongleFactory(protocol.Factory):
                               datalog=datalog)
                 answer = Answer((self.responder.refuse(request, lxp.ExceptionCode.BUSY),))
             else:
-                answer = self.answered(request)
+                answer = self.answer_request(request)
             for frame in answer.frames:
                 if faults.reply_delay:
                     self._later(faults.reply_delay, self.send_to_all, frame)
@@ -391,7 +391,7 @@ class DongleFactory(protocol.Factory):
                 remaining.append((predicate, waiter))
         self._request_waiters = remaining
 
-    def answered(self, request) -> Answer:
+    def answer_request(self, request) -> Answer:
         """The responder's answer, logged, saved and acted upon."""
         answer = self.responder.respond(request)
         for note in answer.notes:

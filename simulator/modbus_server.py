@@ -77,7 +77,7 @@ class ModbusServerProtocol(protocol.Protocol):
     log = Logger()
 
     def __init__(self, responders: dict[int, object], *, rtu: bool):
-        # unit -> the simulated dongle (its DongleFactory: sync_plant, answered)
+        # unit -> the simulated dongle (its DongleFactory: sync_plant, answer_request)
         self.responders = responders
         self.rtu = rtu
         self._decoder = modbus.RtuDecoder(requests=True) if rtu else modbus.TcpDecoder(
@@ -96,7 +96,7 @@ class ModbusServerProtocol(protocol.Protocol):
             self.log.info("modbus: unit {unit}: {pdu}", unit=item.unit, pdu=item.pdu)
             # The same answer as over the dongle (logged, saved), its one reply frame.
             responder.sync_plant()
-            reply = responder.answered(_lxp_request(responder, item.pdu)).frames[0]
+            reply = responder.answer_request(_lxp_request(responder, item.pdu)).frames[0]
             answer = modbus.Message(item.unit, _modbus_response(reply), item.transaction)
             self.transport.write(modbus.encode_rtu(answer) if self.rtu
                                  else modbus.encode_tcp(answer))
