@@ -18,7 +18,7 @@ from twisted.internet.error import ConnectError, ConnectionDone
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import capturedLogs, formatEvent
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -328,6 +328,19 @@ def test_the_line_asks_an_unknown_serial_at_once_and_the_inverter_learns_it():
     line.stopService()
     for inverter in (known, unknown):
         inverter.stopService()
+
+
+def test_an_inverter_that_does_not_answer_is_logged_once_then_when_it_answers(polled):
+    clock, inverter, protocol, transport = polled
+    with capturedLogs() as events:
+        clock.advance(0)
+        for _ in range(8):  # two rounds of four unanswered reads
+            sent(transport, rtu=False)
+            clock.advance(10)
+        answer_reads(protocol, transport)
+    lines = [formatEvent(e) for e in events if e["log_level"] == LogLevel.info]
+    assert lines == ["inverter: input registers 0-39: no reply within 10 s",
+                     "inverter: the inverter answers the polls again"]
 
 
 def test_a_write_through_the_inverter_is_a_modbus_write(polled):

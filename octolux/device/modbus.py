@@ -39,6 +39,8 @@ from octolux.net.logging import debug_enabled
 # (poldim/EG4-Inverter-Modbus) read them; the last one is skipped for the rest
 # of a connection if the inverter refuses it (models without registers 120+).
 INPUT_BLOCKS = (0, 40, 80, 120)
+# A poll that fails for these reasons was cut short by the service stopping.
+QUIET_REASONS = ("stopping", "not running")
 
 
 def datalog_stand_in(unit: int) -> str:
@@ -351,6 +353,7 @@ class ModbusPoller(service.Service):
         self._poll_call: IDelayedCall | None = None
         self._polling = False
         self._blocks = INPUT_BLOCKS
+        self._failing: str | None = None  # why the last read failed, until one succeeds
         inverter.add_observer(self)
 
     def startService(self) -> None:
@@ -408,21 +411,35 @@ class ModbusPoller(service.Service):
             return
         register = blocks.pop(0)
 
+        def answered(_) -> None:
+            if self._failing is not None:
+                self._failing = None
+                self.log.info("{name}: the inverter answers the polls again",
+                              name=self.inverter.name)
+
         def failed(failure: Failure) -> None:
             failure.trap(CommandFailed)
             reason = failure.value.reason
+            if not self.running or reason in QUIET_REASONS:
+                return
+            last = register + BLOCK_SIZE - 1
             if reason.startswith("exception reply") and register == self._blocks[-1]:
                 # A model without the last block says so once: not asked again.
                 self._blocks = self._blocks[:-1]
-                again = "; not asked again on this connection"
-            else:
-                again = ""
-            self.log.info("{name}: input registers {first}-{last}: {reason}{again}",
-                          name=self.inverter.name, first=register,
-                          last=register + BLOCK_SIZE - 1, reason=reason, again=again)
+                self.log.info("{name}: input registers {first}-{last}: {reason}; not asked"
+                              " again on this connection", name=self.inverter.name,
+                              first=register, last=last, reason=reason)
+                return
+            # An inverter that is off behind a gateway that is up fails every
+            # read of every round: the first failure (and a new reason) is
+            # worth a line, the rest only at debug.
+            emit = self.log.debug if reason == self._failing else self.log.info
+            self._failing = reason
+            emit("{name}: input registers {first}-{last}: {reason}", name=self.inverter.name,
+                 first=register, last=last, reason=reason)
 
         reading = self.inverter.read_input(register, BLOCK_SIZE)
-        reading.addCallbacks(lambda _: None, failed)
+        reading.addCallbacks(answered, failed)
         reading.addBoth(lambda _: self._round(blocks, started))
 
 
@@ -442,9 +459,9 @@ class ModbusLine(service.Service):
         self.address = address
         self._inverters: dict[int, Inverter] = {}
         self._links: dict[int, UnitLink] = {}
-        factory = ModbusFactory(self, clock, rtu=rtu, silence=silence, name=address)
+        factory = ModbusFactory(self, clock, rtu=rtu, silence=silence, name="RS485 line")
         self._dialer = Dialer(endpoint, factory, clock=clock, retry_policy=retry_policy,
-                              name=address, address=address)
+                              name="RS485 line", address=address)
 
     @property
     def units(self) -> frozenset[int]:
