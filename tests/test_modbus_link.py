@@ -162,6 +162,38 @@ def test_rtu_keeps_the_bus_quiet_for_the_silence_before_a_request():
     assert sent(transport, rtu=True) == [modbus.Message(1, modbus.ReadRequest(4, 40, 1))]
 
 
+def test_an_adapters_echo_is_learned_from_a_read_and_never_confirms_a_write():
+    protocol, transport, line, _ = connected(rtu=True)
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
+    request = transport.value()
+    transport.clear()
+    reply = modbus.encode_rtu(modbus.Message(1, modbus.ReadResponse(4, (5,))))
+    for byte in range(len(request)):  # the echo, a byte at a time, then the reply
+        protocol.dataReceived(request[byte:byte + 1])
+    protocol.dataReceived(reply)
+    assert protocol.adapter_echoes
+    assert line.frames == [lxp.ReadReply(INPUT, DATALOG, SERIAL, 0, (5,))]
+    protocol.send(1, lxp.WriteSingleRequest(DATALOG, SERIAL, 64, 30))
+    write = transport.value()
+    protocol.dataReceived(write)  # its echo: the same bytes as the confirmation
+    assert len(line.frames) == 1
+    protocol.dataReceived(write)  # the inverter's confirmation
+    assert line.frames[1] == lxp.WriteSingleReply(DATALOG, SERIAL, 64, 30)
+
+
+def test_without_an_echo_a_writes_reply_confirms_it():
+    protocol, transport, line, _ = connected(rtu=True)
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
+    transport.clear()
+    reply = modbus.encode_rtu(modbus.Message(1, modbus.ReadResponse(4, (5,))))
+    protocol.dataReceived(reply[:2])  # the same first bytes as the request: held...
+    protocol.dataReceived(reply[2:])  # ...and passed on once they are not its echo
+    assert not protocol.adapter_echoes
+    protocol.send(1, lxp.WriteSingleRequest(DATALOG, SERIAL, 64, 30))
+    protocol.dataReceived(transport.value())
+    assert line.frames[1] == lxp.WriteSingleReply(DATALOG, SERIAL, 64, 30)
+
+
 def test_what_modbus_cannot_carry_is_not_sent():
     protocol, transport, line, _ = connected(rtu=False)
     protocol.send(1, lxp.Heartbeat(DATALOG))

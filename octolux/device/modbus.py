@@ -116,6 +116,9 @@ class ModbusProtocol(protocol.Protocol):
         self._abort_reason: str | None = None
         self._foreign_units: set[int] = set()
         self._bad_frames = BadFrameLog(self.log, clock, name, self.peer)
+        self.adapter_echoes = False  # does the RS485 adapter pass back what it sends?
+        self._echo: bytes | None = None  # the echo that may come, RTU only
+        self._echo_held = b""  # bytes that may be its start
 
     def connectionMade(self) -> None:
         """Tell the line; requests may be sent from now on."""
@@ -133,6 +136,8 @@ class ModbusProtocol(protocol.Protocol):
         self._last_byte = self._clock.seconds()
         if debug_enabled():
             self.log.debug("{name}: received {data.hex()}", name=self.name, data=data)
+        if self._echo is not None:
+            data = self._without_echo(data)
         for item in self._decoder.feed(data):
             if type(item) is lxp.BadFrame:
                 self._bad_frames.report(item)
@@ -215,12 +220,40 @@ class ModbusProtocol(protocol.Protocol):
             for dropped in self._decoder.silence():
                 self._bad_frames.report(dropped)
             data = modbus.encode_rtu(message)
+            # A read's echo is told from its reply by its content, a write's
+            # is not (the reply repeats it): a write's is taken for an echo
+            # only once a read has shown that this adapter echoes.
+            is_read = type(message.pdu) is modbus.ReadRequest
+            self._echo = data if is_read or self.adapter_echoes else None
+            self._echo_held = b""
         else:
             data = modbus.encode_tcp(message)
         if debug_enabled():
             self.log.debug("{name}: sending {data.hex()}", name=self.name, data=data)
         self._last_byte = self._clock.seconds()
         self.transport.write(data)
+
+    def _without_echo(self, data: bytes) -> bytes:
+        """``data`` less the adapter's echo of our request, if it starts with one.
+
+        Some RS485 adapters hear their own transmission and pass it back: a
+        write's echo would otherwise pass for the inverter's confirmation.
+        Bytes that may be the start of the echo are held until it is whole
+        (dropped) or turns out to be something else (passed on).
+        """
+        held = self._echo_held + data
+        echo = self._echo
+        if len(held) < len(echo) and echo.startswith(held):
+            self._echo_held = held
+            return b""
+        self._echo, self._echo_held = None, b""
+        if not held.startswith(echo):
+            return held
+        if not self.adapter_echoes:
+            self.adapter_echoes = True
+            self.log.info("{name}: the adapter passes back what it sends: its echoes are"
+                          " dropped", name=self.name)
+        return held[len(echo):]
 
     def _message_received(self, message: modbus.Message) -> None:
         if message.unit not in self.line.units:
