@@ -226,6 +226,20 @@ def test_a_unit_that_does_not_answer_holds_the_line_for_one_turn_only():
     assert clock.getDelayedCalls() != []
 
 
+def test_a_slow_reply_still_answers_when_nobody_else_waits():
+    protocol, transport, line, clock = connected(rtu=True, units=(1, 2))
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))
+    clock.advance(SEND_MARGIN + 1)
+    protocol.dataReceived(modbus.encode_rtu(modbus.Message(1, modbus.ReadResponse(4, (5,)))))
+    assert line.frames == [lxp.ReadReply(INPUT, DATALOG, SERIAL, 0, (5,))]
+    # A turn that ran out goes to the next request as soon as there is one.
+    protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 40, 1))
+    clock.advance(SEND_MARGIN)
+    transport.clear()
+    protocol.send(2, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 80, 1))
+    assert sent(transport, rtu=True) == [modbus.Message(2, modbus.ReadRequest(4, 80, 1))]
+
+
 def test_a_units_newer_request_replaces_its_older_one():
     protocol, transport, line, _ = connected(rtu=False)
     protocol.send(1, lxp.ReadRequest(INPUT, DATALOG, SERIAL, 0, 1))

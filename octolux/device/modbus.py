@@ -171,6 +171,11 @@ class ModbusProtocol(protocol.Protocol):
         self._waiting[unit] = frame
         if self._on_the_line is None:
             self._next()
+        elif self._turn_ends is None and self._delayed_send is None:
+            # The one on the line has had its turn, and was kept listening
+            # for only as long as nobody else waited.
+            self._end_turn()
+            self._next()
 
     def abort(self, reason: str) -> None:
         """Drop the connection now; ``reason`` is what the line will be told."""
@@ -207,10 +212,15 @@ class ModbusProtocol(protocol.Protocol):
         self._on_the_line = None
 
     def _turn_over(self) -> None:
-        """No reply in time: the next request's turn (its inverter's deadline says the rest)."""
+        """No reply in time: the next request's turn (its inverter's deadline says the rest).
+
+        With nobody waiting, the request stays on the line: a slow reply
+        still answers it, as long as its inverter waits for it.
+        """
         self._turn_ends = None
-        self._end_turn()
-        self._next()
+        if self._waiting:
+            self._end_turn()
+            self._next()
 
     def _write(self, message: modbus.Message) -> None:
         self._delayed_send = None
