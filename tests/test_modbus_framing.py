@@ -267,3 +267,16 @@ def test_decoders_never_raise_on_noise(noise, step):
         for start in range(0, len(noise), step):
             decoder.feed(noise[start:start + step])
         assert decoder.buffered <= 260
+
+
+@given(st.lists(replies, min_size=1, max_size=6), st.lists(st.integers(1, 64), min_size=1))
+def test_replies_in_chunks_of_any_size_come_out_exactly(pdus, steps):
+    messages = [Message(1 + index % 3, pdu) for index, pdu in enumerate(pdus)]
+    data = b"".join(encode_rtu(m) for m in messages)
+    decoder = RtuDecoder()
+    results, start, index = [], 0, 0
+    while start < len(data):
+        step = steps[index % len(steps)]
+        results += decoder.feed(data[start:start + step])
+        start, index = start + step, index + 1
+    assert results == messages

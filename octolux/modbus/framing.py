@@ -40,7 +40,8 @@ MAX_TCP_FRAME = 260
 _MBAP = struct.Struct(">HHHB")
 _MBAP_LENGTH = _MBAP.size
 # Unit 0 is broadcast (requests only, never answered); 248-255 are reserved.
-_UNITS = range(0, 248)
+_REQUEST_UNITS = range(0, 248)
+_RESPONSE_UNITS = range(1, 248)
 _FUNCTIONS = frozenset(Function)
 _SHORTEST_RTU = 4  # unit, function, CRC: shorter than any real frame, enough to judge
 
@@ -206,7 +207,9 @@ class RtuDecoder(_Decoder):
 
     def _length_at(self, buffer: bytes, offset: int, end: int):
         """The length of the frame that would start at ``offset``: None if none can, or _WAIT."""
-        if buffer[offset] not in _UNITS:
+        # (Replies from unit 0 cannot be: register values are full of 00
+        # bytes, which must not start a frame inside another.)
+        if buffer[offset] not in (_REQUEST_UNITS if self.requests else _RESPONSE_UNITS):
             return None
         function = buffer[offset + 1]
         if self.requests:
