@@ -42,6 +42,7 @@ from octolux.lxp.frames import REQUESTS
 from octolux.net.badframes import BadFrameLog
 from simulator.faults import FaultInjection, Faults, non_negative, positive
 from simulator.logs import Hex, Summary, observer, set_verbose
+from simulator.models import DEFAULT_MODEL, SIMULATED_MODELS, DongleKind, SimulatedModel
 from simulator.plant import Plant
 from simulator.registers import DEFAULT_INVERTER_SERIAL
 from simulator.responder import Answer, BroadcastFormat, Responder
@@ -63,6 +64,15 @@ def _serial(instance, attribute, value):
     lxp.check_serial(value, attribute.name)
 
 
+def _simulated_model(value: SimulatedModel | str) -> SimulatedModel:
+    if isinstance(value, SimulatedModel):
+        return value
+    try:
+        return SIMULATED_MODELS[value]
+    except KeyError:
+        raise ValueError(f"model must be one of {', '.join(SIMULATED_MODELS)}: {value!r}") from None
+
+
 @attrs.frozen
 class DongleConfig:
     """Everything that makes one simulated dongle (see ``twistd lxp-simulator --help``)."""
@@ -82,6 +92,9 @@ class DongleConfig:
         default=None, converter=attrs.converters.optional(os.fspath)
     )
     faults: Faults = Faults()
+    dongle: DongleKind = attrs.field(default=DongleKind.BA, converter=DongleKind)
+    model: SimulatedModel = attrs.field(default=DEFAULT_MODEL, converter=_simulated_model)
+    batteries: int = attrs.field(default=0, validator=non_negative)
 
 
 # -- one client -----------------------------------------------------------------
@@ -240,10 +253,11 @@ class DongleFactory(protocol.Factory):
         if plant is None:
             start = config.start or datetime.datetime.now().replace(microsecond=0)
             plant = Plant(start=start, seed=config.seed, inverter_serial=config.inverter,
+                          model=config.model, batteries=config.batteries,
                           clock_offset=datetime.timedelta(seconds=config.clock_offset))
         self.plant = plant
         self.responder = Responder(config.datalog, config.inverter, plant, config.format,
-                                   config.interval)
+                                   config.interval, config.dongle)
         self.requests: collections.deque = collections.deque(maxlen=REQUEST_LOG_LENGTH)
         self.clients: list[DongleProtocol] = []
         self.fault_injection = FaultInjection(config.faults, config.seed)
@@ -296,6 +310,10 @@ class DongleFactory(protocol.Factory):
         self.clients.append(client)
         self.log.info("dongle {datalog}: client {peer} connected ({count} connected)",
                       datalog=self.config.datalog, peer=client.peer, count=len(self.clients))
+        # A BJ or DG dongle greets each client with its holding registers 0-79.
+        self.sync_plant()
+        for frame in self.responder.connect_push():
+            client.send_frame(frame)
         # A new client gets a burst soon, and every client the same schedule after it.
         self._schedule_broadcasts(self.config.first_burst_delay)
         self._schedule_foreign_traffic()

@@ -58,7 +58,6 @@ import attrs
 
 from octolux.lxp import holding
 from octolux.lxp.frames import check_serial
-from octolux.lxp.inputs import REGISTER_COUNT as INPUT_REGISTER_COUNT
 from octolux.lxp.inputs import encode_inputs
 from simulator.flows import Conditions, Flows, power_flows
 from simulator.installation import (
@@ -69,6 +68,7 @@ from simulator.installation import (
     INITIAL_TOTALS,
     PV_PEAK,
 )
+from simulator.models import DEFAULT_MODEL, SimulatedModel
 from simulator.registers import (
     DEFAULT_INVERTER_SERIAL,
     Change,
@@ -76,7 +76,7 @@ from simulator.registers import (
     ValueOutOfRange,
     default_holding,
 )
-from simulator.report import input_values
+from simulator.report import battery_registers, input_values
 from simulator.schedule import house_load, in_schedule, seconds_to_next_slot_edge, sun
 
 DEFAULT_START = datetime.datetime(2024, 6, 21, 12, 0, 0)
@@ -105,6 +105,8 @@ class Plant:
     start: datetime.datetime = DEFAULT_START
     seed: int | None = None
     inverter_serial: str = DEFAULT_INVERTER_SERIAL
+    model: SimulatedModel = DEFAULT_MODEL
+    batteries: int = 0  # battery modules reporting through input registers 5002+ (0: none)
     holding: HoldingRegisters = attrs.field(default=None)
     soc: float = attrs.field(default=None)  # percent, 0-100
     # How far the inverter's clock is ahead of the true time (negative: behind).
@@ -130,7 +132,7 @@ class Plant:
         check_serial(self.inverter_serial, "inverter_serial")
         self._random = random.Random(self.seed)
         if self.holding is None:
-            self.holding = HoldingRegisters(default_holding(self.inverter_serial))
+            self.holding = HoldingRegisters(default_holding(self.inverter_serial, self.model))
         if self.soc is None:
             self.soc = round(self._random.uniform(35.0, 75.0), 1)
         self.energy_day = dict.fromkeys(ENERGY_KEYS, 0.0)
@@ -197,6 +199,7 @@ class Plant:
             "inv": flows.p_inv, "rec": flows.p_rec,
             "chg": max(flows.battery, 0.0), "dischg": max(-flows.battery, 0.0), "eps": flows.eps,
             "to_grid": max(-flows.grid, 0.0), "to_user": max(flows.grid, 0.0),
+            "load_meter": flows.load,
         }
         for key, power in energy.items():
             self.energy_day[key] += power * hours
@@ -326,8 +329,17 @@ class Plant:
         return input_values(self)
 
     def input_registers(self) -> tuple[int, ...]:
-        """Input registers 0-159 as raw u16 values: ``input_values()`` packed by ``encode_inputs``.
+        """The model's input registers (0-159, or 0-380) as raw u16 values: ``input_values()``
+        packed by ``encode_inputs``.
 
         A pure function of the state: calling it twice gives the same values.
         """
-        return encode_inputs(self.input_values(), INPUT_REGISTER_COUNT)
+        return encode_inputs(self.input_values(), self.model.input_count)
+
+    def battery_registers(self, rotation: int = 0) -> tuple[int, ...]:
+        """Input registers 5002-5121: the modules in the 4 slots (``simulator.report``).
+
+        With more than 4 modules, ``rotation`` says which come first, as the
+        firmware rotates them through the slots.
+        """
+        return battery_registers(self, rotation)

@@ -15,6 +15,7 @@ import attrs
 from octolux.lxp import holding
 from octolux.lxp.frames import ExceptionCode, check_serial
 from octolux.lxp.inputs import encode_text, from_signed16
+from simulator.models import DEFAULT_MODEL, SimulatedModel
 
 HOLDING_REGISTER_COUNT = 240  # newer units have holding registers 0-239
 DEFAULT_INVERTER_SERIAL = "SIMINV0001"
@@ -56,16 +57,19 @@ DEFAULT_FUNCTION_BITS = 0xF354
 DEFAULT_SYSTEM_ENABLE = 1 << 1 | 1 << 4 | 1 << 6
 
 
-def default_holding(inverter_serial: str = DEFAULT_INVERTER_SERIAL) -> list[int]:
-    """The holding registers of a freshly installed inverter (clock registers left 0)."""
+def default_holding(inverter_serial: str = DEFAULT_INVERTER_SERIAL,
+                    model: SimulatedModel = DEFAULT_MODEL) -> list[int]:
+    """The holding registers of a freshly installed ``model`` (clock registers left 0).
+
+    Registers 0-1, 7-10 and 19 say what the model is, as a real unit's do.
+    """
     values = [0] * HOLDING_REGISTER_COUNT
     defaults = {
-        0: 35462, 1: 1,  # "model": option bits (battery, meter), as captured
-        # Firmware code "AAAA", an LXP 3-6K Hybrid (the model has PV strings; the
-        # captured unit, an LXP-3600 ACS, said "BAAA"), and versions as captured.
-        7: 16705, 8: 16705, 9: 2561, 10: 266,
+        0: model.hold_model & 0xFFFF, 1: model.hold_model >> 16,  # option bits
+        7: encode_text(model.firmware, 2)[0], 8: encode_text(model.firmware, 2)[1],
+        9: model.versions[0], 10: model.versions[1],
         15: 1,  # Modbus address
-        19: 4,  # device type
+        19: model.device_type,
         holding.FUNCTION_BITS: DEFAULT_FUNCTION_BITS,
         22: 1200,  # PV start voltage, 120.0 V
         23: 60,  # seconds to wait before connecting to the grid

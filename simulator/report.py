@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from octolux.lxp import batteries
+from octolux.lxp.inputs import FIELDS_BY_KEY
 from simulator.installation import (
     BATTERY_AMP_HOURS,
     BATTERY_CELLS,
@@ -27,8 +29,11 @@ if TYPE_CHECKING:
 def input_values(plant: Plant) -> dict[str, int | float | str]:
     """What the inverter reports now, keyed as ``octolux.lxp.inputs.FIELDS``, in its units.
 
-    Unnamed registers (block 4: no generator, no split-phase EPS) read 0.
-    A pure function of the state: calling it twice gives the same values.
+    Only the keys of the plant's model (``Model.has`` their feature); what a
+    model has but the plant does not simulate (a generator, AFCI, a smart load,
+    quick charge, other inverters in parallel) reads 0. A split-phase model's
+    legs each carry half. A pure function of the state: calling it twice gives
+    the same values.
     """
     flows = plant.flows
     battery = flows.battery
@@ -100,5 +105,71 @@ def input_values(plant: Plant) -> dict[str, int | float | str]:
         # kWh in whole tenths, as a meter counts them: a tenth shows once it is complete.
         values[f"e_{key}_day"] = plant.energy_day[key] // 100 / 10
         values[f"e_{key}_all"] = plant.energy_all[key] // 100 / 10
-    return values
+    if plant.batteries:
+        values["bat_count"] = plant.batteries
+    values["p_load_meter"] = flows.load
+    values["parallel_count"] = 1
+    values.update(_split_phase(values))
+    model = plant.model.model
+    return {key: value for key, value in values.items()
+            if model.has(FIELDS_BY_KEY[key].feature)}
 
+
+# Leg values of a split-phase model: half the total each.
+_LEGS = ("v_eps", "p_eps", "s_eps", "p_inv", "p_rec", "p_to_grid", "p_to_user")
+
+
+def _split_phase(values: dict) -> dict:
+    legs = {}
+    for key in _LEGS:
+        legs[f"{key}_l1"] = legs[f"{key}_l2"] = values[key] / 2
+    legs["v_grid_l1"] = legs["v_grid_l2"] = values["v_acr"] / 2
+    for when in ("day", "all"):
+        legs[f"e_eps_l1_{when}"] = legs[f"e_eps_l2_{when}"] = values[f"e_eps_{when}"] // 0.2 / 10
+    return legs
+
+
+
+def battery_module(plant: Plant, index: int) -> dict[str, int | float | str]:
+    """Module ``index`` (0-based) of the plant's battery, which the modules share equally.
+
+    Each module a little apart from the others in charge, cycles and cell
+    temperature, as real ones are.
+    """
+    flows = plant.flows
+    v_bat = 48.0 + 5.6 * plant.soc / 100.0 + 0.8 * flows.battery / MAX_POWER
+    cell = v_bat / BATTERY_CELLS
+    t_cell = 21 + abs(flows.battery) / 1000 + 0.5 * (index % 3)
+    return {
+        "header": 0xC003,  # a connected module, as pylxpweb and DoubleDoc saw it
+        "capacity": round(BATTERY_AMP_HOURS / plant.batteries),
+        "charge_volt_ref": 56.0,
+        "max_chg_curr": 100.0,
+        "max_dischg_curr": 100.0,
+        "dischg_cut_volt": 44.8,
+        "voltage": v_bat,
+        "current": flows.battery / v_bat / plant.batteries,
+        "soc": min(100, max(0, round(plant.soc) - index % 3 + 1)),
+        "soh": STATE_OF_HEALTH,
+        "cycle_count": INITIAL_CYCLES + index,
+        "max_cell_temp": t_cell + 1.0,
+        "min_cell_temp": t_cell,
+        "max_cell_voltage": cell + 0.004,
+        "min_cell_voltage": cell - 0.004,
+        "max_cell_voltage_number": 1 + index % BATTERY_CELLS,
+        "min_cell_voltage_number": 1 + (index + 5) % BATTERY_CELLS,
+        "max_cell_temp_number": 1 + (index + 2) % BATTERY_CELLS,
+        "min_cell_temp_number": 1 + (index + 9) % BATTERY_CELLS,
+        "firmware": "2.17",
+        "serial": f"SIMBAT{index + 1:04d}",
+    }
+
+
+def battery_registers(plant: Plant, rotation: int = 0) -> tuple[int, ...]:
+    """Input registers 5002-5121: up to 4 modules, from module ``rotation`` on, in turn."""
+    registers: list[int] = []
+    for slot in range(min(batteries.SLOTS, plant.batteries)):
+        index = (rotation + slot) % plant.batteries
+        registers += batteries.encode_module(battery_module(plant, index))
+    empty = batteries.SLOTS * batteries.MODULE_REGISTERS - len(registers)
+    return (*registers, *(0,) * empty)

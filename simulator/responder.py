@@ -15,9 +15,10 @@ import enum
 import attrs
 
 from octolux import lxp
-from octolux.lxp import holding
+from octolux.lxp import batteries, holding
 from octolux.lxp.inputs import BLOCK_SIZE
-from simulator.plant import INPUT_REGISTER_COUNT, Plant
+from simulator.models import DongleKind
+from simulator.plant import Plant
 from simulator.registers import Change, RegisterError, UnknownRegister, ValueOutOfRange
 
 # The inverter serial a client without one sends (LuxPower Advanced's default).
@@ -26,6 +27,9 @@ ANY_INVERTER = "0000000000"
 ALL_INPUTS_COUNT = 127  # the newer firmware's single broadcast: registers 0-126
 MAX_READ = 40
 BURST_BLOCKS = (0, 40, 80)
+PUSH_STARTS = (0, 127, 254)  # where a BJ or DG dongle's 127-register pushes start
+HOLDING_PUSH_COUNT = 80  # a BJ or DG dongle pushes holding 0-79 to a client as it connects
+BATTERY_AREA = 5000  # input registers from here are the battery modules' (5002-5121)
 
 FOREIGN_KINDS = (
     "hold_reply",
@@ -60,17 +64,21 @@ class Answer:
         return tuple(change for change in self.changes if change.old != change.new)
 
 
-def check_input_range(register: int, count: int) -> None:
+def check_input_range(register: int, count: int, input_count: int = 160) -> None:
     """Raise RegisterError unless input registers ``register .. +count`` can be read at once.
 
-    Readable: any run within one 40-register block of 0-159, or 127 registers from 0.
+    Readable: any run within one 40-register block of the ``input_count``
+    registers, or 127 registers from 0 (from 127 and 254 too, on a model with
+    that many).
     """
-    if register == 0 and count == ALL_INPUTS_COUNT:
+    if count == ALL_INPUTS_COUNT and register in PUSH_STARTS:
+        if register + count > input_count and register:
+            raise UnknownRegister(register, f"input registers are 0-{input_count - 1}")
         return
     if not 1 <= count <= MAX_READ:
         raise ValueOutOfRange(register, f"cannot read {count} input registers at once")
-    if register + count > INPUT_REGISTER_COUNT:
-        raise UnknownRegister(register, f"input registers are 0-{INPUT_REGISTER_COUNT - 1}")
+    if register + count > input_count:
+        raise UnknownRegister(register, f"input registers are 0-{input_count - 1}")
     if register // BLOCK_SIZE != (register + count - 1) // BLOCK_SIZE:
         raise UnknownRegister(register, "a read must not cross a 40-register block")
 
@@ -88,11 +96,24 @@ class Responder:
     plant: Plant
     format: BroadcastFormat = BroadcastFormat.BURSTS
     interval: float = 120.0
+    dongle: DongleKind = DongleKind.BA
+    battery_reads: int = 0  # reads of the battery area answered: they rotate its modules
 
     @property
     def heartbeat_protocol(self) -> int:
-        """5 for newer firmware (the 127-register format), 2 otherwise."""
-        return 5 if self.format is BroadcastFormat.ALL127 else 2
+        """5 for newer firmware and dongles (the 127-register format), 2 otherwise."""
+        return 5 if self.format is BroadcastFormat.ALL127 or self.dongle.pushes else 2
+
+    @property
+    def _address(self) -> int:
+        return self.dongle.reply_address
+
+    def _protocol(self, count: int) -> int:
+        """A reply's protocol: 5 from a BJ or DG dongle, or for 127 registers in that format."""
+        if self.dongle.pushes or (count == ALL_INPUTS_COUNT
+                                  and self.format is BroadcastFormat.ALL127):
+            return 5
+        return 2
 
     def heartbeat(self) -> lxp.Heartbeat:
         """The heartbeat this dongle sends."""
@@ -129,14 +150,17 @@ class Responder:
     def refuse(self, request, code: int) -> lxp.ExceptionReply:
         """An exception reply to a register request."""
         return lxp.ExceptionReply(request.function, self.datalog, self.inverter,
-                                  request.register, code)
+                                  request.register, code, protocol=self._protocol(0),
+                                  address=self._address)
 
     def _read(self, request) -> Answer:
         register, count = request.register, request.count
         try:
-            if request.function == lxp.DeviceFunction.READ_INPUT:
-                check_input_range(register, count)
-                values = self.plant.input_registers()[register : register + count]
+            if request.function == lxp.DeviceFunction.READ_INPUT and register >= BATTERY_AREA:
+                values = self._battery_read(register, count)
+            elif request.function == lxp.DeviceFunction.READ_INPUT:
+                check_input_range(register, count, self.plant.model.input_count)
+                values = self._input_registers()[register : register + count]
             else:
                 if not (1 <= count <= MAX_READ or count == ALL_INPUTS_COUNT):
                     raise ValueOutOfRange(register, f"cannot read {count} registers at once")
@@ -144,11 +168,9 @@ class Responder:
         except RegisterError as error:
             return Answer((self.refuse(request, error.code),),
                           notes=(f"refusing the read: {error}",))
-        protocol_number = 2
-        if count == ALL_INPUTS_COUNT and self.format is BroadcastFormat.ALL127:
-            protocol_number = 5
         reply = lxp.ReadReply(request.function, self.datalog, self.inverter, register,
-                              tuple(values), protocol=protocol_number)
+                              tuple(values), protocol=self._protocol(count),
+                              address=self._address)
         return Answer((reply,))
 
     def _write(self, request, values) -> Answer:
@@ -164,10 +186,12 @@ class Responder:
         ) or ("write left the registers unchanged",)
         if isinstance(request, lxp.WriteSingleRequest):
             reply = lxp.WriteSingleReply(self.datalog, self.inverter, request.register,
-                                         request.value)
+                                         request.value, protocol=self._protocol(1),
+                                         address=self._address)
         else:
             reply = lxp.WriteMultiReply(self.datalog, self.inverter, request.register,
-                                        len(values))
+                                        len(values), protocol=self._protocol(len(values)),
+                                        address=self._address)
         return Answer((reply,), changes=tuple(changes), notes=notes)
 
     def _read_param(self, request) -> Answer:
@@ -196,9 +220,39 @@ class Responder:
 
     # -- frames of its own accord ---------------------------------------------------
 
+    def _battery_read(self, register: int, count: int) -> tuple[int, ...]:
+        """Input registers of the battery area (5000-5121): only with batteries simulated.
+
+        Each read that covers slot 0 moves the modules on by 4, as the firmware
+        rotates more than 4 modules through its 4 slots.
+        """
+        if not self.plant.batteries:
+            raise UnknownRegister(register, "no battery modules report here")
+        if not 1 <= count <= ALL_INPUTS_COUNT:
+            raise ValueOutOfRange(register, f"cannot read {count} input registers at once")
+        if register + count > batteries.LAST_REGISTER + 1:
+            raise UnknownRegister(register, f"battery registers end at {batteries.LAST_REGISTER}")
+        area = (0,) * (batteries.FIRST_REGISTER - BATTERY_AREA) + self.plant.battery_registers(
+            self.battery_reads * batteries.SLOTS)
+        if register <= batteries.FIRST_REGISTER < register + count:
+            self.battery_reads += 1
+        return area[register - BATTERY_AREA : register - BATTERY_AREA + count]
+
+    def _input_registers(self) -> tuple[int, ...]:
+        return self.plant.input_registers()
+
     def broadcast(self) -> list:
-        """The input broadcast now: three 40-register frames, or one of 127 registers."""
-        registers = self.plant.input_registers()
+        """The input broadcast now: three 40-register frames, or one of 127 registers.
+
+        From a BJ or DG dongle: 127-register frames from 0, 127 and 254, as many
+        as the model has registers for (the last one shorter if need be).
+        """
+        registers = self._input_registers()
+        if self.dongle.pushes:
+            return [
+                self._input_frame(start, registers[start : start + ALL_INPUTS_COUNT], 5)
+                for start in PUSH_STARTS if start < len(registers)
+            ]
         if self.format is BroadcastFormat.ALL127:
             return [self._input_frame(0, registers[:ALL_INPUTS_COUNT], 5)]
         return [
@@ -208,7 +262,16 @@ class Responder:
 
     def _input_frame(self, register: int, values, protocol_number: int) -> lxp.ReadReply:
         return lxp.ReadReply(lxp.DeviceFunction.READ_INPUT, self.datalog, self.inverter,
-                             register, tuple(values), protocol=protocol_number)
+                             register, tuple(values), protocol=protocol_number,
+                             address=self._address)
+
+    def connect_push(self) -> list:
+        """What the dongle sends a client as it connects: holding 0-79 from BJ and DG dongles."""
+        if not self.dongle.pushes:
+            return []
+        return [lxp.ReadReply(lxp.DeviceFunction.READ_HOLD, self.datalog, self.inverter, 0,
+                              self.plant.read_holding(0, HOLDING_PUSH_COUNT), protocol=5,
+                              address=self._address)]
 
     def foreign_frame(self, index: int):
         """The ``index``-th frame of traffic another client (cloud, app) would cause.
@@ -232,6 +295,6 @@ class Responder:
         if kind == "write_param_request":
             return lxp.WriteParamRequest(datalog, 7, b"\x00\x00")
         if kind == "unknown_input_block":
-            return self._input_frame(INPUT_REGISTER_COUNT, (0,) * BLOCK_SIZE, 2)
+            return self._input_frame(self.plant.model.input_count, (0,) * BLOCK_SIZE, 2)
         return lxp.ExceptionReply(lxp.DeviceFunction.READ_HOLD, datalog, inverter, 240,
                                   lxp.ExceptionCode.ILLEGAL_ADDRESS)

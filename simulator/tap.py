@@ -21,6 +21,7 @@ from simulator.dongle import (
     set_verbose,
 )
 from simulator.modbus_server import ModbusListen, ModbusServer
+from simulator.models import DEFAULT_MODEL, SIMULATED_MODELS, DongleKind
 from simulator.registers import DEFAULT_INVERTER_SERIAL, HoldingRegisters, RegisterError
 from simulator.state import StateFileError, read_state
 
@@ -100,6 +101,15 @@ class Options(usage.Options):
         ["heartbeat", None, 60.0, "Seconds between heartbeats.", _positive],
         ["format", None, "bursts", "Input broadcasts: 'bursts' (three 40-register frames, "
          "protocol 2) or 'all127' (one 127-register frame, protocol 5)."],
+        ["dongle", None, "ba", "The dongle's series: 'ba' (replies with address byte 1), or "
+         "'bj' or 'dg' (replies with address byte 0 and protocol 5, pushes holding registers "
+         "0-79 to each client as it connects, and inputs as 127-register frames from 0, 127 "
+         "and 254)."],
+        ["model", None, DEFAULT_MODEL.slug, "The inverter model: what registers 7-10 and 19 "
+         "report and which input registers exist: " + ", ".join(SIMULATED_MODELS) + "."],
+        ["batteries", None, 0, "Battery modules reporting through input registers 5002-5121 "
+         "(0: none, reads there get an exception reply); beyond 4 they rotate through the "
+         "4 slots.", _number(int, 0, 64)],
         ["speed", None, 1.0, "Time acceleration of the simulated plant.", _positive],
         ["seed", None, None, "Random seed, for repeatable numbers.", int],
         ["start", None, None, "Simulated start time, ISO 8601 local time (default: now), e.g. "
@@ -152,6 +162,14 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--format must be 'bursts' or 'all127': {self['format']!r}"
             ) from None
+        try:
+            self["dongle"] = DongleKind(self["dongle"])
+        except ValueError:
+            raise usage.UsageError(
+                f"--dongle must be 'ba', 'bj' or 'dg': {self['dongle']!r}") from None
+        if self["model"] not in SIMULATED_MODELS:
+            raise usage.UsageError(f"--model must be one of {', '.join(SIMULATED_MODELS)}: "
+                                   f"{self['model']!r}")
         if self["start"] is not None:
             try:
                 self["start"] = datetime.datetime.fromisoformat(self["start"]).replace(tzinfo=None)
@@ -217,6 +235,9 @@ class Options(usage.Options):
                 clock_offset=self["clock-offset"],
                 state_path=state,
                 faults=faults,
+                dongle=self["dongle"],
+                model=self["model"],
+                batteries=self["batteries"],
             ))
         return configs
 

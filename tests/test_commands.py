@@ -88,8 +88,8 @@ def test_register_numbers():
 
 
 def test_input_blocks():
-    assert [parse_block(str(n).encode()) for n in (1, 2, 3, 4)] == [1, 2, 3, 4]
-    for bad in (b"0", b"5", b"one", b""):
+    assert [parse_block(str(n).encode()) for n in range(1, 7)] == [1, 2, 3, 4, 5, 6]
+    for bad in (b"0", b"7", b"one", b""):
         with pytest.raises(PayloadError):
             parse_block(bad)
 

@@ -216,8 +216,8 @@ async def test_the_registry_has_one_device_per_inverter_and_every_entity(home):
         assert device["manufacturer"] == "LuxPower"
         assert device["serial_number"] in ("SIMINV0001", "SIMINV0002")
         # The bridge reads the holding registers on connect: registers 7-10 tell it.
-        assert device["sw_version"] == "AAAA-0A0A"
-        assert device["model"] == "LXP 3-6K Hybrid"  # from the firmware code
+        assert device["sw_version"] == "BAAA-0A0A"
+        assert device["model"] == "LXP-3600 ACS"  # from the firmware code
     registry = {entry["entity_id"]: entry for entry in entities if entry["platform"] == "mqtt"}
     for index in (0, 1):
         for entity_id, config in home.entity_ids(index).items():

@@ -28,7 +28,9 @@ from octolux.homeassistant.entities import inverter_entities
 from octolux.homeassistant.payloads import Device, discovery_config, discovery_messages
 from octolux.homeassistant.sweeper import DiscoveryRecord, OrphanSweeper
 from octolux.lxp import inputs
-from octolux.lxp.holding import MODELS, firmware, model
+from octolux.lxp.holding import firmware
+from octolux.lxp.models import MODELS
+from octolux.lxp.models import model_name as model
 from octolux.mqtt.bridge import InverterBridge
 from octolux.mqtt.client import Message, MqttService
 from simulator.registers import default_holding
@@ -206,12 +208,13 @@ def test_inputs_4_sensors_start_disabled():
     for entity in inverter_entities(TOPICS):
         field = inputs.FIELDS_BY_KEY.get(entity.key)
         if field is not None:
-            assert (entity.config.get("enabled_by_default") is False) == (field.block == 4)
+            assert (entity.config.get("enabled_by_default") is False) == (
+                field.feature is not None)
 
 
 def test_firmware_from_registers_7_to_10():
     holding = dict(enumerate(default_holding()))
-    assert firmware(holding) == "AAAA-0A0A"
+    assert firmware(holding) == "BAAA-0A0A"
     del holding[9]
     assert firmware(holding) is None
     assert firmware({7: 0, 8: 0, 9: 0, 10: 0}) is None  # a code of NULs is no firmware
@@ -224,15 +227,16 @@ def _code(text: str) -> dict[int, int]:
 
 
 def test_the_model_from_the_firmware_codes_first_two_letters():
-    assert model(dict(enumerate(default_holding()))) == "LXP 3-6K Hybrid"  # the simulator
+    assert model(dict(enumerate(default_holding()))) == "LXP-3600 ACS"  # the simulator
     assert model(_code("BAAA")) == "LXP-3600 ACS"  # the captured unit (tests/vectors)
     assert model(_code("BAAB")) == "LXP-3600 ACS"  # the last two letters: ODM and region
     assert model(_code("FAAB")) == "LXP-LB-8-12K"
-    assert model(_code("CEAA")) == "SNA-US 12K"
+    assert model(_code("CEAA")) == "EG4 6000XP/12000XP"  # the SNA-US 12K, as EG4 sells it
     assert model(_code("ZZAA")) is None  # a code nobody has matched: no guess
     assert model({7: 16706}) is None  # register 8 not known yet
     assert model({7: 0, 8: 0}) is None
-    assert all(len(code) == 2 and code.isupper() for code in MODELS)
+    assert all(len(letters) == 2 and letters.isupper()
+               for entry in MODELS for letters in entry.firmware_letters)
 
 
 def test_the_entity_list_is_current():
@@ -327,13 +331,13 @@ def test_the_firmware_and_model_join_the_device_once_known(discovery, publisher)
     registers_arrive(discovery, {register: holding[register] for register in range(0, 40)})
     assert publisher.published
     assert {(json.loads(payload)["device"]["sw_version"], json.loads(payload)["device"]["model"])
-            for _, payload, _, _ in publisher.published} == {("AAAA-0A0A", "LXP 3-6K Hybrid")}
+            for _, payload, _, _ in publisher.published} == {("BAAA-0A0A", "LXP-3600 ACS")}
     publisher.published.clear()
     registers_arrive(discovery, {9: holding[9]})  # the same again: nothing new
     assert publisher.published == []
-    registers_arrive(discovery, _code("BAAA"))  # another firmware: another model
+    registers_arrive(discovery, {**_code("FAAB"), 19: 44})  # another firmware: another model
     assert {json.loads(payload)["device"]["model"]
-            for _, payload, _, _ in publisher.published} == {"LXP-3600 ACS"}
+            for _, payload, _, _ in publisher.published} == {"LXP-LB-8-12K"}
 
 
 def test_an_inverter_whose_serial_is_learned_gets_its_device_then(publisher, subscriptions):

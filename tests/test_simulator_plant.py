@@ -14,7 +14,7 @@ from octolux.lxp.frames import ExceptionCode
 from octolux.lxp.holding import WRITABLE
 from octolux.lxp.inputs import FIELDS_BY_KEY, decode_input_blocks
 from simulator.installation import MAX_POWER
-from simulator.plant import INPUT_REGISTER_COUNT, Plant
+from simulator.plant import Plant
 from simulator.registers import (
     HOLDING_REGISTER_COUNT,
     HoldingRegisters,
@@ -46,8 +46,9 @@ def set_bit(plant: Plant, bit_mask: int, on: bool = True) -> None:
 
 
 def test_input_registers_are_160_raw_u16_values():
-    registers = Plant(seed=1).input_registers()
-    assert len(registers) == INPUT_REGISTER_COUNT
+    plant = Plant(seed=1)
+    registers = plant.input_registers()
+    assert len(registers) == plant.model.input_count == 160  # the LXP-3600 ACS: 0-159
     assert all(isinstance(value, int) and 0 <= value <= 0xFFFF for value in registers)
 
 

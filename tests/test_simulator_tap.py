@@ -19,7 +19,8 @@ OPTIONS = [
     "port", "interface", "datalog", "serial", "interval", "burst-gap", "first-burst-delay",
     "heartbeat", "format", "speed", "seed", "start", "clock-offset", "state", "count", "drop-every",
     "garbage", "corrupt-crc", "split", "reply-delay", "mute", "silent-after",
-    "exception-rate", "max-clients", "foreign-traffic", "grid-down", "verbose",
+    "exception-rate", "max-clients", "foreign-traffic", "grid-down", "verbose", "dongle",
+    "model", "batteries",
 ]
 
 

@@ -17,11 +17,12 @@ from octolux.homeassistant.payloads import (
     discovery_messages,
 )
 from octolux.homeassistant.sweeper import OrphanSweeper
-from octolux.lxp import holding
+from octolux.lxp import holding, models
 from octolux.mqtt.client import ONLINE, Message
 
 # The registers the device's firmware and model are read from.
-_FIRMWARE_REGISTERS = frozenset(holding.FIRMWARE_CODE + holding.FIRMWARE_VERSIONS)
+_FIRMWARE_REGISTERS = frozenset((*models.FIRMWARE_CODE, *holding.FIRMWARE_VERSIONS,
+                                  models.DEVICE_TYPE))
 
 
 class HomeAssistantDiscovery:
@@ -64,7 +65,7 @@ class HomeAssistantDiscovery:
             return False
         self.device = Device(serial, self.name or default_device_name(serial),
                              holding.firmware(self.inverter.registers),
-                             holding.model(self.inverter.registers))
+                             models.model_name(self.inverter.registers))
         self._messages = discovery_messages(self.prefix, self.device, self.topics,
                                             plan=self.plan)
         self._subscribe(self.own_configs, self.config_seen)
@@ -120,7 +121,7 @@ class HomeAssistantDiscovery:
             return
         store = self.inverter.registers
         known = attrs.evolve(self.device, sw_version=holding.firmware(store),
-                             model=holding.model(store))
+                             model=models.model_name(store))
         if known != self.device:
             self.device = known
             self._messages = discovery_messages(self.prefix, self.device, self.topics,

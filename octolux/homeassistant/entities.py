@@ -30,6 +30,7 @@ _SENSOR_CLASSES: dict[str, tuple[str | None, str]] = {
     "VA": ("apparent_power", "measurement"),
     "V": ("voltage", "measurement"),
     "A": ("current", "measurement"),
+    "mA": ("current", "measurement"),
     "Hz": ("frequency", "measurement"),
     "°C": ("temperature", "measurement"),
     "s": ("duration", "total_increasing"),
@@ -43,6 +44,8 @@ _UNITLESS_QUANTITIES: dict[str, tuple[str | None, str]] = {
     "bat_count": (None, "measurement"),
     "bat_cycle_count": (None, "total_increasing"),
 }
+# Units whose usual classes do not fit a key: a countdown is no running total.
+_CLASSES_BY_KEY = {"quick_charge_remaining": ("duration", "measurement")}
 _DEVICE_CLASS_BY_KEY = {"soc": "battery"}
 # Of interest when something is wrong, not on a dashboard: Home Assistant
 # files them under "Diagnostic". Temperatures and codes are added below.
@@ -52,9 +55,9 @@ _DIAGNOSTIC_KEYS = frozenset({
     "max_cell_temp", "min_cell_temp", "bat_capacity", "bat_count", "bat_cycle_count",
     "v_bat_inv", "inverter_serial", "pf",
 })
-# inputs/4 only exists on some models: its sensors start disabled, to be
+# A field of an optional part (a generator, split-phase legs, ...: its
+# ``feature``) exists on some models only: its sensor starts disabled, to be
 # enabled by whoever has such a model, instead of sitting "unknown" on the rest.
-_MODEL_SPECIFIC_BLOCKS = frozenset({4})
 # Text that belongs on a dashboard, unlike the other unitless fields (codes).
 _MAIN_TEXT_KEYS = frozenset({"status_text"})
 # Lists of names (JSON arrays): shown as one line, "none" when empty.
@@ -100,7 +103,7 @@ def sensor(field: inputs.InputField, topics: Topics) -> Entity:
         "value_template": _names(field.key) if field.kind in _LIST_KINDS else _value(field.key),
     }
     if field.unit:
-        device_class, state_class = _SENSOR_CLASSES[field.unit]
+        device_class, state_class = _CLASSES_BY_KEY.get(field.key, _SENSOR_CLASSES[field.unit])
         config["unit_of_measurement"] = field.unit
     else:
         device_class, state_class = _UNITLESS_QUANTITIES.get(field.key, (None, None))
@@ -112,7 +115,7 @@ def sensor(field: inputs.InputField, topics: Topics) -> Entity:
     code = not field.unit and state_class is None and field.key not in _MAIN_TEXT_KEYS
     if field.key in _DIAGNOSTIC_KEYS or field.unit == "°C" or code:
         config["entity_category"] = "diagnostic"
-    if field.block in _MODEL_SPECIFIC_BLOCKS:
+    if field.feature is not None:
         config["enabled_by_default"] = False
     return Entity("sensor", field.key, _NAMES.get(field.key, _name(field.description)), config)
 

@@ -5,7 +5,10 @@ Pure Python: no Twisted, no MQTT, no I/O.
 - ``frames``: the frame classes, ``build`` and ``parse`` (in a ``Direction``)
 - ``framer``: a TCP stream -> whole frames, resynchronising on garbage
 - ``inputs``: input registers -> the named values published on MQTT
-- ``holding``: holding register names, bit fields, clock and time slots
+- ``holding``: holding register names, bit fields, clock and time slots,
+  which registers a client may write and with what
+- ``models``: what registers 7-8 and 19 say the inverter is, and what it has
+- ``batteries``: per-battery data, input registers 5002-5121
 - ``crc``: CRC-16/MODBUS
 """
 

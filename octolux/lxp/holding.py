@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from octolux.lxp.inputs import to_signed16
+from octolux.lxp.models import firmware_code
 
 # The registers this project reads or writes by name (PROTOCOL.md section 6).
 CLOCK = 12  # 12-14, written together with a multi write
@@ -269,42 +270,8 @@ WRITABLE: dict[int, WriteRule] = {
 
 # -- what the inverter says it is ------------------------------------------------
 
-FIRMWARE_CODE = (7, 8)  # four characters, two a register, low byte first
 FIRMWARE_VERSIONS = (9, 10)  # 9: slave CPU (low), comms CPU (high); 10: control CPU (low), ...
-
-
-# The firmware code's first letter is the model and its second the variant
-# ("derived model"); the third and fourth are the ODM and the region
-# (LuxPower's Modbus protocol, registers 7-8). LuxPower publishes no table of
-# the letters: these are the ones the LuxPower community has matched to
-# models (the table of the LuxPython Home Assistant integration; the captures
-# behind tests/vectors, from an LXP-3600 ACS, say BAAA). Any other code names
-# no model rather than a guessed one. Register 19 ("device type", 0-31) tells
-# an ODM's variant (3: XOLTA), not the model; registers 0-1 are a bit field of
-# battery and meter options whose layout differs between models.
-MODELS = {
-    "AA": "LXP 3-6K Hybrid",
-    "AC": "GEN-LB-EU 3-6K",
-    "BA": "LXP-3600 ACS",
-    "CB": "SNA 3000-6000",
-    "CC": "SNA-US 6000",
-    "CE": "SNA-US 12K",
-    "CF": "SNA 12K",
-    "EA": "LXP-LB-EU 7K",
-    "FA": "LXP-LB-8-12K",
-    "HA": "GEN-LB-EU 7-10K",
-}
-
-
-def firmware_code(registers: Mapping[int, int]) -> str | None:
-    """The four letters of registers 7-8 (``BAAA``); None until known, or if not letters."""
-    if not all(register in registers for register in FIRMWARE_CODE):
-        return None
-    code = b"".join(registers[r].to_bytes(2, "little") for r in FIRMWARE_CODE)
-    text = code.decode("latin-1").strip("\x00 ")
-    if not (text and text.isascii() and text.isprintable()):
-        return None
-    return text
+# The firmware code (7-8) and what it says of the model: ``octolux.lxp.models``.
 
 
 def firmware(registers: Mapping[int, int]) -> str | None:
@@ -319,9 +286,3 @@ def firmware(registers: Mapping[int, int]) -> str | None:
     comms = registers[FIRMWARE_VERSIONS[0]] >> 8
     control = registers[FIRMWARE_VERSIONS[1]] & 0xFF
     return f"{code}-{comms:02X}{control:02X}"
-
-
-def model(registers: Mapping[int, int]) -> str | None:
-    """The inverter's model (``LXP-3600 ACS``) from its firmware code; None if not known."""
-    code = firmware_code(registers)
-    return None if code is None else MODELS.get(code[:2].upper())

@@ -9,7 +9,10 @@ written (the MQTT docs are generated from it).
 registers, from the same table.
 
 Published blocks: ``inputs/1`` holds registers 0-39, ``/2`` 40-79, ``/3``
-80-119 and ``/4`` 120-159 (generator and split-phase data, some models only).
+80-119, ``/4`` 120-159, ``/5`` 160-199 and ``/6`` 200-239. A field that only
+some models have names its ``feature`` (``octolux.lxp.models.FEATURES``);
+registers and meanings of 113-232 are from LuxPower's Modbus protocol document
+(the 2025-06-14 edition, in the repository OwlBawl/Luxpower-Modbus-RTU).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 import attrs
 
 BLOCK_SIZE = 40
-REGISTER_COUNT = 160  # four blocks: 0-39, 40-79, 80-119, 120-159
+REGISTER_COUNT = 240  # six blocks: 0-39, 40-79, ..., 200-239
 
 
 class Kind(enum.Enum):
@@ -42,6 +45,7 @@ class Kind(enum.Enum):
     STATUS_TEXT = "status text"  # STATUS_TEXTS of a u16 register
     FAULT_NAMES = "fault names"  # FAULT_NAMES of the bits set in a u32 register pair
     WARNING_NAMES = "warning names"  # WARNING_NAMES of the bits set in a u32 register pair
+    BITS = "bits"  # ``width`` bits of a u16 register from bit ``shift`` on
 
 
 @attrs.frozen
@@ -54,6 +58,9 @@ class InputField:
     divisor: int
     unit: str
     description: str
+    feature: str | None = None  # the part of some models it needs (models.FEATURES); None: all
+    shift: int = 0  # Kind.BITS: the lowest bit
+    width: int = 16  # Kind.BITS: how many bits
 
     @property
     def block(self) -> int:
@@ -164,14 +171,27 @@ WARNING_NAMES: tuple[str, ...] = (
 )
 
 
-def _field(key, registers, unit, description, divisor=1, kind=Kind.UNSIGNED):
+def _field(key, registers, unit, description, divisor=1, kind=Kind.UNSIGNED, feature=None):
     if isinstance(registers, int):
         registers = (registers,)
-    return InputField(key, tuple(registers), kind, divisor, unit, description)
+    return InputField(key, tuple(registers), kind, divisor, unit, description, feature)
 
 
-def _kwh_u32(key, register, what):
-    return _field(key, register, "kWh", f"{what}, all time", 10, Kind.UNSIGNED_32)
+def _kwh_u32(key, register, what, feature=None):
+    return _field(key, register, "kWh", f"{what}, all time", 10, Kind.UNSIGNED_32, feature)
+
+
+def _bits(key, register, shift, width, description, feature):
+    return InputField(key, (register,), Kind.BITS, 1, "", description, feature, shift, width)
+
+
+def _legs(key, register, unit, what, divisor=1, feature="split_phase"):
+    """Two fields, leg 1 and leg 2, in consecutive registers (US split-phase models)."""
+    return tuple(
+        _field(f"{key}_l{leg}", register + leg - 1, unit, f"{what}, leg {leg}", divisor,
+               feature=feature)
+        for leg in (1, 2)
+    )
 
 
 _STATUS_TEXT = (
@@ -297,23 +317,62 @@ FIELDS: tuple[InputField, ...] = (
     _field("bms_fw_update_state", 105, "", "BMS firmware update state (raw)"),
     _field("bat_cycle_count", 106, "", "Battery charge cycles"),
     _field("v_bat_inv", 107, "V", "Battery voltage measured by the inverter", 10),
+    _bits("parallel_role", 113, 0, 2, "Parallel role: 1 master, 2 slave (0: not parallel)",
+          "parallel"),
+    _bits("parallel_phase", 113, 2, 2, "Parallel phase: 1 R, 2 S, 3 T", "parallel"),
+    _bits("parallel_count", 113, 8, 8, "Inverters in the parallel system", "parallel"),
     _field("inverter_serial", range(115, 120), "", "Inverter serial number", 1, Kind.TEXT),
     # -- inputs/4: registers 120-159, model-specific ---------------------------
-    _field("v_gen", 121, "V", "Generator voltage", 10),
-    _field("f_gen", 122, "Hz", "Generator frequency", 100),
-    _field("p_gen", 123, "W", "Generator power (uptime on some models)"),
-    _field("e_gen_day", 124, "kWh", "Generator energy, today", 10),
-    _kwh_u32("e_gen_all", 125, "Generator energy"),
-    _field("v_eps_l1", 127, "V", "EPS voltage, leg 1 (split phase)", 10),
-    _field("v_eps_l2", 128, "V", "EPS voltage, leg 2 (split phase)", 10),
-    _field("p_eps_l1", 129, "W", "EPS active power, leg 1"),
-    _field("p_eps_l2", 130, "W", "EPS active power, leg 2"),
-    _field("s_eps_l1", 131, "VA", "EPS apparent power, leg 1"),
-    _field("s_eps_l2", 132, "VA", "EPS apparent power, leg 2"),
-    _field("e_eps_l1_day", 133, "kWh", "EPS energy, leg 1, today", 10),
-    _field("e_eps_l2_day", 134, "kWh", "EPS energy, leg 2, today", 10),
-    _kwh_u32("e_eps_l1_all", 135, "EPS energy, leg 1"),
-    _kwh_u32("e_eps_l2_all", 137, "EPS energy, leg 2"),
+    _field("v_gen", 121, "V", "Generator voltage", 10, feature="generator"),
+    _field("f_gen", 122, "Hz", "Generator frequency", 100, feature="generator"),
+    _field("p_gen", 123, "W", "Generator power (uptime on some models)", feature="generator"),
+    _field("e_gen_day", 124, "kWh", "Generator energy, today", 10, feature="generator"),
+    _kwh_u32("e_gen_all", 125, "Generator energy", "generator"),
+    _field("v_eps_l1", 127, "V", "EPS voltage, leg 1 (split phase)", 10, feature="split_phase"),
+    _field("v_eps_l2", 128, "V", "EPS voltage, leg 2 (split phase)", 10, feature="split_phase"),
+    *_legs("p_eps", 129, "W", "EPS active power"),
+    *_legs("s_eps", 131, "VA", "EPS apparent power"),
+    _field("e_eps_l1_day", 133, "kWh", "EPS energy, leg 1, today", 10, feature="split_phase"),
+    _field("e_eps_l2_day", 134, "kWh", "EPS energy, leg 2, today", 10, feature="split_phase"),
+    _kwh_u32("e_eps_l1_all", 135, "EPS energy, leg 1", "split_phase"),
+    _kwh_u32("e_eps_l2_all", 137, "EPS energy, leg 2", "split_phase"),
+    *(_field(f"afci_current_{n}", 139 + n, "mA", f"AFCI current, channel {n}", feature="afci")
+      for n in range(1, 5)),
+    _field("afci_flags", 144, "", "AFCI flags: bits 0-3 arc alarm, 4-7 self-test failed, "
+           "channels 1-4", feature="afci"),
+    *(_field(f"afci_arc_{n}", 144 + n, "", f"AFCI arc, channel {n}", feature="afci")
+      for n in range(1, 5)),
+    *(_field(f"afci_arc_max_{n}", 148 + n, "", f"AFCI highest arc, channel {n}", feature="afci")
+      for n in range(1, 5)),
+    _field("p_ac_couple", 153, "W", "Power of the AC-coupled inverter", feature="ac_couple"),
+    # -- inputs/5: registers 160-199 ------------------------------------------------
+    _field("p_load_meter", 170, "W", "Load power the inverter measures (on grid)",
+           feature="load"),
+    _field("e_load_meter_day", 171, "kWh", "Load energy the inverter measures, today", 10,
+           feature="load"),
+    _kwh_u32("e_load_meter_all", 172, "Load energy the inverter measures", "load"),
+    *_legs("v_grid", 193, "V", "Grid voltage", 10),
+    *_legs("v_gen", 195, "V", "Generator voltage", 10),
+    *_legs("p_inv", 197, "W", "Inverter output power"),
+    _field("p_rec_l1", 199, "W", "Rectifier power, leg 1", feature="split_phase"),
+    # -- inputs/6: registers 200-239 ------------------------------------------------
+    _field("p_rec_l2", 200, "W", "Rectifier power, leg 2", feature="split_phase"),
+    *_legs("p_to_grid", 201, "W", "Power exported"),
+    *_legs("p_to_user", 203, "W", "Power imported"),
+    _field("quick_charge_remaining", 210, "s", "Quick charge: seconds left",
+           feature="quick_charge"),
+    *(_field(f"v_pv_{n}", 213 + n, "V", f"PV string {n} voltage", 10, feature="pv456")
+      for n in (4, 5, 6)),
+    *(_field(f"p_pv_{n}", 216 + n, "W", f"PV string {n} power", feature="pv456")
+      for n in (4, 5, 6)),
+    *(field
+      for n, register in ((4, 223), (5, 226), (6, 229))
+      for field in (
+          _field(f"e_pv_{n}_day", register, "kWh", f"PV string {n} energy, today", 10,
+                 feature="pv456"),
+          _kwh_u32(f"e_pv_{n}_all", register + 1, f"PV string {n} energy", "pv456"),
+      )),
+    _field("p_smart_load", 232, "W", "Smart load port power", feature="smart_load"),
 )
 
 FIELDS_BY_KEY: dict[str, InputField] = {field.key: field for field in FIELDS}
@@ -398,13 +457,16 @@ def _expression(field: InputField, offsets: tuple[int, ...]) -> str:
         return f"_bit_names(v[{first}] | v[{first + 1}] << 16, FAULT_NAMES)"
     elif kind is Kind.WARNING_NAMES:
         return f"_bit_names(v[{first}] | v[{first + 1}] << 16, WARNING_NAMES)"
+    elif kind is Kind.BITS:
+        raw = f"(v[{first}] >> {field.shift} & {(1 << field.width) - 1})"
     else:  # Kind.POWER_FACTOR
         raw = f"_power_factor(v[{first}])"
     return f"{raw} / {field.divisor}" if field.divisor != 1 else raw
 
 
 @functools.lru_cache(maxsize=64)
-def _decoder(register: int, count: int) -> Callable[[Sequence[int]], dict]:
+def _decoder(register: int, count: int,
+             fields: tuple[InputField, ...] | None = None) -> Callable[[Sequence[int]], dict]:
     """The decoder for one frame shape: the fields it fully carries, as one dict display.
 
     The field table is compiled, as ``collections.namedtuple`` and attrs
@@ -414,7 +476,7 @@ def _decoder(register: int, count: int) -> Callable[[Sequence[int]], dict]:
     """
     stop = register + count
     items = []
-    for field in FIELDS:
+    for field in FIELDS if fields is None else fields:
         if register <= field.span.start and field.span.stop <= stop:
             offsets = tuple(r - register for r in field.registers)
             items.append(f"{field.key!r}: {_expression(field, offsets)}")
@@ -435,6 +497,11 @@ def decode_inputs(register: int, values: Sequence[int]) -> dict[str, int | float
     neither 16-bit overflow nor float noise.
     """
     return _decoder(register, len(values))(values)
+
+
+def decode_fields(fields: tuple[InputField, ...], values: Sequence[int]) -> dict:
+    """Another table of fields (``octolux.lxp.batteries``), its registers counted from 0."""
+    return _decoder(0, len(values), fields)(values)
 
 
 def split_blocks(
@@ -473,6 +540,7 @@ _RAW_RANGES = {
     Kind.LOW_BYTE: (0, 0xFF),
     Kind.HIGH_BYTE: (0, 0xFF),
     Kind.POWER_FACTOR: (-999, 0xFFFF),
+    Kind.BITS: (0, 0xFFFF),  # narrowed to the field's width in _raw_number
 }
 
 
@@ -499,6 +567,8 @@ def _raw_number(field: InputField, value) -> int:
         raise ValueError(f"{field.key}: {value!r} is not a finite number")
     raw = round(value * field.divisor)
     low, high = _RAW_RANGES[field.kind]
+    if field.kind is Kind.BITS:
+        high = (1 << field.width) - 1
     # Power factors 1001-1999 stand for negative ones, so cannot be positive ones.
     if not low <= raw <= high or (field.kind is Kind.POWER_FACTOR and 1000 < raw < 2000):
         unit = f" {field.unit}" if field.unit else ""
@@ -514,13 +584,15 @@ def encode_inputs(
     count: int | None = None,
     *,
     base: Sequence[int] | None = None,
+    fields: Mapping[str, InputField] | None = None,
 ) -> tuple[int, ...]:
     """Raw input registers 0 .. ``count - 1`` carrying ``named``: the inverse of decode_inputs.
 
-    Keys are those of ``FIELDS``; each value is multiplied by its divisor, rounded
-    and packed as its kind says. Sums and differences are skipped: their parts
-    carry them. Registers no key sets keep their ``base`` value, or 0
-    (``count`` defaults to ``len(base)``, else 160). An unknown key, a value out
+    Keys are those of ``FIELDS`` (or of ``fields``, another table by key); each
+    value is multiplied by its divisor, rounded and packed as its kind says.
+    Sums and differences are skipped: their parts carry them. Registers no key
+    sets keep their ``base`` value, or 0 (``count`` defaults to ``len(base)``,
+    else 240). An unknown key, a value out
     of its field's range or a field past ``count`` raises ValueError.
     """
     if base is None:
@@ -530,7 +602,7 @@ def encode_inputs(
         if count is not None and count != len(values):
             raise ValueError(f"a base of {len(values)} registers, but count {count}")
     for key, value in named.items():
-        field = FIELDS_BY_KEY.get(key)
+        field = (FIELDS_BY_KEY if fields is None else fields).get(key)
         if field is None:
             raise ValueError(f"not an input register key: {key!r}")
         kind = field.kind
@@ -560,6 +632,9 @@ def encode_inputs(
             values[first] = values[first] & 0xFF00 | raw
         elif kind is Kind.HIGH_BYTE:
             values[first] = values[first] & 0x00FF | raw << 8
+        elif kind is Kind.BITS:
+            mask = ((1 << field.width) - 1) << field.shift
+            values[first] = values[first] & ~mask & 0xFFFF | raw << field.shift
         else:  # Kind.POWER_FACTOR: a negative one is stored as 1000 + |x|
             values[first] = 1000 - raw if raw < 0 else raw
     return tuple(values)

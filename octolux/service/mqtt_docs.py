@@ -15,6 +15,7 @@ from octolux.device.settings import SETTINGS, WRITABLE_REGISTERS
 from octolux.homeassistant.sweeper import record_topic
 from octolux.lxp import holding
 from octolux.lxp.inputs import BLOCK_KEYS, FIELDS_BY_KEY, Kind, block_range
+from octolux.lxp.models import FEATURES, MODELS
 
 _INTRODUCTION = """\
 # MQTT topics, payloads and keys
@@ -93,6 +94,7 @@ _KIND_NOTES = {
     Kind.POWER_FACTOR: "",
     Kind.TEXT: "text",
     Kind.UNSIGNED: "",
+    Kind.BITS: "bits",
 }
 
 
@@ -194,16 +196,24 @@ def _inputs() -> list[str]:
         for key in keys:
             field = FIELDS_BY_KEY[key]
             note = _KIND_NOTES[field.kind]
+            if field.kind is Kind.BITS:
+                note = f"bits {field.shift}-{field.shift + field.width - 1}"
             scale = f"÷{field.divisor}" if field.divisor != 1 else ""
             how = ", ".join(part for part in (note, scale) if part)
             registers = _registers(field) + (f" ({how})" if how else "")
-            lines.append(f"| `{key}` | {field.unit} | {registers} | {field.description} |")
+            meaning = field.description
+            if field.feature is not None:
+                meaning += f" (models with `{field.feature}`)"
+            lines.append(f"| `{key}` | {field.unit} | {registers} | {meaning} |")
         lines.append("")
+    lines += _models()
     lines += [
         "Blocks arrive as three 40-register frames (older firmware) or one 127-register",
         "frame (newer firmware), which is published as `inputs/1`, `/2` and `/3`. Values",
         "are decoded by register number, so both give the same keys and numbers.",
-        "Block 4 exists on some models only and is published when a frame carries it.",
+        "Blocks 4-6 exist on some models only: the bridge reads them on connecting and on",
+        "`refresh` from a model that has them, and publishes them when a frame carries them.",
+        "A key marked with a feature is published only for a model that has it (below).",
         "",
         "`p_load`, the house's consumption, is not measured by the inverter: it is the",
         "balance of the AC side, what comes in (`p_to_user` from the grid, `p_inv` from the",
@@ -218,6 +228,26 @@ def _inputs() -> list[str]:
         "`\"E019 bus voltage high\"`.",
         "",
     ]
+    return lines
+
+
+def _models() -> list[str]:
+    lines = [
+        "Models, as holding registers 19 (device type) and 7-8 (firmware code) name them,",
+        "and the optional parts each has; an inverter none of them matches is treated as",
+        "having none (its model is logged once):",
+        "",
+        "| model | firmware letters | device type | features |",
+        "|---|---|---|---|",
+    ]
+    for model in MODELS:
+        letters = ", ".join(model.firmware_letters)
+        types = ", ".join(str(code) for code in sorted(model.device_types))
+        features = ", ".join(f"`{feature}`" for feature in sorted(model.features))
+        lines.append(f"| {model.name} | {letters} | {types} | {features} |")
+    lines += ["", "The features:", ""]
+    lines += [f"- `{feature}`: {meaning}" for feature, meaning in FEATURES.items()]
+    lines.append("")
     return lines
 
 

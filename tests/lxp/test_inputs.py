@@ -176,11 +176,13 @@ def test_only_fully_covered_blocks_are_published():
     assert covered_blocks(0, 127) == (1, 2, 3)
     assert covered_blocks(120, 40) == (4,)
     assert covered_blocks(0, 39) == ()
-    assert covered_blocks(200, 40) == ()
+    assert covered_blocks(127, 127) == (5, 6)  # an SNA's second push: 127-253
+    assert covered_blocks(240, 40) == ()
 
 
 def test_unknown_blocks_decode_to_nothing_and_do_not_fail():
-    assert decode_input_blocks(200, [1] * 40) == {}
+    assert decode_input_blocks(240, [1] * 40) == {}
+    assert decode_input_blocks(254, [1] * 127) == {}
 
 
 def test_field_table_keys_are_unique_and_snake_case():
@@ -203,8 +205,8 @@ texts = st.text(st.characters(min_codepoint=1, max_codepoint=255), max_size=10).
 
 @st.composite
 def raw_inputs(draw):
-    """160 raw registers; text registers hold NUL-padded text, as an inverter pads it."""
-    values = draw(st.lists(st.integers(0, 0xFFFF), min_size=160, max_size=160))
+    """240 raw registers; text registers hold NUL-padded text, as an inverter pads it."""
+    values = draw(st.lists(st.integers(0, 0xFFFF), min_size=240, max_size=240))
     for field in TEXT_FIELDS:
         raw = draw(texts).encode("latin-1").ljust(2 * len(field.span), b"\x00")
         values[field.span.start : field.span.stop] = struct.unpack(f"<{len(field.span)}H", raw)
@@ -219,10 +221,14 @@ def test_encoding_the_decoded_values_gives_back_the_raw_registers(raw):
     assert encode_inputs(named, base=raw) == raw
     # From zeros: every register a primitive field covers comes back, the rest stay 0.
     encoded = encode_inputs(named)
-    covered = {r for field in PRIMITIVE_FIELDS for r in field.span}
+    covered = dict.fromkeys(range(REGISTER_COUNT), 0)  # the bits of each a field covers
+    for field in PRIMITIVE_FIELDS:
+        for register in field.span:
+            bits = ((1 << field.width) - 1) << field.shift if field.kind is Kind.BITS else 0xFFFF
+            covered[register] |= bits
     assert len(encoded) == REGISTER_COUNT
     for register in range(REGISTER_COUNT):
-        assert encoded[register] == (raw[register] if register in covered else 0), register
+        assert encoded[register] == raw[register] & covered[register], register
 
 
 @settings(max_examples=50, deadline=None)
@@ -239,6 +245,8 @@ def _physical(field):
         return texts
     if field.kind is Kind.POWER_FACTOR:
         return st.integers(-999, 1000).map(lambda n: n / 1000)
+    if field.kind is Kind.BITS:
+        return st.integers(0, (1 << field.width) - 1)
     low, high = {
         Kind.UNSIGNED: (0, 0xFFFF), Kind.SIGNED: (-0x8000, 0x7FFF),
         Kind.UNSIGNED_32: (0, 0xFFFFFFFF), Kind.LOW_BYTE: (0, 0xFF), Kind.HIGH_BYTE: (0, 0xFF),
@@ -269,13 +277,32 @@ def test_encoding_scales_signs_and_packs_as_the_table_says():
     assert decode_inputs(80, encoded[80:120])["inverter_serial"] == "9292006063"
 
 
+def test_the_parallel_fields_are_bits_of_register_113():
+    encoded = encode_inputs({"parallel_role": 2, "parallel_phase": 3, "parallel_count": 4})
+    assert encoded[113] == 2 | 3 << 2 | 4 << 8
+    assert decode_input_blocks(80, encoded[80:120])[3]["parallel_count"] == 4
+    with pytest.raises(ValueError, match="parallel_role"):
+        encode_inputs({"parallel_role": 4})
+
+
+def test_the_named_inputs_beyond_block_4_land_in_blocks_5_and_6():
+    encoded = encode_inputs({"p_load_meter": 1234, "v_grid_l1": 121.5, "p_to_user_l2": 77,
+                             "quick_charge_remaining": 600, "p_pv_4": 900,
+                             "e_pv_6_all": 123456.7, "p_smart_load": 15})
+    assert (encoded[170], encoded[193], encoded[204], encoded[210], encoded[220]) == (
+        1234, 1215, 77, 600, 900)
+    blocks = decode_input_blocks(160, encoded[160:240])
+    assert blocks[5]["p_load_meter"] == 1234 and blocks[5]["v_grid_l1"] == 121.5
+    assert blocks[6]["e_pv_6_all"] == 123456.7 and blocks[6]["p_smart_load"] == 15
+
+
 def test_values_the_floats_cannot_hold_exactly_round_to_the_nearest_unit():
     encoded = encode_inputs({"v_bat": 53.26, "f_ac": 0.29}, count=40)
     assert (encoded[4], encoded[15]) == (533, 29)  # 0.29 * 100 is 28.999999999999996
 
 
 def test_derived_values_are_left_to_their_parts():
-    assert encode_inputs({"p_pv": 999, "p_battery": -5, "e_pv_all": 1.0}) == (0,) * 160
+    assert encode_inputs({"p_pv": 999, "p_battery": -5, "e_pv_all": 1.0}) == (0,) * 240
     assert encode_inputs({"p_pv_1": 100, "p_pv": 999})[7] == 100
 
 
