@@ -295,6 +295,14 @@ class Topics:
         """The value of one holding register (retained)."""
         return f"{self.base}/hold/{register}"
 
+    def battery(self, serial: str) -> str:
+        """One battery module's data as JSON (retained), by its serial number.
+
+        MQTT's wildcards and level separator in a serial become ``_``.
+        """
+        safe = serial.translate({ord(c): "_" for c in "+#/"})
+        return f"{self.base}/battery/{safe}"
+
     @property
     def settings(self) -> str:
         """Every named setting as one JSON object (retained)."""

@@ -34,9 +34,12 @@ from twisted.python.failure import Failure
 
 from octolux import lxp
 from octolux.config.ini import COMMAND_TIMEOUT, HEARTBEAT_ECHO, NO_DATA_TIMEOUT
+from octolux.device.batteries import BatterySlots
+from octolux.device.model import InverterModel
 from octolux.device.registers import RegisterValues
 from octolux.device.requests import SEND_MARGIN, CommandFailed, RequestEngine, Steps
 from octolux.device.serials import Serials
+from octolux.lxp import batteries
 from octolux.lxp.holding import with_bit
 from octolux.lxp.inputs import decode_inputs, split_blocks
 from octolux.net.endpoints import FailureReportingEndpoint, failure_phrase
@@ -407,6 +410,8 @@ class Inverter(InverterRequests, service.Service):
         self.input_registers = RegisterValues()
 
         self._observers = Observers(name)
+        self.model = InverterModel(name)
+        self.batteries = BatterySlots(self)
         self._protocol: LxpProtocol | None = None
         self._dialer: Dialer | None = None
         if endpoint is not None:
@@ -474,7 +479,8 @@ class Inverter(InverterRequests, service.Service):
         """
         reads = [(self.read_hold, register) for register in HOLDING_BLOCKS]
         if inputs:
-            reads += [(self.read_input, register) for register in (0, 40, 80)]
+            reads += [(self.read_input, register)
+                      for register in (0, 40, 80, *self.model.extra_input_registers())]
         return ensureDeferred(self._read_all(reads))
 
     async def _read_all(self, reads) -> None:
@@ -504,8 +510,13 @@ class Inverter(InverterRequests, service.Service):
             self.log.info("{name}: reading the holding registers on connecting: {reason}",
                           name=self.name, reason=failure.value.reason)
 
-        self.refresh(inputs=False).addErrback(failed)
+        def then_the_models_own(_) -> Deferred[None]:
+            # The holding registers said which model it is: its input blocks beyond 3.
+            reads = [(self.read_input, register)
+                     for register in self.model.extra_input_registers()]
+            return ensureDeferred(self._read_all(reads))
 
+        self.refresh(inputs=False).addCallback(then_the_models_own).addErrback(failed)
 
     # -- the wire, for the request engine ----------------------------------------------
 
@@ -541,6 +552,7 @@ class Inverter(InverterRequests, service.Service):
             replaced.abort(f"replaced by a new connection from {protocol.peer}")
         self._protocol = protocol
         self._unknown_functions = set()
+        self.batteries.connected()
         was_connected, self.connected = self.connected, True
         if self._dialer is None:
             self.log.info("{name}: the datalogger connected from {peer}", name=self.name,
@@ -580,12 +592,17 @@ class Inverter(InverterRequests, service.Service):
         kind = type(frame)
         if kind is lxp.ReadReply and frame.function == READ_INPUT:
             self.input_registers.store(frame.register, frame.values)
+            if frame.register >= batteries.FIRST_REGISTER:
+                self._answer(frame)
+                self.batteries.frame_received(frame)
+                return
             named = decode_inputs(frame.register, frame.values)
             self.latest_inputs.update(named)
             blocks = split_blocks(frame.register, len(frame.values), named)
             self._answer(frame)
             if blocks:
-                self._observers.inputs_received(blocks)
+                self._observers.inputs_received(self.model.published(blocks))
+            self.batteries.inputs_received(named)
             return
         if kind is lxp.ReadReply:
             registers = frame.registers
@@ -605,6 +622,7 @@ class Inverter(InverterRequests, service.Service):
             self._other_frame(frame)
             return
         self.registers.update(registers)
+        self.model.registers_received(registers, self.registers)
         self._answer(frame)
         self._observers.registers_received(registers)
 

@@ -26,9 +26,12 @@ Sources, all public:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import attrs
+
+from octolux.lxp import inputs
 
 FIRMWARE_CODE = (7, 8)  # four characters, two a register, low byte first
 DEVICE_TYPE = 19
@@ -141,3 +144,18 @@ def model_name(registers: Mapping[int, int]) -> str | None:
         return None
     model = identify(registers)
     return None if model is COMMON else model.name
+
+
+@functools.cache
+def absent_keys(model: Model, block: int) -> frozenset[str]:
+    """The keys of ``inputs/<block>`` that ``model`` does not have (its parts' features)."""
+    return frozenset(key for key in inputs.BLOCK_KEYS.get(block, ())
+                     if not model.has(inputs.FIELDS_BY_KEY[key].feature))
+
+
+@functools.cache
+def input_blocks(model: Model) -> tuple[int, ...]:
+    """The ``inputs/<n>`` blocks the model answers: 1-3, and those of the parts it has."""
+    return tuple(sorted({1, 2, 3} | {field.block for field in inputs.FIELDS
+                                     if field.feature is not None
+                                     and model.has(field.feature)}))

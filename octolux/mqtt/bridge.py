@@ -80,6 +80,12 @@ class InverterBridge:
         for block, values in sorted(blocks.items()):
             self.publisher.publish(self.topics.inputs(block), to_json(values), qos=1)
 
+    def batteries_received(self, modules: dict[str, dict[str, Any]]) -> None:
+        """Publish each battery module on ``battery/<serial>``, retained, QoS 1."""
+        for serial, values in sorted(modules.items()):
+            self.publisher.publish(self.topics.battery(serial), to_json(values), qos=1,
+                                   retain=True)
+
     def registers_received(self, registers: dict[int, int]) -> None:
         """Publish each register value on ``hold/<register>``, and ``settings`` if it changed.
 

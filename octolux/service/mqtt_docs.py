@@ -13,7 +13,7 @@ import sys
 from octolux.device.commands import COMMANDS, Topics
 from octolux.device.settings import SETTINGS, WRITABLE_REGISTERS
 from octolux.homeassistant.sweeper import record_topic
-from octolux.lxp import holding
+from octolux.lxp import batteries, holding
 from octolux.lxp.inputs import BLOCK_KEYS, FIELDS_BY_KEY, Kind, block_range
 from octolux.lxp.models import FEATURES, MODELS
 
@@ -48,6 +48,9 @@ def _topics() -> list[str]:
         (topics.hold("<register>"), "published, retained",
          "decimal value of a holding register, whenever the inverter reports it"
          " (anybody's read or write); all of 0-239 are read on every connection"),
+        (topics.battery("<serial>"), "published, retained, QoS 1",
+         "JSON object of one battery module's data (keys below), keyed by its serial number,"
+         " when the inverter reports modules (input registers 5002-5121)"),
         (topics.settings, "published, retained, QoS 1",
          "JSON object of every named setting (below), republished whenever a register it is"
          " read from changes"),
@@ -207,6 +210,7 @@ def _inputs() -> list[str]:
             lines.append(f"| `{key}` | {field.unit} | {registers} | {meaning} |")
         lines.append("")
     lines += _models()
+    lines += _batteries()
     lines += [
         "Blocks arrive as three 40-register frames (older firmware) or one 127-register",
         "frame (newer firmware), which is published as `inputs/1`, `/2` and `/3`. Values",
@@ -228,6 +232,34 @@ def _inputs() -> list[str]:
         "`\"E019 bus voltage high\"`.",
         "",
     ]
+    return lines
+
+
+def _batteries() -> list[str]:
+    lines = [
+        f"## `{Topics().battery('<serial>')}`: one battery module",
+        "",
+        "Read when `inputs/3` says the inverter has modules (`bat_count`): four slots of 30",
+        "input registers from 5002; beyond 4 modules the firmware rotates them through the",
+        "slots, so a module is known by its serial number. A model without these registers",
+        "answers with an exception reply, and is not asked again on that connection. Only",
+        "what the module reports is published.",
+        "",
+        "| key | unit | register in the slot | meaning |",
+        "|---|---|---|---|",
+    ]
+    for field in batteries.FIELDS:
+        scale = f" (÷{field.divisor})" if field.divisor != 1 else ""
+        if field.kind is Kind.BITS:
+            scale = f" (bits {field.shift}-{field.shift + field.width - 1})"
+        where = (f"{field.registers[0]}-{field.registers[-1]}" if len(field.registers) > 1
+                 else str(field.registers[0]))
+        key = "firmware" if field.key.startswith("firmware_") else field.key
+        if field.key == "firmware_minor":
+            continue
+        meaning = "Firmware version, major.minor" if key == "firmware" else field.description
+        lines.append(f"| `{key}` | {field.unit} | {where}{scale} | {meaning} |")
+    lines.append("")
     return lines
 
 

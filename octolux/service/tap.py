@@ -188,6 +188,7 @@ def build_service(config: Config, reactor) -> OctoluxService:
             topics = Topics(config.mqtt.prefix, inverter.name if named else None)
             bridge = InverterBridge(inverter, mqtt, topics, runner)
             inverter.add_observer(bridge)
+            inverter.batteries.observers.append(bridge)
             commands.add(bridge)
             mqtt.add_connect_handler(_paced(pacer, inverter, bridge.broker_connected))
             if sweeper is not None:
