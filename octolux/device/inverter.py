@@ -601,7 +601,7 @@ class Inverter(InverterRequests, service.Service):
             blocks = split_blocks(frame.register, len(frame.values), named)
             self._answer(frame)
             if blocks:
-                self._observers.inputs_received(self.model.published(blocks))
+                self._observers.inputs_received(blocks)
             self.batteries.inputs_received(named)
             return
         if kind is lxp.ReadReply:

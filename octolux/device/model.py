@@ -3,15 +3,14 @@
 Holding registers 7-8 and 19 name the model (``octolux.lxp.models``); until
 they are read, and for codes no model has, the inverter is taken to have only
 the parts every model has. The model decides which input blocks are read on
-connecting and on ``refresh`` and which named inputs are published: a key of
-a part the model lacks (a generator's, a split-phase leg's) is left out, not
-published as a zero the inverter never measured.
+connecting and on ``refresh``; whatever a frame carries is published, whoever
+asked for it (a model's table of parts is knowledge from public sources, not
+the inverter's word: what it sends wins).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from twisted.logger import Logger
 
@@ -55,16 +54,6 @@ class InverterModel:
                 "{name}: no model known has firmware code {code!r} and device type {type}:"
                 " publishing only what every model has",
                 name=self.name, code=codes[0], type=codes[1])
-
-    def published(self, blocks: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
-        """``blocks`` without the keys of parts the model does not have (changed in place)."""
-        model = self.current
-        for block, values in blocks.items():
-            absent = models.absent_keys(model, block)
-            if absent:
-                blocks[block] = {key: value for key, value in values.items()
-                                 if key not in absent}
-        return blocks
 
     def extra_input_registers(self) -> tuple[int, ...]:
         """Where the model's input blocks beyond 1-3 start (120, 160, 200), to read them."""

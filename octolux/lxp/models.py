@@ -83,8 +83,9 @@ MODELS: tuple[Model, ...] = (
     Model("lxp-3-6k-hybrid", "LXP 3-6K Hybrid", ("AA",)),
     Model("gen-lb-eu-3-6k", "GEN-LB-EU 3-6K", ("AC",)),
     Model("lxp-3600-acs", "LXP-3600 ACS", ("BA",), frozenset({4})),
+    # An SNA's captured inputs/5 carries a measured load (dongles.json, paulsteigel).
     Model("sna", "SNA 3000-6000", ("CB",), frozenset({6}),
-          frozenset({"quick_charge", "off_grid", "generator"})),
+          frozenset({"quick_charge", "off_grid", "generator", "load"})),
     Model("sna-us-6000", "SNA-US 6000", ("CC",), features=_EG4_OFF_GRID),
     Model("sna-12k", "SNA 12K", ("CF",), features=_EG4_OFF_GRID - {"split_phase"}),
     Model("lxp-lb-eu-7k", "LXP-LB-EU 7K", ("EA",)),
@@ -144,13 +145,6 @@ def model_name(registers: Mapping[int, int]) -> str | None:
         return None
     model = identify(registers)
     return None if model is COMMON else model.name
-
-
-@functools.cache
-def absent_keys(model: Model, block: int) -> frozenset[str]:
-    """The keys of ``inputs/<block>`` that ``model`` does not have (its parts' features)."""
-    return frozenset(key for key in inputs.BLOCK_KEYS.get(block, ())
-                     if not model.has(inputs.FIELDS_BY_KEY[key].feature))
 
 
 @functools.cache

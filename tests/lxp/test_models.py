@@ -33,7 +33,7 @@ def test_an_unknown_code_is_the_common_subset():
     assert models.identify(codes("ZZAA", 31)) is models.COMMON
     assert models.model_name(codes("ZZAA", 31)) is None
     assert models.input_blocks(models.COMMON) == (1, 2, 3)
-    assert "v_gen" in models.absent_keys(models.COMMON, 4)
+    assert not models.COMMON.has("generator") and models.COMMON.has(None)
 
 
 def test_the_model_is_known_once_7_8_and_19_are():
@@ -44,8 +44,7 @@ def test_the_model_is_known_once_7_8_and_19_are():
 def test_a_model_has_the_blocks_of_its_parts():
     eg4 = models.MODELS_BY_SLUG["eg4-18kpv"]
     assert models.input_blocks(eg4) == (1, 2, 3, 4, 5, 6)
-    assert "v_grid_l1" not in models.absent_keys(eg4, 5)
-    assert "p_pv_4" in models.absent_keys(eg4, 6)  # no PV strings 4-6
+    assert eg4.has("split_phase") and not eg4.has("pv456")  # no PV strings 4-6
     assert models.input_blocks(models.MODELS_BY_SLUG["lxp-3600-acs"]) == (1, 2, 3)
 
 
