@@ -67,7 +67,7 @@ class FakePublisher:
     def __init__(self):
         self.published: list[tuple[str, str, int, bool]] = []
 
-    def publish(self, topic, payload, *, qos=0, retain=False):
+    def publish(self, topic, payload, *, qos=0, retain=False, coalesce=False, batch=False):
         self.published.append((topic, payload, qos, retain))
 
     def messages(self) -> list[tuple[str, str]]:

@@ -275,7 +275,7 @@ class _Publisher:
 
     published: list
 
-    def publish(self, topic, payload, *, qos=0, retain=False):
+    def publish(self, topic, payload, *, qos=0, retain=False, coalesce=False, batch=False):
         self.published.append((topic, payload))
 
 

@@ -9,13 +9,16 @@ import pytest_twisted
 from e2e_support import MqttProbe
 from paho.mqtt.enums import MQTTErrorCode
 from twisted.internet import reactor
+from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
 
 from octolux.config.ini import MqttConfig
-from octolux.mqtt.client import Message, MqttService
+from octolux.mqtt.client import BATCH_DELAY, FLUSH_DELAY, IN_FLIGHT, Message, MqttService
 from octolux.net.logging import set_level
 
 _prefixes = itertools.count()
+_case = SynchronousTestCase()
 
 
 def prefix() -> str:
@@ -207,14 +210,11 @@ class _Success:
     is_failure = False
 
 
-class _CallNow:
-    now = 0.0
+class _CallNow(Clock):
+    """A clock whose callFromThread calls at once (there is no other thread here)."""
 
     def callFromThread(self, function, *args):
         function(*args)
-
-    def seconds(self):
-        return self.now
 
 
 def test_a_reconnect_subscribes_every_filter_in_one_subscribe():
@@ -240,42 +240,174 @@ def test_each_message_reaches_the_handlers_of_the_filters_it_matches():
     assert seen == [("named", "t/a/cmd/x"), ("plain", "t/cmd/y"), ("plain again", "t/cmd/y")]
 
 
-def test_publishing_builds_no_debug_event_unless_debug_is_on():
-    class Client:
-        def publish(self, topic, payload, qos=0, retain=False):
-            return success
+class _Info:
+    """paho's MQTTMessageInfo, as far as the service uses it."""
 
-    success = type("Info", (), {"rc": MQTTErrorCode.MQTT_ERR_SUCCESS})()
-    service = MqttService(MqttConfig(host="127.0.0.1", port=1), reactor=_CallNow(),
+    def __init__(self, rc=MQTTErrorCode.MQTT_ERR_SUCCESS):
+        self.rc = rc
+        self.published = False
+
+    def is_published(self) -> bool:
+        return self.published
+
+
+class _PublishingClient:
+    """paho's Client, as far as publishing goes: records each message, returns its info."""
+
+    def __init__(self, rc=MQTTErrorCode.MQTT_ERR_SUCCESS):
+        self.rc = rc
+        self.handed: list[tuple[str, str, int, bool, _Info]] = []
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        info = _Info(self.rc)
+        self.handed.append((topic, payload, qos, retain, info))
+        return info
+
+    def topics(self) -> list[str]:
+        return [topic for topic, *_ in self.handed]
+
+    def finish(self, count: int | None = None) -> None:
+        """The broker has taken the first ``count`` (all) unfinished messages."""
+        for *_, info in [m for m in self.handed if not m[-1].published][:count]:
+            info.published = True
+
+
+def publishing_service(client=None) -> tuple[MqttService, _PublishingClient, _CallNow]:
+    clock = _CallNow()
+    service = MqttService(MqttConfig(host="127.0.0.1", port=1), reactor=clock,
                           status_topic="t/status")
-    service._client = Client()
+    service._client = client or _PublishingClient()
+    return service, service._client, clock
+
+
+def test_messages_are_handed_to_paho_together_within_the_flush_delay():
+    service, client, clock = publishing_service()
+    service.publish("t/inputs/1", "{1}", qos=1)
+    clock.advance(FLUSH_DELAY / 2)
+    service.publish("t/result/ac_charge", "OK", qos=1)
+    service.publish("t/connection", "online", qos=1, retain=True)
+    assert client.handed == []
+    clock.advance(FLUSH_DELAY / 2)
+    assert [(topic, payload, qos, retain) for topic, payload, qos, retain, _ in client.handed] == [
+        ("t/inputs/1", "{1}", 1, False),
+        ("t/result/ac_charge", "OK", 1, False),
+        ("t/connection", "online", 1, True),
+    ]
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_message_that_may_wait_goes_with_the_next_prompt_one_or_after_the_batch_delay():
+    service, client, clock = publishing_service()
+    service.publish("t/inputs/1", "{1}", qos=1, batch=True)
+    service.publish("t/inputs/2", "{2}", qos=1, batch=True)
+    clock.advance(BATCH_DELAY / 2)
+    assert client.handed == []
+    service.publish("t/result/ac_charge", "OK", qos=1)  # a command waits for it
+    clock.advance(FLUSH_DELAY)
+    assert client.topics() == ["t/inputs/1", "t/inputs/2", "t/result/ac_charge"]
+    service.publish("t/inputs/3", "{3}", qos=1, batch=True)
+    clock.advance(BATCH_DELAY - FLUSH_DELAY / 2)
+    assert client.topics()[3:] == []
+    clock.advance(FLUSH_DELAY)
+    assert client.topics()[3:] == ["t/inputs/3"]
+    assert clock.getDelayedCalls() == []
+
+
+def test_state_waits_coalesced_while_the_broker_is_behind_and_messages_never_wait():
+    service, client, clock = publishing_service()
+    for register in range(IN_FLIGHT + 100):
+        service.publish(f"t/hold/{register}", "1", retain=True, coalesce=True)
+    clock.advance(FLUSH_DELAY)
+    assert len(client.handed) == IN_FLIGHT  # paho's share; the broker has drained none yet
+    assert service.backlog() == IN_FLIGHT + 100
+    for register in range(IN_FLIGHT, IN_FLIGHT + 100):  # newer values of what waits
+        service.publish(f"t/hold/{register}", "2", retain=True, coalesce=True)
+    service.publish("t/inputs/1", "{}", qos=1)
+    clock.advance(FLUSH_DELAY)
+    assert client.topics()[IN_FLIGHT:] == ["t/inputs/1"]  # ahead of the state
+    client.finish(50)
+    clock.advance(FLUSH_DELAY)
+    # 50 finished, and the input took one place of them.
+    assert client.topics()[IN_FLIGHT + 1:] == [
+        f"t/hold/{register}" for register in range(IN_FLIGHT, IN_FLIGHT + 49)
+    ]
+    client.finish()
+    clock.advance(FLUSH_DELAY)
+    assert len(client.handed) == IN_FLIGHT + 101
+    assert {payload for topic, payload, *_ in client.handed[IN_FLIGHT + 1:]} == {"2"}
+    assert service.backlog() == 51  # handed, not yet finished
+    client.finish()
+    assert service.backlog() == 0 and service.longest == IN_FLIGHT + 101
+    assert clock.getDelayedCalls() == []
+
+
+def test_qos_0_messages_paho_had_not_written_do_not_count_after_a_disconnect():
+    service, client, clock = publishing_service()
+    for register in range(IN_FLIGHT):
+        service.publish(f"t/hold/{register}", "1", retain=True, coalesce=True)
+    service.publish("t/settings", "{}", qos=1, retain=True, coalesce=True)
+    clock.advance(FLUSH_DELAY)
+    assert service.backlog() == IN_FLIGHT + 1
+    service.connected = True
+    service._disconnected("connection lost")
+    assert service.backlog() == 1  # the settings: paho sends it again after reconnecting
+    clock.advance(FLUSH_DELAY)
+    assert client.topics()[-1] == "t/settings"
+
+
+def test_whatever_waits_is_handed_to_paho_on_stop_ahead_of_offline():
+    class StoppingClient(_PublishingClient):
+        def disconnect(self):
+            self.handed.append(("disconnect", None, 0, False, None))
+
+        def loop_stop(self):
+            self.handed.append(("loop_stop", None, 0, False, None))
+
+    class InlinePool:
+        def callInThreadWithCallback(self, on_result, function, *args):
+            on_result(True, function(*args))
+
+    service, client, clock = publishing_service(StoppingClient())
+    clock.getThreadPool = InlinePool
+    for register in range(IN_FLIGHT + 1):
+        service.publish(f"t/hold/{register}", "1", retain=True, coalesce=True)
+    clock.advance(FLUSH_DELAY)
+    service.publish("t/result/ac_charge", "OK", qos=1)
+    service.running = True
+    with capturedLogs() as events:
+        _case.successResultOf(service.stopService())
+    assert client.topics()[IN_FLIGHT:] == [
+        "t/result/ac_charge", f"t/hold/{IN_FLIGHT}", "t/status", "disconnect", "loop_stop"
+    ]
+    assert [formatEvent(e) for e in events] == [
+        f"MQTT: 0 message(s) dropped in all; at most {IN_FLIGHT + 1} waiting at once"
+    ]
+
+
+def test_publishing_builds_no_debug_event_unless_debug_is_on():
+    service, client, clock = publishing_service()
     with capturedLogs() as events:
         service.publish("t/inputs/1", "{}")
+        clock.advance(FLUSH_DELAY)
     assert events == []
     set_level("debug")
     try:
         with capturedLogs() as events:
             service.publish("t/inputs/1", "{}")
+            clock.advance(FLUSH_DELAY)
     finally:
         set_level("info")
     assert [formatEvent(e) for e in events] == ["published t/inputs/1 {}"]
 
 
 def test_messages_dropped_on_a_full_queue_are_reported_once_a_minute():
-    full = type("Info", (), {"rc": MQTTErrorCode.MQTT_ERR_QUEUE_SIZE})()
-
-    class Client:
-        def publish(self, topic, payload, qos=0, retain=False):
-            return full
-
-    reactor_now = _CallNow()
-    service = MqttService(MqttConfig(host="127.0.0.1", port=1), reactor=reactor_now,
-                          status_topic="t/status")
-    service._client = Client()
+    service, client, clock = publishing_service(
+        _PublishingClient(MQTTErrorCode.MQTT_ERR_QUEUE_SIZE)
+    )
     with capturedLogs() as events:
         for second in range(0, 130):
-            reactor_now.now = float(second)
             service.publish(f"t/inputs/{second}", "{}", qos=1)
+            clock.advance(1)
     warnings = [formatEvent(e) for e in events if e["log_level"] >= LogLevel.warn]
     assert warnings == [
         "MQTT: dropped 1 message(s), 1000 already waiting for broker 127.0.0.1:1"
@@ -285,6 +417,7 @@ def test_messages_dropped_on_a_full_queue_are_reported_once_a_minute():
         "MQTT: dropped 60 message(s), 1000 already waiting for broker 127.0.0.1:1"
         " (the last: t/inputs/120)",
     ]
+    assert service.dropped == 130
 
 
 def test_the_queue_for_the_broker_grows_with_the_fleet():

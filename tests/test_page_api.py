@@ -49,7 +49,7 @@ class Published:
     def __init__(self):
         self.messages = []
 
-    def publish(self, topic, payload, *, qos=0, retain=False):
+    def publish(self, topic, payload, *, qos=0, retain=False, coalesce=False, batch=False):
         self.messages.append((topic, payload))
 
 

@@ -28,8 +28,10 @@ from octolux.mqtt.client import OFFLINE, ONLINE, Message
 class Publisher(Protocol):
     """Where the bridge publishes (``MqttService`` in production)."""
 
-    def publish(self, topic: str, payload: str | bytes, *, qos: int = 0, retain: bool = False):
-        """Send one message."""
+    def publish(self, topic: str, payload: str | bytes, *, qos: int = 0, retain: bool = False,
+                coalesce: bool = False, batch: bool = False):
+        """Send one message; with ``coalesce``, a newer one for its topic may replace it unsent;
+        with ``batch``, it may wait a moment to go with others."""
 
 
 # Built once: json.dumps with any option builds a new encoder per call, and
@@ -78,7 +80,7 @@ class InverterBridge:
         rather than losing them (paho's queue of them is bounded).
         """
         for block, values in sorted(blocks.items()):
-            self.publisher.publish(self.topics.inputs(block), to_json(values), qos=1)
+            self.publisher.publish(self.topics.inputs(block), to_json(values), qos=1, batch=True)
 
     def batteries_received(self, modules: dict[str, dict[str, Any]]) -> None:
         """Publish each battery module on ``battery/<serial>``, retained, QoS 1."""
@@ -106,10 +108,12 @@ class InverterBridge:
 
     def _publish_holds(self, registers: dict[int, int]) -> None:
         for register, value in sorted(registers.items()):
-            self.publisher.publish(self.topics.hold(register), str(value), retain=True)
+            self.publisher.publish(self.topics.hold(register), str(value), retain=True,
+                                   coalesce=True)
 
     def _publish_settings(self, settings: str) -> None:
-        self.publisher.publish(self.topics.settings, settings, qos=1, retain=True)
+        self.publisher.publish(self.topics.settings, settings, qos=1, retain=True,
+                               coalesce=True)
 
     def connection_changed(self, connected: bool) -> None:
         """Publish ``connection``: ``online`` or ``offline``, retained."""
