@@ -973,10 +973,10 @@ class _HeldPacer:
     def __init__(self):
         self.turns: list[tuple[float, Deferred]] = []
 
-    def take(self, units):
+    def run(self, units, work):
         turn = Deferred()
         self.turns.append((units, turn))
-        return turn
+        return turn.addCallback(lambda _: work())
 
 
 def test_the_reads_on_connecting_wait_their_turn_with_the_fleets_pacer():

@@ -22,6 +22,7 @@ request on the wire only if the engine's rule says so (``LXP_REPLIES``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -385,7 +386,7 @@ class Inverter(InverterRequests, service.Service):
         retry_policy=None,  # attempt -> seconds; default backoffPolicy()
         read_only: bool = False,  # refuse every write: none ever reaches the datalogger
         read_holding_on_connect: bool = False,  # read registers 0-239 on every connection
-        pacer=None,  # octolux.device.pacing.Pacer shared by a fleet: spreads those reads over time
+        pacer=None,  # octolux.device.pacing.Pacer shared by a fleet: lets those reads through as fast as MQTT drains
         name: str = "inverter",
         address: str | None = None,  # "host:port", for log lines before any connection
     ):
@@ -486,11 +487,12 @@ class Inverter(InverterRequests, service.Service):
     async def _read_all(self, reads) -> None:
         failed = []
         for read, register in reads:
-            if self._pacer is not None:
-                # Each value read goes out on MQTT: a fleet's reads take turns.
-                await self._pacer.take(40)
             try:
-                await read(register, 40)
+                if self._pacer is None:
+                    await read(register, 40)
+                else:
+                    # Each value read goes out on MQTT: a fleet's reads take turns.
+                    await self._pacer.run(40, functools.partial(read, register, 40))
             except CommandFailed as error:
                 what = f"{read.__name__}({register}, 40)"
                 if error.reason.startswith("exception reply"):

@@ -138,9 +138,10 @@ def build_service(config: Config, reactor) -> OctoluxService:
     history = None
     if config.history is not None:
         history = HistoryService(reactor, open_stores(config.history))
-    # One budget for the whole bridge: a fleet's holding registers, read on
-    # connecting and published again on every broker connection, take turns.
-    pacer = Pacer(reactor)
+    # One gate for the whole bridge: a fleet's holding registers, read on
+    # connecting and published again on every broker connection, go as fast
+    # as the broker takes them.
+    pacer = Pacer(reactor) if mqtt is None else Pacer(reactor, backlog=mqtt.backlog)
     inverters = [
         _inverter(reactor, inverter_config, pacer) for inverter_config in config.inverters
     ]
@@ -241,8 +242,8 @@ def _home_assistant(mqtt, inverter, topics, sweeper: OrphanSweeper,
 
 
 def _paced(pacer: Pacer, inverter: Inverter, republish):
-    """``republish`` (every register of ``inverter`` again) when the bridge's budget allows."""
-    return lambda: pacer.take(len(inverter.registers)).addCallback(lambda _: republish())
+    """``republish`` (every register of ``inverter`` again) when the broker has room for it."""
+    return lambda: pacer.run(len(inverter.registers), republish)
 
 
 def _listeners(reactor, config: Config, inverters: list[Inverter], attach,
