@@ -20,7 +20,15 @@ Each dongle sends 3 input frames every ``--interval`` seconds, so the bridge
 should publish 3 * N / interval messages a second. Everything started is
 stopped on the way out; the working directory (configs and logs) is removed,
 unless something looked wrong or ``--keep`` was given, and then its path is
-printed. Prints figures only; nothing here passes or fails on time.
+printed.
+
+Then it judges each fleet size against the goals of issue 19 and exits 1 if
+one is missed: every inverter's every input published in the window, no
+message dropped by the bridge (its ``MQTT: ... dropped`` lines), start-up (the
+broker holding every inverter's retained state) within ``--max-startup``
+seconds of the bridge's start, and in the window at most ``--max-cpu`` % of a
+core and ``--max-rss`` MB resident. It also prints the most messages the bridge
+saw waiting for the broker at once.
 """
 
 from __future__ import annotations
@@ -55,6 +63,9 @@ POLL = 0.1  # seconds between looks at logs and counters
 LISTENING = re.compile(r"dongle (\S+) \(inverter (\S+)\) listening on [\d.]+:(\d+)")
 CONNECTED = re.compile(r"\] (\S+): connected to ")
 BRIDGE_MQTT_CONNECTED = re.compile(r"Connected to MQTT broker")
+# What the bridge says about its queue for the broker: as it drops, and on stopping.
+DROPPED = re.compile(r"MQTT: dropped (\d+) message")
+QUEUE_SUMMARY = re.compile(r"MQTT: (\d+) message\(s\) dropped in all; at most (\d+) waiting")
 RETAINED_COUNT = "$SYS/broker/retained messages/count"
 RETAINED_PER_INVERTER = 240 + 2  # hold/0-239, settings, connection
 SETTLE = 5.0  # seconds over which the bridge must be quiet before the window opens ...
@@ -338,6 +349,8 @@ class Phase:
     connected: int = 0
     all_inputs: float | None = None  # seconds from spawn to inputs from every inverter
     settle: float = 0.0  # seconds from then until the start-up work was over
+    startup: float | None = None  # seconds from spawn until the broker held all retained state
+    startup_cpu: float = 0.0  # the bridge's CPU seconds until then
     with_inputs: int = 0
     window: float = 0.0
     messages: int = 0
@@ -353,6 +366,8 @@ class Phase:
     commands: int = 0
     rtts: dict[str, list[float]] = attrs.Factory(dict)  # by the broker's set_tcp_nodelay
     bridge_stop: float = 0.0
+    dropped: int | None = None  # messages the bridge dropped (None: it never said)
+    longest: int | None = None  # the most messages it saw waiting for the broker at once
     trouble: list[str] = attrs.Factory(list)
 
     @property
@@ -420,6 +435,7 @@ def run_phase(count: int, args, mosquitto: Broker, subscriber: Subscriber,
         if bridge is not None:
             phase.bridge_stop = bridge.stop()
             phase.trouble += trouble_lines(bridge, TROUBLE)
+            phase.dropped, phase.longest = queue_figures(bridge)
         for simulator in simulators:
             simulator.stop()
             phase.trouble += trouble_lines(simulator, SIMULATOR_TROUBLE)
@@ -529,6 +545,10 @@ def measure(phase: Phase, args, bridge: Child, simulators: list[Child], broker: 
                   f" expected {RETAINED_PER_INVERTER * phase.count}; measuring anyway")
             break
         wait_alive(time.monotonic() + 1, bridge, *simulators)
+    else:
+        # The broker counts every sys_interval (2 s): up to that late.
+        phase.startup = time.monotonic() - bridge.started
+        phase.startup_cpu = bridge.cpu_seconds()
     settle(args, bridge, simulators)
     phase.settle = time.monotonic() - began
     before = (bridge.cpu_seconds(), [c.cpu_seconds() for c in simulators], broker.cpu_seconds())
@@ -606,6 +626,18 @@ def run_commands(phase: Phase, args, bridge: Child, subscriber: Subscriber, sett
             phase.trouble.append(f"cmd/discharge_pct to d{index}: {shown} after {rtt:.1f} s")
 
 
+def queue_figures(bridge: Child) -> tuple[int | None, int | None]:
+    """(messages dropped, most waiting at once) from the log of the stopped bridge."""
+    dropped = longest = None
+    for line in bridge.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        summary = QUEUE_SUMMARY.search(line)
+        if summary:
+            dropped, longest = int(summary[1]), int(summary[2])
+        elif DROPPED.search(line) and dropped is None:
+            dropped = -1  # said while running; the summary, if any, has the count
+    return dropped, longest
+
+
 def trouble_lines(child: Child, pattern: re.Pattern, limit: int = 8) -> list[str]:
     """The lines of ``child``'s whole log that match ``pattern``, at most ``limit`` of them."""
     found = []
@@ -634,6 +666,8 @@ def report(phases: list[Phase], args) -> None:
         ("bridge start to inputs from all", lambda p: seconds(p.all_inputs)),
         ("connected / with inputs", lambda p: f"{p.connected} / {p.with_inputs}"),
         ("then until start-up work was over", lambda p: seconds(p.settle)),
+        ("bridge start to all state retained", lambda p: seconds(p.startup)),
+        ("  bridge CPU until then", lambda p: f"{p.startup_cpu:.1f} s"),
         ("window", lambda p: seconds(p.window)),
         ("input messages in window", lambda p: f"{p.messages} (expected ~{p.expected:.0f})"),
         ("  per second, delivered", lambda p: f"{p.messages / p.window:.1f}"),
@@ -648,6 +682,8 @@ def report(phases: list[Phase], args) -> None:
         ("bridge CPU per dongle", lambda p: f"{cpu_per_dongle(p):.3f} ms/min"),
         ("bridge CPU per input message", lambda p: f"{cpu_per_message(p):.3f} ms"),
         ("bridge RSS per dongle", lambda p: f"{p.rss_kib / p.count:.0f} KiB"),
+        ("messages dropped by the bridge", lambda p: count_text(p.dropped)),
+        ("most messages waiting at once", lambda p: count_text(p.longest)),
         ("commands OK", lambda p: f"{p.commands_ok} / {p.commands}"),
         *((f"command round trip, nodelay {setting}", lambda p, s=setting: rtt_text(p.rtts.get(s)))
           for setting in NODELAY_SETTINGS),
@@ -684,6 +720,46 @@ def report(phases: list[Phase], args) -> None:
             print(f"logs at {phase.count} dongles, lines worth a look:")
             for line in phase.trouble:
                 print("  " + line)
+
+
+def count_text(value: int | None) -> str:
+    """A count from the bridge's log: a dash when it never said."""
+    return "-" if value is None else f"{value:,}"
+
+
+def goals(phase: Phase, args) -> list[tuple[bool, str]]:
+    """(met, what) for each goal of issue 19, at one fleet size."""
+    bursts = int(phase.window // args.interval + 1e-9)
+    cpu = 100 * phase.bridge_cpu / phase.window if phase.window else float("inf")
+    rss_mb = phase.rss_kib * 1024 / 1e6
+    return [
+        (phase.silent == 0 and phase.per_inverter[0] >= 3 * bursts,
+         f"every input published in the window: {phase.messages} messages, each inverter "
+         f"{phase.per_inverter[0]}-{phase.per_inverter[1]} (at least {3 * bursts})"),
+        (phase.dropped == 0, f"no message dropped: {count_text(phase.dropped)}"),
+        (phase.startup is not None and phase.startup <= args.max_startup,
+         f"start-up (all state retained) within {args.max_startup:g} s: "
+         f"{seconds(phase.startup)}"),
+        (cpu < args.max_cpu, f"steady state under {args.max_cpu:g} % of a core: {cpu:.2f} %"),
+        (rss_mb < args.max_rss, f"steady state under {args.max_rss:g} MB: {rss_mb:.0f} MB"),
+    ]
+
+
+def judge(phases: list[Phase], args) -> bool:
+    """Print each goal as met or missed; True when every one was met at every size."""
+    met_all = True
+    print()
+    print(f"goals (load average at the end: {load_average()}):")
+    for phase in phases:
+        for met, what in goals(phase, args):
+            met_all = met_all and met
+            print(f"  {'ok    ' if met else 'MISSED'}  {phase.count} dongles: {what}")
+    return met_all
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: the machine is shared."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def cpu_per_dongle(phase: Phase) -> float:
@@ -761,6 +837,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait for the start-up work to end before measuring")
     parser.add_argument("--ready-timeout", type=float, default=300.0,
                         help="seconds for the fleet to connect before measuring anyway")
+    parser.add_argument("--max-startup", type=float, default=600.0,
+                        help="goal: seconds from the bridge's start until all state is retained")
+    parser.add_argument("--max-cpu", type=float, default=2.5,
+                        help="goal: the bridge's CPU in the window, %% of a core")
+    parser.add_argument("--max-rss", type=float, default=400.0,
+                        help="goal: the bridge's resident memory at the window's end, MB")
     parser.add_argument("--keep", action="store_true", help="keep the logs and configs")
     args = parser.parse_args(argv)
     # Topics carry the inverter's name only with more than one inverter.
@@ -771,6 +853,7 @@ def main(argv: list[str] | None = None) -> int:
     count, args.simulators = plan(args.count)
     sizes = ([args.baseline_count] if 0 < args.baseline_count < count else []) + [count]
 
+    print(f"load average at the start: {load_average()}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="octolux-fleet-"))
     keep = args.keep
     phases: list[Phase] = []
@@ -785,6 +868,7 @@ def main(argv: list[str] | None = None) -> int:
         report(phases, args)
         for line in broker.trouble:
             print("  " + line)
+        met = judge(phases, args)
         keep = keep or bool(broker.trouble) or not all(phase.healthy for phase in phases)
     except RuntimeError as error:
         keep = True
@@ -802,6 +886,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nlogs and configs kept in {workdir}")
         else:
             shutil.rmtree(workdir)
+    if not met:
+        print("a goal was missed")
+        return 1
     return 0
 
 
