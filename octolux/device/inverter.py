@@ -386,7 +386,7 @@ class Inverter(InverterRequests, service.Service):
         retry_policy=None,  # attempt -> seconds; default backoffPolicy()
         read_only: bool = False,  # refuse every write: none ever reaches the datalogger
         read_holding_on_connect: bool = False,  # read registers 0-239 on every connection
-        pacer=None,  # octolux.device.pacing.Pacer shared by a fleet: lets those reads through as fast as MQTT drains
+        pacer=None,  # octolux.device.pacing.Pacer shared by a fleet: reads as fast as MQTT drains
         name: str = "inverter",
         address: str | None = None,  # "host:port", for log lines before any connection
     ):
