@@ -277,6 +277,7 @@ def publishing_service(client=None) -> tuple[MqttService, _PublishingClient, _Ca
     service = MqttService(MqttConfig(host="127.0.0.1", port=1), reactor=clock,
                           status_topic="t/status")
     service._client = client or _PublishingClient()
+    service.connected = True
     return service, service._client, clock
 
 
@@ -348,11 +349,29 @@ def test_qos_0_messages_paho_had_not_written_do_not_count_after_a_disconnect():
     service.publish("t/settings", "{}", qos=1, retain=True, coalesce=True)
     clock.advance(FLUSH_DELAY)
     assert service.backlog() == IN_FLIGHT + 1
-    service.connected = True
     service._disconnected("connection lost")
     assert service.backlog() == 1  # the settings: paho sends it again after reconnecting
-    clock.advance(FLUSH_DELAY)
-    assert client.topics()[-1] == "t/settings"
+
+
+def test_while_the_broker_is_away_messages_wait_here_up_to_the_limit_and_state_coalesced():
+    service, client, clock = publishing_service()
+    service._disconnected("connection lost")
+    with capturedLogs() as events:
+        for n in range(service.max_queued + 2):
+            service.publish(f"t/inputs/{n}", "{}", qos=1, batch=True)
+            service.publish("t/hold/21", str(n), retain=True, coalesce=True)
+        clock.advance(BATCH_DELAY)
+    assert client.handed == []
+    assert service.backlog() == service.max_queued + 1
+    assert [formatEvent(e) for e in events] == [
+        "MQTT: dropped 1 message(s), 1000 already waiting for broker 127.0.0.1:1"
+        " (the last: t/inputs/1000)"
+    ]
+    service._connected()
+    clock.advance(0)
+    assert client.topics() == [f"t/inputs/{n}" for n in range(1000)] + ["t/hold/21"]
+    assert client.handed[-1][1] == "1001"
+    assert service.dropped == 2
 
 
 def test_whatever_waits_is_handed_to_paho_on_stop_ahead_of_offline():

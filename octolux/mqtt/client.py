@@ -42,8 +42,8 @@ OFFLINE = "offline"
 KEEPALIVE = 60  # seconds
 RECONNECT_MIN_DELAY = 1  # seconds; paho doubles it per failed attempt ...
 RECONNECT_MAX_DELAY = 30  # ... up to this
-# QoS 1 messages wait in paho's queue while the broker is away; a long outage
-# must not grow it without bound. They are all sent at once, not 20 at a time
+# Messages wait (in the Outbox) while the broker is away; a long outage must
+# not grow that queue without bound. They are all sent at once, not 20 at a time
 # (paho's default): a fleet's input bursts, or its holding registers read on
 # connecting, outrun 20 in flight, and the queue would fill while connected.
 MAX_QUEUED_MESSAGES = 1000
@@ -174,6 +174,9 @@ class MqttService(service.Service):
         if self._client is None:
             self.log.debug("MQTT not started: dropped {topic}", topic=topic)
             return
+        if not coalesce and self._outbox.messages >= self.max_queued:
+            self._queue_full(topic)  # a long outage: the newest go
+            return
         self._outbox.put(Outgoing(topic, payload, qos, retain), coalesce=coalesce)
         delay = BATCH_DELAY if batch else FLUSH_DELAY
         flush = self._flush_call
@@ -199,7 +202,9 @@ class MqttService(service.Service):
         """Hand paho every message waiting, and as much state as the broker has room for."""
         self._flush_call = None
         client = self._client
-        if client is None:
+        if client is None or not self.connected:
+            # Kept here meanwhile, not in paho: state stays coalesced, and
+            # paho's queue holds no message whose end it cannot report.
             return
         in_flight = self._in_flight()
         self.longest = max(self.longest, in_flight + len(self._outbox))
@@ -218,7 +223,8 @@ class MqttService(service.Service):
             if debug_enabled():
                 self.log.debug("published {topic} {payload}", topic=topic, payload=message.payload)
         elif info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0:
-            self._unfinished.append((info, qos))  # paho sends it after reconnecting
+            # The broker lost a moment ago: paho sends it after reconnecting.
+            # (Not counted in flight: paho's info never says when it went.)
             self.log.debug("queued until the broker is back: {topic}", topic=topic)
         elif info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             self._queue_full(topic)
@@ -313,6 +319,8 @@ class MqttService(service.Service):
         self.connected = True
         self._connect_failed_logged = False
         self.log.info("Connected to MQTT broker {address}", address=self.config.address)
+        if self._flush_call is None:  # what waited for the broker
+            self._flush_call = self._reactor.callLater(0, self._flush)
         for handler in self._connect_handlers:
             try:
                 handler()
