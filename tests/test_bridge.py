@@ -15,6 +15,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from octolux.device.commands import Topics
 from octolux.device.inverter import CommandFailed
 from octolux.device.registers import RegisterValues
+from octolux.device.settings import SETTING_REGISTERS
 from octolux.lxp.inputs import BLOCK_KEYS
 from octolux.mqtt.bridge import CommandRouter, InverterBridge
 from octolux.mqtt.client import Message
@@ -133,19 +134,36 @@ def settings_published(publisher) -> list[dict]:
             if topic == "octolux/settings" and qos == 1 and retain]
 
 
-def test_settings_are_published_retained_from_the_registers_seen(bridge, inverter, publisher):
-    inverter.receive({21: 0x80 | 1 << 15, 64: 30})
-    inverter.receive({68: 0x1E01, 69: 0x0005, 65: 40})  # 01:30-05:00
-    first, second = settings_published(publisher)
-    assert first["ac_charge"] is True and first["feed_in_grid"] is True
-    assert first["eps"] is False and first["charge_pct"] == 30
-    assert "discharge_pct" not in first  # register 65 not known yet
-    assert second["ac_charge_slot_1"] == "01:30-05:00"
-    assert second["discharge_pct"] == 40 and second["ac_charge"] is True
+def read_on_connecting(inverter, values: dict[int, int], *, refused=()) -> None:
+    """The six 40-register blocks read on connecting, ``values`` or 0; ``refused`` blocks none."""
+    for first in range(0, 240, 40):
+        if first not in refused:
+            inverter.receive({r: values.get(r, 0) for r in range(first, first + 40)})
+
+
+def test_settings_are_published_retained_once_its_registers_are_read(bridge, inverter, publisher):
+    # Five of the six blocks hold setting registers: one settings message, not five.
+    read_on_connecting(inverter, {21: 0x80 | 1 << 15, 64: 30, 65: 40, 68: 0x1E01, 69: 0x0005})
+    (settings,) = settings_published(publisher)
+    assert settings["ac_charge"] is True and settings["feed_in_grid"] is True
+    assert settings["eps"] is False and settings["charge_pct"] == 30
+    assert settings["ac_charge_slot_1"] == "01:30-05:00"
+    assert settings["discharge_pct"] == 40
+    assert publisher.published[-41][0] == "octolux/settings"  # with the block of the last
+
+
+def test_a_model_without_some_setting_registers_gets_its_settings_after_the_read(
+    bridge, inverter, publisher
+):
+    read_on_connecting(inverter, {64: 30}, refused=(120,))  # register 125 refused
+    (settings,) = settings_published(publisher)
+    assert settings["charge_pct"] == 30
+    assert publisher.published[-41][0] == "octolux/settings"  # at the block past them all
 
 
 def test_settings_are_republished_only_when_they_change(bridge, inverter, publisher):
-    inverter.receive({64: 30})
+    inverter.receive({64: 30})  # not all known yet: nothing
+    inverter.receive({register: 0 for register in SETTING_REGISTERS} | {64: 30})
     inverter.receive({64: 30})  # same value again (a re-read)
     inverter.receive({200: 5})  # not a register any setting is read from
     inverter.receive({64: 31})  # changed, whoever changed it
@@ -157,13 +175,13 @@ def test_a_broker_connection_gets_the_retained_state_again(bridge, inverter, pub
     inverter.connected = True
     bridge.broker_connected()  # the first connection: nothing known but the link
     assert publisher.messages() == [("octolux/connection", "online")]
-    inverter.receive({21: 0x80, 65: 50})
+    inverter.receive({register: 0 for register in SETTING_REGISTERS} | {21: 0x80, 65: 50})
     publisher.published.clear()
     bridge.broker_connected()
     assert publisher.published == [
         ("octolux/connection", "online", 1, True),
-        ("octolux/hold/21", "128", 0, True),
-        ("octolux/hold/65", "50", 0, True),
+        *((f"octolux/hold/{register}", str(inverter.registers[register]), 0, True)
+          for register in sorted(SETTING_REGISTERS)),
         ("octolux/settings", publisher.published[-1][1], 1, True),
     ]
     assert settings_published(publisher)[-1]["discharge_pct"] == 50
@@ -303,11 +321,12 @@ def test_a_synchronous_failure_is_still_one_result(bridge, publisher):
 def test_named_inverter_topics(inverter, publisher):
     bridge = InverterBridge(inverter, publisher, Topics("octolux", "garage"))
     inverter.add_observer(bridge)
-    inverter.receive({65: 1})
+    inverter.receive({65: 1, 200: 0})  # past the setting registers: settings with what is known
     bridge.command_received(Message("octolux/garage/cmd/discharge_pct", b"1"))
     inverter.pending[0].callback(1)
     assert publisher.messages() == [
         ("octolux/garage/hold/65", "1"),
+        ("octolux/garage/hold/200", "0"),
         ("octolux/garage/settings", '{"discharge_pct":1}'),
         ("octolux/garage/result/discharge_pct", "OK"),
     ]

@@ -44,6 +44,9 @@ def to_json(values: dict[str, Any]) -> str:
     return _COMPACT_JSON.encode(values)
 
 
+_LAST_SETTING_REGISTER = max(SETTING_REGISTERS)
+
+
 def _digest(text: str) -> bytes:
     """16 bytes that tell one settings JSON from another (a collision is a 2**-128 chance)."""
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
@@ -95,16 +98,32 @@ class InverterBridge:
         values at once. ``hold/`` with QoS 0: 240 of them come at every
         connection, and QoS 1 ones would fill paho's bounded queue (which the
         inputs need) on a bridge with several inverters; ``settings``, one
-        message that sums them up, with QoS 1.
+        message that sums them up, with QoS 1, first once every register it
+        is read from is known (see ``_settings_due``).
         """
         self._publish_holds(registers)
-        if not SETTING_REGISTERS.isdisjoint(registers):
+        if self._settings_due(registers):
             # The inverter's register store has them already: one store, read by everyone.
             settings = to_json(decode_settings(self.inverter.registers))
             digest = _digest(settings)
             if digest != self._settings_digest:
                 self._settings_digest = digest
                 self._publish_settings(settings)
+
+    def _settings_due(self, registers: dict[int, int]) -> bool:
+        """Whether ``settings`` may have changed and is complete enough to publish.
+
+        The read on connecting brings the setting registers in five blocks:
+        ``settings`` waits for the last of them rather than going out five
+        times, partly. A model without some of them: once a read has passed
+        the last setting register.
+        """
+        if self._settings_digest is not None:  # published: now on every change
+            return not SETTING_REGISTERS.isdisjoint(registers)
+        if registers and max(registers) > _LAST_SETTING_REGISTER:
+            return True
+        store = self.inverter.registers
+        return all(register in store for register in SETTING_REGISTERS)
 
     def _publish_holds(self, registers: dict[int, int]) -> None:
         for register, value in sorted(registers.items()):

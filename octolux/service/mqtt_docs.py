@@ -52,8 +52,8 @@ def _topics() -> list[str]:
          "JSON object of one battery module's data (keys below), keyed by its serial number,"
          " when the inverter reports modules (input registers 5002-5121)"),
         (topics.settings, "published, retained, QoS 1",
-         "JSON object of every named setting (below), republished whenever a register it is"
-         " read from changes"),
+         "JSON object of every named setting (below), published once the registers it is"
+         " read from have been read on connecting, then whenever one of them changes"),
         (topics.command("<command>"), "subscribed", "a command (below)"),
         (topics.command("set_hold/<register>"), "subscribed",
          "write a holding register (below); its result is on"
