@@ -14,7 +14,7 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from octolux.config.ini import MqttConfig
-from octolux.mqtt.client import BATCH_DELAY, FLUSH_DELAY, IN_FLIGHT, Message, MqttService
+from octolux.mqtt.client import BATCH_DELAY, DRAIN_POLL, IN_FLIGHT, Message, MqttService
 from octolux.net.logging import set_level
 
 _prefixes = itertools.count()
@@ -281,14 +281,13 @@ def publishing_service(client=None) -> tuple[MqttService, _PublishingClient, _Ca
     return service, service._client, clock
 
 
-def test_messages_are_handed_to_paho_together_within_the_flush_delay():
+def test_messages_of_one_reactor_turn_are_handed_to_paho_together_at_its_end():
     service, client, clock = publishing_service()
     service.publish("t/inputs/1", "{1}", qos=1)
-    clock.advance(FLUSH_DELAY / 2)
     service.publish("t/result/ac_charge", "OK", qos=1)
     service.publish("t/connection", "online", qos=1, retain=True)
     assert client.handed == []
-    clock.advance(FLUSH_DELAY / 2)
+    clock.advance(0)
     assert [(topic, payload, qos, retain) for topic, payload, qos, retain, _ in client.handed] == [
         ("t/inputs/1", "{1}", 1, False),
         ("t/result/ac_charge", "OK", 1, False),
@@ -304,12 +303,12 @@ def test_a_message_that_may_wait_goes_with_the_next_prompt_one_or_after_the_batc
     clock.advance(BATCH_DELAY / 2)
     assert client.handed == []
     service.publish("t/result/ac_charge", "OK", qos=1)  # a command waits for it
-    clock.advance(FLUSH_DELAY)
+    clock.advance(0)
     assert client.topics() == ["t/inputs/1", "t/inputs/2", "t/result/ac_charge"]
     service.publish("t/inputs/3", "{3}", qos=1, batch=True)
-    clock.advance(BATCH_DELAY - FLUSH_DELAY / 2)
+    clock.advance(BATCH_DELAY * 0.99)
     assert client.topics()[3:] == []
-    clock.advance(FLUSH_DELAY)
+    clock.advance(BATCH_DELAY * 0.01)
     assert client.topics()[3:] == ["t/inputs/3"]
     assert clock.getDelayedCalls() == []
 
@@ -318,22 +317,22 @@ def test_state_waits_coalesced_while_the_broker_is_behind_and_messages_never_wai
     service, client, clock = publishing_service()
     for register in range(IN_FLIGHT + 100):
         service.publish(f"t/hold/{register}", "1", retain=True, coalesce=True)
-    clock.advance(FLUSH_DELAY)
+    clock.advance(DRAIN_POLL)
     assert len(client.handed) == IN_FLIGHT  # paho's share; the broker has drained none yet
     assert service.backlog() == IN_FLIGHT + 100
     for register in range(IN_FLIGHT, IN_FLIGHT + 100):  # newer values of what waits
         service.publish(f"t/hold/{register}", "2", retain=True, coalesce=True)
     service.publish("t/inputs/1", "{}", qos=1)
-    clock.advance(FLUSH_DELAY)
+    clock.advance(DRAIN_POLL)
     assert client.topics()[IN_FLIGHT:] == ["t/inputs/1"]  # ahead of the state
     client.finish(50)
-    clock.advance(FLUSH_DELAY)
+    clock.advance(DRAIN_POLL)
     # 50 finished, and the input took one place of them.
     assert client.topics()[IN_FLIGHT + 1:] == [
         f"t/hold/{register}" for register in range(IN_FLIGHT, IN_FLIGHT + 49)
     ]
     client.finish()
-    clock.advance(FLUSH_DELAY)
+    clock.advance(DRAIN_POLL)
     assert len(client.handed) == IN_FLIGHT + 101
     assert {payload for topic, payload, *_ in client.handed[IN_FLIGHT + 1:]} == {"2"}
     assert service.backlog() == 51  # handed, not yet finished
@@ -347,7 +346,7 @@ def test_qos_0_messages_paho_had_not_written_do_not_count_after_a_disconnect():
     for register in range(IN_FLIGHT):
         service.publish(f"t/hold/{register}", "1", retain=True, coalesce=True)
     service.publish("t/settings", "{}", qos=1, retain=True, coalesce=True)
-    clock.advance(FLUSH_DELAY)
+    clock.advance(DRAIN_POLL)
     assert service.backlog() == IN_FLIGHT + 1
     service._disconnected("connection lost")
     assert service.backlog() == 1  # the settings: paho sends it again after reconnecting
@@ -390,7 +389,7 @@ def test_whatever_waits_is_handed_to_paho_on_stop_ahead_of_offline():
     clock.getThreadPool = InlinePool
     for register in range(IN_FLIGHT + 1):
         service.publish(f"t/hold/{register}", "1", retain=True, coalesce=True)
-    clock.advance(FLUSH_DELAY)
+    clock.advance(DRAIN_POLL)
     service.publish("t/result/ac_charge", "OK", qos=1)
     service.running = True
     with capturedLogs() as events:
@@ -407,13 +406,13 @@ def test_publishing_builds_no_debug_event_unless_debug_is_on():
     service, client, clock = publishing_service()
     with capturedLogs() as events:
         service.publish("t/inputs/1", "{}")
-        clock.advance(FLUSH_DELAY)
+        clock.advance(DRAIN_POLL)
     assert events == []
     set_level("debug")
     try:
         with capturedLogs() as events:
             service.publish("t/inputs/1", "{}")
-            clock.advance(FLUSH_DELAY)
+            clock.advance(DRAIN_POLL)
     finally:
         set_level("info")
     assert [formatEvent(e) for e in events] == ["published t/inputs/1 {}"]

@@ -5,10 +5,10 @@ the little that must happen on that thread (subscribe and announce ``online``
 in ``on_connect``, so every reconnect re-subscribes) and hand everything else
 to the reactor with ``reactor.callFromThread``; nothing else crosses over.
 Publishing happens on the reactor thread, in batches: ``publish`` puts a
-message in an ``Outbox`` and at most ``FLUSH_DELAY`` later (``BATCH_DELAY``
-for a message that may wait, ``batch=True``) everything waiting is handed to
-paho at once, so paho's thread wakes once per batch rather than once per
-message. Retained state (``coalesce=True``) is handed only as far as the
+message in an ``Outbox``, and at the end of the reactor's turn (``BATCH_DELAY``
+later for a message that may wait, ``batch=True``) everything waiting is
+handed to paho at once, so paho's thread wakes once per batch rather than once
+per message. Retained state (``coalesce=True``) is handed only as far as the
 broker drains it (``IN_FLIGHT``); meanwhile a newer value replaces a waiting
 one. The broker is logged as host:port only: the password never
 reaches a log line.
@@ -52,15 +52,16 @@ MAX_QUEUED_MESSAGES = 1000
 QUEUED_PER_INVERTER = 5
 # Messages dropped because that queue is full are reported once in this many seconds.
 DROP_REPORT_INTERVAL = 60.0
-# A message waits at most this long (seconds) to be handed to paho with the
-# others published meanwhile: a command's result is that much later, and paho's
-# thread wakes once per batch. A standalone paho client publishing 250 QoS 1
-# messages a second used ~320 us of CPU a message one at a time, ~140 us in
-# batches of 5, ~60 us in batches of 100 (bench/README.md).
-FLUSH_DELAY = 0.004
-# ... and a message that may wait (an input block, every 2 minutes) this long:
-# at 250 input messages a second (10,000 dongles) that makes batches of ~25.
+# paho's thread wakes once per batch handed to it: a standalone paho client
+# publishing 250 QoS 1 messages a second used ~320 us of CPU a message one at a
+# time, ~140 us in batches of 5, ~60 us in batches of 100 (bench/README.md). A
+# message goes with all those published in the same turn of the reactor (a
+# command's result at once), and one that may wait (an input block, every 2
+# minutes) up to this long (seconds): at 250 input messages a second (10,000
+# dongles) batches of ~25.
 BATCH_DELAY = 0.1
+# While state waits for the broker to drain paho's share, look again this often.
+DRAIN_POLL = 0.004
 # Retained state is handed to paho only while fewer messages than this are
 # in paho's hands (QoS 0: not yet written to the socket; QoS 1: not yet
 # acknowledged): what the broker has not drained waits coalesced in the Outbox.
@@ -163,7 +164,7 @@ class MqttService(service.Service):
 
     def publish(self, topic: str, payload: str | bytes, *, qos: int = 0, retain: bool = False,
                 coalesce: bool = False, batch: bool = False) -> None:
-        """Send one message within FLUSH_DELAY; with QoS 0 it is dropped while the broker is away.
+        """Send one message at the end of this reactor turn; QoS 0 is lost while the broker is away.
 
         ``batch``: the message may wait up to BATCH_DELAY, to go with others.
         ``coalesce``: the message is state of which only the latest value
@@ -178,7 +179,7 @@ class MqttService(service.Service):
             self._queue_full(topic)  # a long outage: the newest go
             return
         self._outbox.put(Outgoing(topic, payload, qos, retain), coalesce=coalesce)
-        delay = BATCH_DELAY if batch else FLUSH_DELAY
+        delay = BATCH_DELAY if batch else 0.0
         flush = self._flush_call
         if flush is None:
             self._flush_call = self._reactor.callLater(delay, self._flush)
@@ -212,7 +213,7 @@ class MqttService(service.Service):
             self._hand(client, message)
         if self._outbox.state:
             # State waits for the broker to drain what paho has: look again soon.
-            self._flush_call = self._reactor.callLater(FLUSH_DELAY, self._flush)
+            self._flush_call = self._reactor.callLater(DRAIN_POLL, self._flush)
 
     def _hand(self, client: paho.Client, message: Outgoing) -> None:
         topic, qos = message.topic, message.qos
