@@ -86,6 +86,7 @@ def baseline_block_1(v):
         "e_pv_day": (v[28] + v[29] + v[30]) / 10, "e_inv_day": v[31] / 10,
         "e_rec_day": v[32] / 10, "e_chg_day": v[33] / 10, "e_dischg_day": v[34] / 10,
         "e_eps_day": v[35] / 10, "e_to_grid_day": v[36] / 10, "e_to_user_day": v[37] / 10,
+        "e_load_day": (v[37] + v[31] - v[32] - v[36]) / 10,
         "v_bus_1": v[38] / 10, "v_bus_2": v[39] / 10,
     }
 
@@ -121,6 +122,8 @@ def baseline_block_3(v):
         "min_cell_voltage": v[102] / 1000, "max_cell_temp": s16(v[103]) / 10,
         "min_cell_temp": s16(v[104]) / 10, "bms_fw_update_state": v[105],
         "bat_cycle_count": v[106], "v_bat_inv": v[107] / 10, "inverter_serial": serial,
+        "parallel_role": v[113] & 3, "parallel_phase": v[113] >> 2 & 3,
+        "parallel_count": v[113] >> 8,
     }
 
 
