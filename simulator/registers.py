@@ -90,6 +90,15 @@ def default_holding(inverter_serial: str = DEFAULT_INVERTER_SERIAL,
         holding.EPS_DISCHARGE_CUTOFF_SOC: 10,
         holding.AC_CHARGE_START_SOC: 10,
         holding.AC_CHARGE_END_SOC: 100,
+        # Settings of some models only; harmless zeros elsewhere, but within range.
+        holding.BATTERY_CAPACITY: 200,
+        holding.BATTERY_NOMINAL_VOLTAGE: 512,  # 51.2 V: 16 LFP cells
+        holding.GEN_CHARGE_START_VOLTAGE: 480,
+        holding.GEN_CHARGE_END_VOLTAGE: 540,
+        holding.GEN_CHARGE_START_SOC: 20,
+        holding.GEN_CHARGE_END_SOC: 90,
+        holding.GEN_CHARGE_CURRENT: 60,
+        holding.QUICK_CHARGE_MINUTES: 60,
     }
     for register, value in defaults.items():
         values[register] = value

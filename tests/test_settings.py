@@ -48,7 +48,9 @@ def test_every_setting_is_described_and_consistent():
         assert setting.name == name and setting.kind in KINDS and setting.description
         assert (setting.bit is not None) == (setting.kind == "bit")
         if setting.kind in ("percent", "number"):
-            assert setting.minimum < setting.maximum and setting.unit
+            # A unit, or (a code) the meaning of each value in the description.
+            assert setting.minimum < setting.maximum
+            assert setting.unit or ":" in setting.description  # else a code, each value told
         assert set(setting.registers) <= SETTING_REGISTERS
 
 

@@ -150,3 +150,49 @@ async def test_a_model_without_battery_registers_is_asked_once_a_connection(mosq
         assert not [m for m in rig.probe.messages if "/battery/" in m.topic]
     finally:
         await stopped(rig)
+
+
+async def command(rig: Rig, name: str, payload: bytes) -> str:
+    before = len(rig.on(f"result/{name}"))
+    rig.probe.publish(f"{rig.prefix}/cmd/{name}", payload)
+    results = await rig.until(lambda: rig.on(f"result/{name}")[before:], f"result/{name}")
+    return results[0].text
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_settings_of_an_off_grid_model_are_commands_and_settings_keys(mosquitto):
+    rig = await started(mosquitto, model="eg4-6000xp", dongle="bj")
+    try:
+        settings = await rig.until(
+            lambda: [m for m in rig.on("settings") if "output_priority" in json.loads(m.payload)],
+            "settings with output_priority")
+        values = json.loads(settings[-1].payload)
+        assert values["battery_nominal_voltage"] == 512 and values["gen_charge_end_soc"] == 90
+        assert "grid_peak_shaving" not in values  # no peak shaving on this model
+        assert await command(rig, "output_priority", b"1") == "OK"
+        assert rig.dongle.plant.holding[145] == 1
+        assert await command(rig, "ac_first_slot_1", b"01:30-05:00") == "OK"
+        assert rig.dongle.plant.holding.read(152, 2) == (1 | 30 << 8, 5)
+        assert await command(rig, "grid_peak_shaving", b"on") == "FAIL"
+        # Register 21 goes out unsigned, bit 15 (feed-in) and all, on every model.
+        assert await command(rig, "eps", b"on") == "OK"
+        assert rig.dongle.plant.holding[21] == 0xF354 | 1
+        echoes = [r for r in rig.dongle.requests if isinstance(r, lxp.WriteSingleRequest)]
+        assert [(w.register, w.value) for w in echoes if w.register == 21] == [(21, 0xF355)]
+    finally:
+        await stopped(rig)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_setting_the_model_lacks_fails_and_writes_nothing(mosquitto):
+    rig = await started(mosquitto)  # the LXP-3600 ACS
+    try:
+        await rig.until(lambda: rig.inverter.model.model is not None, "the model identified")
+        assert await command(rig, "output_priority", b"1") == "FAIL"
+        assert await command(rig, "quick_charge", b"on") == "FAIL"
+        assert not [r for r in rig.dongle.requests
+                    if isinstance(r, lxp.WriteSingleRequest | lxp.WriteMultiRequest)]
+        values = json.loads(rig.on("settings")[-1].payload)
+        assert not {"output_priority", "gen_charge_end_soc", "quick_charge"} & set(values)
+    finally:
+        await stopped(rig)

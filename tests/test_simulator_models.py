@@ -125,3 +125,10 @@ def test_the_simulator_options_reach_the_dongle():
     (config,) = options.configs
     assert (config.dongle, config.model.slug, config.batteries) == (DongleKind.BJ,
                                                                     "eg4-6000xp", 6)
+
+
+@pytest.mark.parametrize("slug", sorted(SIMULATED_MODELS))
+def test_register_21_takes_and_echoes_16_unsigned_bits_on_every_model(slug):
+    answering = responder(slug)
+    (echo,) = answering.respond(lxp.WriteSingleRequest(DATALOG, INVERTER, 21, 0xF355)).frames
+    assert echo.value == 0xF355 and answering.plant.holding[21] == 0xF355

@@ -15,13 +15,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
+from twisted.internet.defer import fail
 
 from octolux.config.words import TRUE_WORDS
+from octolux.device.requests import CommandFailed
 from octolux.device.settings import (
     SETTINGS,
     SLOT_OFF,
     Setting,
     check_register_write,
+    model_of,
     parse_clock,
     parse_time,
     parse_time_slot,
@@ -129,7 +132,29 @@ def _read_input(inverter: Any, block: int) -> Any:
 
 
 def _setting_command(setting: Setting) -> Command:
-    """The command that sets ``setting``, with the payload it takes."""
+    """The command that sets ``setting``, with the payload it takes.
+
+    The command of a setting some models only have fails on the others (the
+    model as the inverter's holding registers name it), with nothing written.
+    """
+    command = _command_of(setting)
+    feature = setting.feature
+    if feature is None:
+        return command
+    run = command.run
+
+    def on_models_with_it(inverter: Any, value: Any) -> Any:
+        model = model_of(inverter.registers)
+        if not model.has(feature):
+            return fail(CommandFailed(f"{setting.name} is not a setting of this model"
+                                      f" ({model.name}: no {feature})"))
+        return run(inverter, value)
+
+    return attrs.evolve(command, run=on_models_with_it)
+
+
+def _command_of(setting: Setting) -> Command:
+    """The command that sets ``setting``, with the payload it takes (any model)."""
     kind = setting.kind
     register = setting.registers[0]
     description = f"{setting.description} ({setting.where})"

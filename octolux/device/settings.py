@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from octolux.lxp import holding
+from octolux.lxp import holding, models
 from octolux.lxp.inputs import from_signed16, to_signed16
 
 KINDS = ("bit", "percent", "number", "time_slot", "time", "clock")
@@ -44,7 +44,8 @@ class Setting:
     a time (one end of a time slot), (start, end) for a time slot, (12, 13, 14)
     for the clock. ``minimum`` and ``maximum`` bound percents and numbers (as
     the inverter means them: signed where ``signed``). ``writable`` settings
-    are also commands of the same name.
+    are also commands of the same name. A setting with a ``feature`` exists on
+    the models that have that part only (``octolux.lxp.models``).
     """
 
     name: str
@@ -57,6 +58,7 @@ class Setting:
     unit: str = ""
     writable: bool = True
     signed: bool = False
+    feature: str | None = None
 
     def decode(self, registers: Mapping[int, int]) -> bool | int | str | None:
         """This setting's value from register values (all of ``self.registers`` present).
@@ -124,10 +126,15 @@ def _percent(name: str, register: int, description: str) -> Setting:
     return _limited(name, "percent", register, description, "%")
 
 
-def _slot(schedule: str, number: int, what: str) -> Setting:
+def _slot(schedule: str, number: int, what: str, feature: str | None = None) -> Setting:
     start, end = holding.TIME_SLOTS[schedule][number - 1]
     return Setting(f"{schedule}_slot_{number}", "time_slot", (start, end),
-                   f"{what}, time slot {number}")
+                   f"{what}, time slot {number}", feature=feature)
+
+
+def _of(feature: str, setting: Setting) -> Setting:
+    """``setting`` on the models with ``feature`` only."""
+    return attrs.evolve(setting, feature=feature)
 
 
 def _slot_ends(schedule: str, number: int, what: str) -> tuple[Setting, Setting]:
@@ -204,6 +211,40 @@ _SETTINGS: tuple[Setting, ...] = (
       for setting in _slot_ends("charge_priority", n, "Charge priority")),
     *(setting for n in (1, 2, 3)
       for setting in _slot_ends("forced_discharge", n, "Forced discharge")),
+    # -- settings of some models (octolux.lxp.models.FEATURES) ------------------------
+    _of("off_grid", _limited("output_priority", "number", holding.OUTPUT_PRIORITY,
+                             "Output priority: 0 battery first, 1 PV first, 2 AC first", "")),
+    _of("off_grid", _limited("battery_capacity", "number", holding.BATTERY_CAPACITY,
+                             "Battery capacity, for a battery without BMS communication",
+                             "Ah")),
+    _of("off_grid", _limited("battery_nominal_voltage", "number",
+                             holding.BATTERY_NOMINAL_VOLTAGE,
+                             "Battery nominal voltage (480: 48.0 V)", "0.1 V")),
+    *(_slot("ac_first", n, "AC first (the load from the grid)", "off_grid") for n in (1, 2, 3)),
+    _of("generator", _limited("gen_charge_start_voltage", "number",
+                              holding.GEN_CHARGE_START_VOLTAGE,
+                              "Generator charging starts below this battery voltage",
+                              "0.1 V")),
+    _of("generator", _limited("gen_charge_end_voltage", "number",
+                              holding.GEN_CHARGE_END_VOLTAGE,
+                              "Generator charging ends at this battery voltage", "0.1 V")),
+    _of("generator", _percent("gen_charge_start_soc", holding.GEN_CHARGE_START_SOC,
+                              "Generator charging starts below this state of charge")),
+    _of("generator", _percent("gen_charge_end_soc", holding.GEN_CHARGE_END_SOC,
+                              "Generator charging ends at this state of charge")),
+    _of("generator", _limited("gen_charge_current", "number", holding.GEN_CHARGE_CURRENT,
+                              "Generator charge current limit", "A")),
+    _of("peak_shaving", _bit(holding.FUNCTION_BITS_2, "grid_peak_shaving",
+                             "grid peak shaving: the battery covers imports above the limit")),
+    _of("peak_shaving", _limited("peak_shaving_power", "number", holding.PEAK_SHAVING_POWER,
+                                 "Grid peak shaving limit", "0.1 kW")),
+    _of("peak_shaving", _percent("peak_shaving_soc", holding.PEAK_SHAVING_SOC,
+                                 "Grid peak shaving down to this state of charge")),
+    *(_slot("peak_shaving", n, "Grid peak shaving", "peak_shaving") for n in (1, 2)),
+    _of("quick_charge", _bit(holding.FUNCTION_BITS_4, "quick_charge",
+                             "quick charge: charge the battery now, for quick_charge_minutes")),
+    _of("quick_charge", _limited("quick_charge_minutes", "number", holding.QUICK_CHARGE_MINUTES,
+                                 "Quick charge duration", "min")),
     # -- the clock ----------------------------------------------------------------
     Setting("clock", "clock", (holding.CLOCK, holding.CLOCK + 1, holding.CLOCK + 2),
             "The inverter's clock, local time, written in one go"),
@@ -218,12 +259,23 @@ SETTING_REGISTERS: frozenset[int] = frozenset(
 )
 
 
+def model_of(registers: Mapping[int, int]) -> models.Model:
+    """The model the holding registers name, or ``COMMON`` until (or unless) they do."""
+    return models.identify(registers) if models.known(registers) else models.COMMON
+
+
 def decode_settings(registers: Mapping[int, int]) -> dict[str, bool | int | str | None]:
-    """Every setting whose registers are all in ``registers``, by name, in table order."""
+    """Every setting whose registers are all in ``registers``, by name, in table order.
+
+    Only the settings of the model the registers name (one with a ``feature``
+    exists on the models that have that part).
+    """
+    model = model_of(registers)
     return {
         name: setting.decode(registers)
         for name, setting in SETTINGS.items()
-        if all(register in registers for register in setting.registers)
+        if model.has(setting.feature)
+        and all(register in registers for register in setting.registers)
     }
 
 

@@ -201,6 +201,9 @@ def control(setting: Setting, topics: Topics) -> Entity:
     """
     name = _SETTING_NAMES.get(setting.name, _name(setting.description))
     state = {"state_topic": topics.settings}
+    if setting.feature is not None:
+        # On some models only: enabled by whoever has one, as the inputs of parts are.
+        state["enabled_by_default"] = False
     writes = {"command_topic": topics.command(setting.name)}
     category = {} if setting.name in _PRIMARY_CONTROLS else {"entity_category": "config"}
     kind = setting.kind

@@ -30,6 +30,21 @@ CT_POWER_OFFSET = 119
 EPS_DISCHARGE_CUTOFF_SOC = 125
 AC_CHARGE_START_SOC = 160
 AC_CHARGE_END_SOC = 161
+# Settings of some models only (``octolux.lxp.models`` says which have them), from
+# LuxPower's Modbus protocol document (2025-06-14 edition, OwlBawl/Luxpower-Modbus-RTU).
+OUTPUT_PRIORITY = 145  # off-grid models: 0 battery first, 1 PV first, 2 AC first
+BATTERY_CAPACITY = 147  # Ah, a battery without BMS communication
+BATTERY_NOMINAL_VOLTAGE = 148  # 0.1 V
+FUNCTION_BITS_2 = 179  # bit 7: grid peak shaving
+GEN_CHARGE_START_VOLTAGE = 194  # 0.1 V
+GEN_CHARGE_END_VOLTAGE = 195  # 0.1 V
+GEN_CHARGE_START_SOC = 196
+GEN_CHARGE_END_SOC = 197
+GEN_CHARGE_CURRENT = 198  # A
+PEAK_SHAVING_POWER = 206  # 0.1 kW
+PEAK_SHAVING_SOC = 207
+FUNCTION_BITS_4 = 233  # bit 0: quick charge now
+QUICK_CHARGE_MINUTES = 234
 
 NAMES: dict[int, str] = {
     12: "clock_year_month",
@@ -62,6 +77,23 @@ NAMES: dict[int, str] = {
     EPS_DISCHARGE_CUTOFF_SOC: "eps_discharge_cutoff_soc",
     AC_CHARGE_START_SOC: "ac_charge_start_soc",
     AC_CHARGE_END_SOC: "ac_charge_end_soc",
+    OUTPUT_PRIORITY: "output_priority",
+    BATTERY_CAPACITY: "battery_capacity",
+    BATTERY_NOMINAL_VOLTAGE: "battery_nominal_voltage",
+    **{152 + 2 * n: f"ac_first_slot_{n + 1}_start" for n in range(3)},
+    **{153 + 2 * n: f"ac_first_slot_{n + 1}_end" for n in range(3)},
+    FUNCTION_BITS_2: "function_bits_2",
+    GEN_CHARGE_START_VOLTAGE: "gen_charge_start_voltage",
+    GEN_CHARGE_END_VOLTAGE: "gen_charge_end_voltage",
+    GEN_CHARGE_START_SOC: "gen_charge_start_soc",
+    GEN_CHARGE_END_SOC: "gen_charge_end_soc",
+    GEN_CHARGE_CURRENT: "gen_charge_current",
+    PEAK_SHAVING_POWER: "peak_shaving_power",
+    PEAK_SHAVING_SOC: "peak_shaving_soc",
+    **{209 + 2 * n: f"peak_shaving_slot_{n + 1}_start" for n in range(2)},
+    **{210 + 2 * n: f"peak_shaving_slot_{n + 1}_end" for n in range(2)},
+    FUNCTION_BITS_4: "function_bits_4",
+    QUICK_CHARGE_MINUTES: "quick_charge_minutes",
 }
 
 # Registers holding a signed 16-bit value (temperatures in 0.1 degC, watts).
@@ -73,6 +105,7 @@ PERCENT: frozenset[int] = frozenset({
     AC_CHARGE_SOC_LIMIT, CHARGE_PRIORITY_POWER_PERCENT, CHARGE_PRIORITY_SOC_LIMIT,
     FORCED_DISCHARGE_POWER_PERCENT, FORCED_DISCHARGE_SOC_LIMIT, DISCHARGE_CUTOFF_SOC,
     EPS_DISCHARGE_CUTOFF_SOC, AC_CHARGE_START_SOC, AC_CHARGE_END_SOC,
+    GEN_CHARGE_START_SOC, GEN_CHARGE_END_SOC, PEAK_SHAVING_SOC,
 })
 
 # The values the inverter accepts in its settable number registers, inclusive, as
@@ -93,6 +126,18 @@ LIMITS: dict[int, tuple[int, int]] = {
     # modbus_protocol_updated_on_2025.06.14.md).
     CHARGE_CURRENT_LIMIT: (0, 140),
     DISCHARGE_CURRENT_LIMIT: (0, 140),
+    # The same document's ranges for the settings of some models only.
+    OUTPUT_PRIORITY: (0, 2),
+    BATTERY_CAPACITY: (0, 10000),
+    BATTERY_NOMINAL_VOLTAGE: (400, 590),
+    GEN_CHARGE_START_VOLTAGE: (384, 520),
+    GEN_CHARGE_END_VOLTAGE: (480, 590),
+    GEN_CHARGE_START_SOC: (0, 90),
+    GEN_CHARGE_END_SOC: (20, 100),
+    GEN_CHARGE_CURRENT: (0, 4000),
+    PEAK_SHAVING_POWER: (0, 255),
+    # QuickChgTime has no range in the document: at most a day of minutes.
+    QUICK_CHARGE_MINUTES: (0, 1440),
 }
 
 # Time slots: (start register, end register) by schedule, slots 1-3.
@@ -100,6 +145,8 @@ TIME_SLOTS: dict[str, tuple[tuple[int, int], ...]] = {
     "ac_charge": ((68, 69), (70, 71), (72, 73)),
     "charge_priority": ((76, 77), (78, 79), (80, 81)),
     "forced_discharge": ((84, 85), (86, 87), (88, 89)),
+    "ac_first": ((152, 153), (154, 155), (156, 157)),  # off-grid models
+    "peak_shaving": ((209, 210), (211, 212)),
 }
 
 # Bit number -> name, for the registers that are bit fields.
@@ -130,6 +177,8 @@ BITS: dict[int, dict[str, int]] = {
         # before the battery (Predbat's "freeze export").
         "charge_last": 4,
     },
+    FUNCTION_BITS_2: {"grid_peak_shaving": 7},
+    FUNCTION_BITS_4: {"quick_charge": 0},
 }
 
 
@@ -237,6 +286,8 @@ TIME_OF_DAY = WriteRule("a time of day: low byte hour 0-23, high byte minute 0-5
 SETTABLE: dict[int, WriteRule] = {
     FUNCTION_BITS: ANY_VALUE,
     SYSTEM_BITS: ANY_VALUE,  # newer units use all 16 bits (buzzer, CT ratios, eco mode)
+    FUNCTION_BITS_2: ANY_VALUE,
+    FUNCTION_BITS_4: ANY_VALUE,
     **{register: _within_limits(register) for register in sorted(LIMITS)},
     **{register: TIME_OF_DAY for slots in TIME_SLOTS.values() for pair in slots
        for register in pair},
