@@ -245,7 +245,7 @@ class Subscriber:
         # paho leaves Nagle on: a command published right after the PUBACK of the
         # previous result would wait for the broker's delayed ACK, adding the
         # benchmark's own ~40 ms to the round trip it measures.
-        self.client.on_socket_open = _no_delay
+        self.client.on_socket_open = no_delay
         self.connections = 0  # how many times it has connected (the broker restarts)
         self._connected = threading.Condition(self._lock)
         self.client.on_connect = self._on_connect
@@ -332,7 +332,8 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def _no_delay(client, userdata, sock) -> None:
+def no_delay(client, userdata, sock) -> None:
+    """paho's socket-open callback: Nagle off (a command right after a PUBACK must not wait)."""
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -30,7 +29,16 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
-from fleet import HOST, POLL, Child, percentiles, start_mosquitto, twistd, wait_for_dongles
+from fleet import (
+    HOST,
+    POLL,
+    Child,
+    no_delay,
+    percentiles,
+    start_mosquitto,
+    twistd,
+    wait_for_dongles,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 
 COMMAND = "discharge_pct"
@@ -38,15 +46,11 @@ TIMEOUT = 15.0  # seconds for one round trip; the bridge's own limit is 10 s
 READY_TIMEOUT = 60.0  # seconds for the bridge to have read the inverter's settings
 
 
-def _no_delay(client, userdata, sock) -> None:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def mqtt_client(name: str) -> paho.Client:
     """A paho client with Nagle off (a command right after a PUBACK must not wait)."""
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                          client_id=f"{name}-{os.getpid()}", protocol=paho.MQTTv311)
-    client.on_socket_open = _no_delay
+    client.on_socket_open = no_delay
     return client
 
 
