@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sqlite3
 
 import pytest
 import pytest_twisted
@@ -16,7 +17,14 @@ from e2e_support import MqttProbe
 from twisted.internet import reactor
 
 from octolux import lxp
-from octolux.config.ini import Config, InverterConfig, MqttConfig, ServerConfig
+from octolux.config.ini import (
+    Config,
+    HistoryConfig,
+    HomeAssistantConfig,
+    InverterConfig,
+    MqttConfig,
+    ServerConfig,
+)
 from octolux.lxp import batteries, inputs, models
 from octolux.service.tap import build_service
 from simulator.dongle import start_simulator
@@ -28,10 +36,10 @@ WAIT = 15.0  # seconds for anything to reach the broker
 class Rig:
     """A simulated dongle, the bridge and a probe on the broker."""
 
-    def __init__(self, mosquitto, dongle, prefix: str):
+    def __init__(self, mosquitto, dongle, prefix: str, **sections):
         self.dongle = dongle
         self.prefix = prefix
-        config = Config(
+        config = Config(**sections,
             inverters=(InverterConfig(
                 name="inverter", host="127.0.0.1", port=dongle.port,
                 serial=dongle.config.inverter, datalog=dongle.config.datalog,
@@ -44,6 +52,11 @@ class Rig:
         self.inverter = [s for s in self.service if s.name == "inverter"][0]
         self.probe = MqttProbe(mosquitto.host, mosquitto.port, [f"{prefix}/#"])
 
+    @property
+    def ha(self) -> str:
+        """The Home Assistant discovery prefix of this rig."""
+        return f"ha-{self.prefix}"
+
     def on(self, rest: str) -> list:
         return self.probe.on(f"{self.prefix}/{rest}")
 
@@ -55,10 +68,17 @@ class Rig:
         return json.loads(message.payload)
 
 
-async def started(mosquitto, **settings) -> Rig:
+async def started(mosquitto, *, history: str | None = None, **settings) -> Rig:
+    """The simulator (``settings``), the bridge (with Home Assistant discovery, and the
+    history in the SQLite file ``history`` if given) and the probe, started."""
     dongle = await start_simulator(reactor, interval=2.0, burst_gap=0.05, first_burst_delay=0.1,
                                    seed=3, **settings).addTimeout(5, reactor)
-    rig = Rig(mosquitto, dongle, f"models-{next(_prefixes)}")
+    prefix = f"models-{next(_prefixes)}"
+    sections = {"homeassistant": HomeAssistantConfig(enabled=True, prefix=f"ha-{prefix}")}
+    if history is not None:
+        sections["history"] = HistoryConfig(path=history)
+    rig = Rig(mosquitto, dongle, prefix, **sections)
+    rig.probe = MqttProbe(mosquitto.host, mosquitto.port, [f"{prefix}/#", f"ha-{prefix}/#"])
     await rig.probe.ready(reactor)
     rig.service.startService()
     return rig
@@ -196,3 +216,29 @@ async def test_a_setting_the_model_lacks_fails_and_writes_nothing(mosquitto):
         assert not {"output_priority", "gen_charge_end_soc", "quick_charge"} & set(values)
     finally:
         await stopped(rig)
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_module_is_a_home_assistant_device_of_its_inverter_and_has_history(
+        mosquitto, tmp_path):
+    path = tmp_path / "history.sqlite"
+    rig = await started(mosquitto, history=str(path), model="eg4-18kpv", batteries=6)
+    try:
+        serials = [f"SIMBAT{n:04d}" for n in range(1, 7)]
+        configs = await rig.until(
+            lambda: [m for m in rig.probe.messages if m.topic.endswith("/soc/config")
+                     and "octolux_battery_" in m.topic] if all(
+                rig.probe.on(f"{rig.ha}/sensor/octolux_battery_{s.lower()}/soc/config")
+                for s in serials) else None,
+            "a Home Assistant device for each of 6 modules")
+        device = json.loads(configs[0].payload)["device"]
+        assert device["via_device"] == f"octolux_{rig.dongle.config.inverter.lower()}"
+        assert json.loads(configs[0].payload)["state_topic"].startswith(f"{rig.prefix}/battery/")
+        await rig.until(lambda: all(rig.on(f"battery/{serial}") for serial in serials),
+                        "battery/<serial> for 6 modules")
+    finally:
+        await stopped(rig)
+    with sqlite3.connect(path) as connection:
+        keys = {key for (key,) in connection.execute(
+            "SELECT key FROM octolux_series WHERE key LIKE 'battery/%/soc'")}
+    assert keys == {f"battery/{serial}/soc" for serial in serials}

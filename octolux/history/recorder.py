@@ -3,7 +3,8 @@
 An observer of one ``Inverter`` (like the MQTT bridge): every numeric input
 value of every frame, every holding register whose value changed (key
 ``hold/<register>``) and every change of the datalogger link (key
-``connected``, 1 or 0).
+``connected``, 1 or 0); as a battery observer, every numeric value of each
+battery module (key ``battery/<serial>/<key>``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,18 @@ class Recorder:
                 changed.append(Sample(self.inverter_name, at, f"hold/{register}", float(value)))
         if changed:
             self._sink.add(changed)
+
+    def batteries_received(self, modules: Mapping[str, Mapping[str, Any]]) -> None:
+        """Every numeric value of each module, as ``battery/<serial>/<key>``."""
+        at = self._clock.seconds()
+        samples = [
+            Sample(self.inverter_name, at, f"battery/{serial}/{key}", float(value))
+            for serial, values in sorted(modules.items())
+            for key, value in values.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        ]
+        if samples:
+            self._sink.add(samples)
 
     def connection_changed(self, connected: bool) -> None:
         """The link state, as key ``connected``."""

@@ -29,6 +29,7 @@ from octolux.device.pacing import Pacer
 from octolux.device.runner import CommandRunner
 from octolux.device.timesync import ClockKeeper
 from octolux.history.service import HistoryService, open_stores
+from octolux.homeassistant.batteries import BatteryDiscovery
 from octolux.homeassistant.discovery import HomeAssistantDiscovery
 from octolux.homeassistant.sweeper import OrphanSweeper
 from octolux.mqtt.bridge import CommandRouter, InverterBridge
@@ -175,7 +176,9 @@ def build_service(config: Config, reactor) -> OctoluxService:
     def attach(inverter: Inverter, named: bool) -> None:
         inverter.setServiceParent(top)
         if history is not None:
-            inverter.add_observer(history.recorder(inverter.name))
+            recorder = history.recorder(inverter.name)
+            inverter.add_observer(recorder)
+            inverter.batteries.observers.append(recorder)
         # A dongle no section names (accept_unknown) has the defaults.
         options = configs.get(inverter, InverterConfig(inverter.name, None, None, None))
         if options.sync_time:
@@ -236,6 +239,9 @@ def _home_assistant(mqtt, inverter, topics, sweeper: OrphanSweeper,
     )
     inverter.add_observer(discovery)
     mqtt.add_connect_handler(discovery.broker_connected)
+    battery_discovery = BatteryDiscovery(inverter, mqtt, topics, prefix)
+    inverter.batteries.observers.append(battery_discovery)
+    mqtt.add_connect_handler(battery_discovery.broker_connected)
     mqtt.subscribe(discovery.status_topic, discovery.home_assistant_status)
     log.info("Home Assistant discovery for inverter {name} under {prefix}/",
              name=inverter.name, prefix=prefix)
