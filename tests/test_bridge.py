@@ -149,7 +149,7 @@ def test_settings_are_published_retained_once_its_registers_are_read(bridge, inv
     assert settings["eps"] is False and settings["charge_pct"] == 30
     assert settings["ac_charge_slot_1"] == "01:30-05:00"
     assert settings["discharge_pct"] == 40
-    assert publisher.published[-41][0] == "octolux/settings"  # with the block of the last
+    assert publisher.published[-1][0] == "octolux/settings"  # with the block of the last
 
 
 def test_a_model_without_some_setting_registers_gets_its_settings_after_the_read(
@@ -158,7 +158,7 @@ def test_a_model_without_some_setting_registers_gets_its_settings_after_the_read
     read_on_connecting(inverter, {64: 30}, refused=(120,))  # register 125 refused
     (settings,) = settings_published(publisher)
     assert settings["charge_pct"] == 30
-    assert publisher.published[-41][0] == "octolux/settings"  # at the block past them all
+    assert publisher.published[-1][0] == "octolux/settings"  # at the block past them all
 
 
 def test_settings_are_republished_only_when_they_change(bridge, inverter, publisher):
@@ -321,12 +321,12 @@ def test_a_synchronous_failure_is_still_one_result(bridge, publisher):
 def test_named_inverter_topics(inverter, publisher):
     bridge = InverterBridge(inverter, publisher, Topics("octolux", "garage"))
     inverter.add_observer(bridge)
-    inverter.receive({65: 1, 200: 0})  # past the setting registers: settings with what is known
+    inverter.receive({65: 1, 240: 0})  # past the setting registers: settings with what is known
     bridge.command_received(Message("octolux/garage/cmd/discharge_pct", b"1"))
     inverter.pending[0].callback(1)
     assert publisher.messages() == [
         ("octolux/garage/hold/65", "1"),
-        ("octolux/garage/hold/200", "0"),
+        ("octolux/garage/hold/240", "0"),
         ("octolux/garage/settings", '{"discharge_pct":1}'),
         ("octolux/garage/result/discharge_pct", "OK"),
     ]
