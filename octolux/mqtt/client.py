@@ -43,9 +43,7 @@ KEEPALIVE = 60  # seconds
 RECONNECT_MIN_DELAY = 1  # seconds; paho doubles it per failed attempt ...
 RECONNECT_MAX_DELAY = 30  # ... up to this
 # Messages wait (in the Outbox) while the broker is away; a long outage must
-# not grow that queue without bound. They are all sent at once, not 20 at a time
-# (paho's default): a fleet's input bursts, or its holding registers read on
-# connecting, outrun 20 in flight, and the queue would fill while connected.
+# not grow that queue without bound.
 MAX_QUEUED_MESSAGES = 1000
 # ... or this many per inverter, if more: 10,000 inverters connecting at once
 # have their connection state and first inputs on the way together.
@@ -308,7 +306,10 @@ class MqttService(service.Service):
         client.will_set(self._status_topic, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)
         client.max_queued_messages_set(self.max_queued)
-        client.max_inflight_messages_set(self.max_queued)
+        # No window of paho's own: what the Outbox hands over is sent at once
+        # (not 20 at a time, paho's default), and with a window every PUBACK
+        # walks all of paho's unacknowledged messages (_update_inflight).
+        client.max_inflight_messages_set(0)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
