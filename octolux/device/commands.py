@@ -282,10 +282,11 @@ COMMANDS: dict[str, Command] = {
                 "read one holding register; its value comes out on hold/<register>",
                 "register number"),
         Command("read_input", parse_block, _read_input,
-                "read one input block; it comes out on inputs/<block>", "block number 1-4"),
+                "read one input block; it comes out on inputs/<block>", "block number 1-6"),
         Command("refresh", parse_anything, _refresh,
-                "read every holding register (0-239) and input blocks 1-3 again; each comes"
-                " out on hold/<register>, inputs/<block> and settings", "any text"),
+                "read every holding register (0-239) and input blocks 1-3 again (and 4-6"
+                " where the model has them); each comes out on hold/<register>,"
+                " inputs/<block> and settings", "any text"),
     )
 }
 

@@ -469,7 +469,8 @@ class Inverter(InverterRequests, service.Service):
     # -- reading everything -----------------------------------------------------------
 
     def refresh(self, *, inputs: bool = True) -> Deferred[None]:
-        """Read every holding register (0-239) and, if ``inputs``, input blocks 1-3 again.
+        """Read every holding register (0-239) and, if ``inputs``, input blocks 1-3 again
+        and those of the model's own parts (``InverterModel.extra_input_registers``).
 
         One 40-register read at a time, each queued only when the one before
         is done, so a command sent meanwhile waits for one read at most. A
