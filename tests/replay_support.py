@@ -116,7 +116,11 @@ class Capture:
 
     def missing(self, seen: Seen) -> list[str]:
         """What of it has not reached the broker: ``hold/21=128``, ``inputs/1 {...}``."""
-        absent = [f"hold/{register}={value}" for register, value in self.hold_values()
+        # A holding register's latest value must reach its retained topic; one it
+        # superseded may not: while the publish path is behind, retained state is
+        # coalesced to the latest value per topic (issue 19).
+        latest = dict(self.hold_values())
+        absent = [f"hold/{register}={value}" for register, value in latest.items()
                   if str(value) not in seen(f"hold/{register}")]
         absent += [f"inputs/{block} {values}" for block, values in self.input_blocks()
                    if not _published(seen, block, values)]
