@@ -90,6 +90,32 @@ def _no_delay(client, userdata, sock) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def paho_client(config: MqttConfig, status_topic: str, max_queued: int) -> paho.Client:
+    """A paho client set up from ``[mqtt]``: login, TLS, last will, limits; no callbacks."""
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=config.client_id or f"octolux-{secrets.token_hex(4)}",
+        clean_session=True,
+        protocol=paho.MQTTv311,
+    )
+    # An exception in a callback would otherwise end paho's thread for good.
+    client.suppress_exceptions = True
+    if config.username is not None:
+        client.username_pw_set(config.username, config.password)
+    if config.tls:
+        # Verifies the certificate and the host name; ca_file replaces the system CAs.
+        client.tls_set_context(ssl.create_default_context(cafile=config.ca_file))
+    client.will_set(status_topic, OFFLINE, qos=1, retain=True)
+    client.reconnect_delay_set(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)
+    client.max_queued_messages_set(max_queued)
+    # No window of paho's own: what the Outbox hands over is sent at once
+    # (not 20 at a time, paho's default), and with a window every PUBACK
+    # walks all of paho's unacknowledged messages (_update_inflight).
+    client.max_inflight_messages_set(0)
+    client.on_socket_open = _no_delay
+    return client
+
+
 class MqttService(service.Service):
     """One broker connection: ``publish`` from the reactor thread, handlers called on it.
 
@@ -289,32 +315,11 @@ class MqttService(service.Service):
         )
 
     def _make_client(self) -> paho.Client:
-        config = self.config
-        client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=config.client_id or f"octolux-{secrets.token_hex(4)}",
-            clean_session=True,
-            protocol=paho.MQTTv311,
-        )
-        # An exception in a callback would otherwise end paho's thread for good.
-        client.suppress_exceptions = True
-        if config.username is not None:
-            client.username_pw_set(config.username, config.password)
-        if config.tls:
-            # Verifies the certificate and the host name; ca_file replaces the system CAs.
-            client.tls_set_context(ssl.create_default_context(cafile=config.ca_file))
-        client.will_set(self._status_topic, OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(RECONNECT_MIN_DELAY, RECONNECT_MAX_DELAY)
-        client.max_queued_messages_set(self.max_queued)
-        # No window of paho's own: what the Outbox hands over is sent at once
-        # (not 20 at a time, paho's default), and with a window every PUBACK
-        # walks all of paho's unacknowledged messages (_update_inflight).
-        client.max_inflight_messages_set(0)
+        client = paho_client(self.config, self._status_topic, self.max_queued)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.on_socket_open = _no_delay
         return client
 
     def _connected(self) -> None:
