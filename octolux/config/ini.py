@@ -84,6 +84,11 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message is one line naming file, section and key."""
 
 
+
+def host_and_port(host: str, port: int) -> str:
+    """``host:port`` for the log, an IPv6 address in brackets: ``[::1]:4346``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
 @attrs.frozen
 class InverterConfig:
     """One datalogger to connect to (or, with ``listen``, to wait for), and how patient to be.
@@ -133,8 +138,7 @@ class ModbusConfig:
         """Where the inverter is, for log lines: ``tcp://host:502``, ``serial:///dev/ttyUSB0``."""
         if self.scheme == "serial":
             return f"serial://{self.path}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"{self.scheme}://{host_and_port(self.host, self.port)}"
 
 
 @attrs.frozen
@@ -183,8 +187,7 @@ class MqttConfig:
     @property
     def address(self) -> str:
         """``host:port``, the only way the broker may appear in a log line."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_and_port(self.host, self.port)
 
 
 @attrs.frozen

@@ -8,10 +8,7 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-
-def host_and_port(host: str, port: int) -> str:
-    """``host:port`` for the log, an IPv6 address in brackets: ``[::1]:4346``."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+from octolux.config.ini import host_and_port
 
 
 def describe_peer(address) -> str:

@@ -19,6 +19,7 @@ from octolux.config.ini import (
     Config,
     ConfigError,
     InverterConfig,
+    host_and_port,
     load_config,
 )
 from octolux.device.commands import Topics
@@ -35,7 +36,6 @@ from octolux.homeassistant.sweeper import OrphanSweeper
 from octolux.mqtt.bridge import CommandRouter, InverterBridge
 from octolux.mqtt.client import MqttService
 from octolux.net import logging
-from octolux.net.endpoints import host_and_port
 from octolux.web.api import ApiService, JsonResource, api_root
 from octolux.web.page import LiveInverter, Page
 
